@@ -1,0 +1,1 @@
+"""Code shared by the Hub and the Worker: settings, auth, errors, the task store, reports."""

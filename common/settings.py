@@ -1,0 +1,134 @@
+"""Typed settings for each service, read once from the environment (and an optional file)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{30,60}$")
+
+
+def parse_token_list(value: Any) -> list[str]:
+    """Accept a list or a comma/whitespace separated string of tokens, refusing bad ones.
+
+    The spec says a token is 30 to 60 alphanumerics; anything else is a configuration
+    mistake that must stop start-up rather than silently open or close the API.
+    """
+    if value is None or value == "":
+        return []
+    tokens = re.split(r"[\s,]+", value.strip()) if isinstance(value, str) else list(value)
+    tokens = [token for token in tokens if token]
+    for token in tokens:
+        if not TOKEN_PATTERN.fullmatch(token):
+            raise ValueError("every token must be 30 to 60 alphanumeric characters")
+    return tokens
+
+
+class _ServiceSettings(BaseSettings):
+    """What both services read: environment variables prefixed SCANHUB_, or a config file.
+
+    `SCANHUB_CONFIG` may name a `.env`-style file whose keys are the same variable names;
+    the environment wins over the file.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SCANHUB_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8081
+    log_level: str = "INFO"
+    # Token groups (design §3). An empty group means no auth for that group.
+    submit_tokens: list[str] = Field(default_factory=list)
+    tasks_tokens: list[str] = Field(default_factory=list)
+    admin_tokens: list[str] = Field(default_factory=list)
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+
+    @field_validator("submit_tokens", "tasks_tokens", "admin_tokens", mode="before")
+    @classmethod
+    def _tokens(cls, value: Any) -> list[str]:
+        return parse_token_list(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get("SCANHUB_CONFIG")
+        if config_file:
+            from pydantic_settings import DotEnvSettingsSource
+
+            file_source = DotEnvSettingsSource(settings_cls, env_file=config_file)
+            return (init_settings, env_settings, file_source)
+        return (init_settings, env_settings)
+
+
+class WorkerSettings(_ServiceSettings):
+    """One Worker node: its API process and its Celery worker read the same settings."""
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("SCANHUB_REDIS_URL", "REDIS_URL"),
+    )
+    spool_dir: Path = Path("/tmp/scanhub-spool")
+    # Base of task_url, e.g. "https://worker01.example:8081"; default: the request's own host.
+    public_url: str | None = None
+    key_prefix: str = "scanhub"
+    celery_queue: str = "scanhub"
+
+    max_upload_bytes: int = 2 * 1024**3
+    max_form_field_bytes: int = 1024 * 1024
+    # Tasks waiting in the queue above which uploads are refused with 503.
+    max_queue_depth: int = 10_000
+    retry_after_seconds: int = 5
+    min_free_spool_bytes: int = 256 * 1024**2
+
+    # Retention (design §2), in minutes as the spec names them.
+    task_age_limit_minutes: float = 90
+    unprocessed_task_limit_minutes: float = 60
+    file_age_limit_minutes: float = 1440
+    sweep_interval_seconds: float = 30
+
+    # Celery behaviour.
+    analysis_soft_time_limit_seconds: float = 120
+    analysis_time_limit_seconds: float = 150
+    # Must exceed the longest task, or Redis hands a running task to a second worker.
+    visibility_timeout_seconds: int = 3600
+    max_analysis_attempts: int = 3
+    celery_concurrency: int = 0  # 0: one process per core
+    # Dotted path "module:function" of the analysis engine; a site may swap in its own.
+    engine: str = "worker.analysis.engine:analyze_file"
+    # Celery processes write a heartbeat this often; /health wants one younger than 3x this.
+    celery_heartbeat_seconds: float = 5
+
+    @property
+    def task_age_limit_seconds(self) -> int:
+        return max(1, round(self.task_age_limit_minutes * 60))
+
+    @property
+    def unprocessed_task_limit_seconds(self) -> int:
+        return max(1, round(self.unprocessed_task_limit_minutes * 60))
+
+    @property
+    def file_age_limit_seconds(self) -> int:
+        return max(1, round(self.file_age_limit_minutes * 60))
+
+    @field_validator("analysis_time_limit_seconds")
+    @classmethod
+    def _hard_limit_after_soft(cls, value: float, info: Any) -> float:
+        soft = info.data.get("analysis_soft_time_limit_seconds", 0)
+        if value <= soft:
+            raise ValueError("analysis_time_limit_seconds must exceed the soft limit")
+        return value
+
+
+def load_worker_settings(**overrides: Any) -> WorkerSettings:
+    return WorkerSettings(**overrides)

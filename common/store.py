@@ -1,0 +1,310 @@
+"""Every Redis key name and every read or write of a task record lives here.
+
+A task record is a Redis hash `<prefix>:task:<id>`. Two sorted sets index it by
+submission time: `<prefix>:tasks` (every live record) and `<prefix>:queued` (records not
+yet picked up by an analysis process; its size is the node's queue depth). Status changes
+go through one Lua script, so a record deleted or canceled by the API is never brought
+back by a late write from an analysis process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+import redis.asyncio as aioredis
+
+QUEUED, ANALYZING, DONE, FAILED = "queued", "analyzing", "done", "failed"
+
+# KEYS[1] task hash, KEYS[2] queued index.
+# ARGV[1] ttl (0 keeps it), ARGV[2] allowed current statuses ("" any), ARGV[3] task id,
+# ARGV[4] name of a counter field to increment ("" none), ARGV[5..] field/value pairs.
+# Returns 0 when the record is gone, -1 when its status is not allowed, else 1 or the counter.
+TRANSITION_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] ~= '' then
+  local status = redis.call('HGET', KEYS[1], 'status') or ''
+  if not string.find(',' .. ARGV[2] .. ',', ',' .. status .. ',', 1, true) then return -1 end
+end
+local result = 1
+if ARGV[4] ~= '' then result = redis.call('HINCRBY', KEYS[1], ARGV[4], 1) end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+redis.call('ZREM', KEYS[2], ARGV[3])
+return result
+"""
+
+LIST_FIELDS = ("submitted", "processed", "token")
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "scanhub"
+
+    def task(self, task_id: int) -> str:
+        return f"{self.prefix}:task:{task_id}"
+
+    @property
+    def task_counter(self) -> str:
+        return f"{self.prefix}:task_ids"
+
+    @property
+    def all_tasks(self) -> str:
+        return f"{self.prefix}:tasks"
+
+    @property
+    def queued_tasks(self) -> str:
+        return f"{self.prefix}:queued"
+
+    @property
+    def sweeper_lock(self) -> str:
+        return f"{self.prefix}:sweeper:lock"
+
+    def celery_heartbeat(self, hostname: str) -> str:
+        return f"{self.prefix}:celery:heartbeat:{hostname}"
+
+    @property
+    def celery_heartbeat_pattern(self) -> str:
+        return f"{self.prefix}:celery:heartbeat:*"
+
+
+@dataclass(frozen=True)
+class Retention:
+    """TTLs in seconds for each stage of a record's life (design §2)."""
+
+    done_seconds: int
+    failed_seconds: int
+    unprocessed_seconds: int
+
+    @property
+    def queued_seconds(self) -> int:
+        # A safety net only: the sweeper cancels a stale queued task well before this.
+        return self.unprocessed_seconds + self.failed_seconds
+
+
+def normalize_filter_token(token: str | None) -> str:
+    """`X-TiScale-Token` and the list filter may carry a `Token ` prefix; compare without it."""
+    token = (token or "").strip()
+    if token[:6].lower() == "token ":
+        token = token[6:].strip()
+    return token
+
+
+def new_record_fields(task_id: int, submitted: int, **fields: Any) -> dict[str, str]:
+    record = {"task_id": task_id, "submitted": submitted, "status": QUEUED, "attempts": 0}
+    record.update(fields)
+    return encode_fields(record)
+
+
+def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
+    """Strings stay as they are; everything else is stored as JSON text."""
+    encoded = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        encoded[name] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return encoded
+
+
+def done_fields(report: Any, worker_identity: dict[str, Any], now: int) -> dict[str, str]:
+    return encode_fields({"status": DONE, "processed": now, "tc_report": report, **worker_identity})
+
+
+def failed_fields(reason: str, now: int, worker_identity: dict[str, Any] | None = None):
+    return encode_fields({"status": FAILED, "processed": now, "error": reason, **(worker_identity or {})})
+
+
+def _json_or(text: str | None, default: Any) -> Any:
+    return default if text is None else orjson.loads(text)
+
+
+def task_view(fields: dict[str, str]) -> dict[str, Any]:
+    """The client's JSON for one task, from its stored hash (spec: task info response)."""
+    status = fields.get("status", QUEUED)
+    processed = fields.get("processed")
+    view: dict[str, Any] = {
+        "task_id": int(fields["task_id"]),
+        "submitted": int(fields["submitted"]),
+        "processed": int(processed) if processed else None,
+        "status": status,
+        "worker_ip": _json_or(fields.get("worker_ip"), []),
+        "worker_address": _json_or(fields.get("worker_address"), []),
+        "worker_hostname": fields.get("worker_hostname"),
+        "direct_sender": fields.get("direct_sender"),
+        "forwarded_for": _json_or(fields.get("forwarded_for"), []),
+    }
+    if status == DONE:
+        view["tc_report"] = _json_or(fields.get("tc_report"), None)
+    if status == FAILED:
+        view["error"] = fields.get("error", "")
+    # Spec: custom_data is returned only once the file has been processed.
+    if view["processed"] and "custom_data" in fields:
+        view["custom_data"] = orjson.loads(fields["custom_data"])
+    return view
+
+
+def list_entry(task_id: int, values: Sequence[str | None]) -> dict[str, Any]:
+    submitted, processed, _token = values
+    return {
+        "submitted": int(submitted or 0),
+        "task_id": task_id,
+        "processed": int(processed) if processed else None,
+    }
+
+
+class TaskStore:
+    """Async access for the API processes (aiohttp)."""
+
+    def __init__(self, client: aioredis.Redis, keys: Keys, retention: Retention):
+        self.redis = client
+        self.keys = keys
+        self.retention = retention
+        self._transition = client.register_script(TRANSITION_SCRIPT)
+
+    async def create(self, submitted: int, **fields: Any) -> int:
+        task_id = int(await self.redis.incr(self.keys.task_counter))
+        key = self.keys.task(task_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=new_record_fields(task_id, submitted, **fields))
+            pipe.expire(key, self.retention.queued_seconds)
+            pipe.zadd(self.keys.all_tasks, {str(task_id): submitted})
+            pipe.zadd(self.keys.queued_tasks, {str(task_id): submitted})
+            await pipe.execute()
+        return task_id
+
+    async def get(self, task_id: int) -> dict[str, str] | None:
+        fields = await self.redis.hgetall(self.keys.task(task_id))
+        return fields or None
+
+    async def status(self, task_id: int) -> str | None:
+        return await self.redis.hget(self.keys.task(task_id), "status")
+
+    async def fail(self, task_id: int, reason: str, now: int, only_if: str = "") -> bool:
+        result = await self._transition(
+            keys=[self.keys.task(task_id), self.keys.queued_tasks],
+            args=[self.retention.failed_seconds, only_if, task_id, "",
+                  *_flatten(failed_fields(reason, now))],
+        )
+        return int(result) > 0
+
+    async def queue_depth(self) -> int:
+        return int(await self.redis.zcard(self.keys.queued_tasks))
+
+    async def ids_submitted_before(self, cutoff: float, index: str | None = None) -> list[int]:
+        members = await self.redis.zrangebyscore(index or self.keys.all_tasks, "-inf", cutoff)
+        return [int(member) for member in members]
+
+    async def list(self, max_submitted: float, token: str | None) -> list[dict[str, Any]]:
+        wanted = normalize_filter_token(token) if token is not None else None
+        entries = []
+        for batch in _batches(await self.ids_submitted_before(max_submitted), 1000):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for task_id in batch:
+                    pipe.hmget(self.keys.task(task_id), list(LIST_FIELDS))
+                rows = await pipe.execute()
+            for task_id, values in zip(batch, rows, strict=True):
+                if values[0] is None:
+                    continue  # expired; the sweeper prunes the index
+                if wanted is not None and normalize_filter_token(values[2]) != wanted:
+                    continue
+                entries.append(list_entry(task_id, values))
+        return entries
+
+    async def delete(self, task_ids: Iterable[int]) -> dict[int, str]:
+        """Delete records; returns the status each had (missing ones are left out)."""
+        deleted: dict[int, str] = {}
+        for batch in _batches(list(task_ids), 1000):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for task_id in batch:
+                    pipe.hget(self.keys.task(task_id), "status")
+                    pipe.delete(self.keys.task(task_id))
+                members = [str(task_id) for task_id in batch]
+                pipe.zrem(self.keys.all_tasks, *members)
+                pipe.zrem(self.keys.queued_tasks, *members)
+                results = await pipe.execute()
+            for position, task_id in enumerate(batch):
+                status, removed = results[2 * position], results[2 * position + 1]
+                if removed:
+                    deleted[task_id] = status or QUEUED
+        return deleted
+
+    async def prune_index(self, cutoff: float) -> int:
+        """Drop index entries whose record has expired; returns how many were dropped."""
+        pruned = 0
+        for batch in _batches(await self.ids_submitted_before(cutoff), 1000):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for task_id in batch:
+                    pipe.exists(self.keys.task(task_id))
+                present = await pipe.execute()
+            gone = [str(task_id) for task_id, alive in zip(batch, present, strict=True) if not alive]
+            if gone:
+                await self.redis.zrem(self.keys.all_tasks, *gone)
+                await self.redis.zrem(self.keys.queued_tasks, *gone)
+                pruned += len(gone)
+        return pruned
+
+    async def take_sweeper_lock(self, seconds: float) -> bool:
+        return bool(
+            await self.redis.set(self.keys.sweeper_lock, "1", nx=True, px=int(seconds * 1000))
+        )
+
+    async def live_celery_workers(self) -> list[str]:
+        names = []
+        async for key in self.redis.scan_iter(match=self.keys.celery_heartbeat_pattern):
+            names.append(key.rsplit(":", 1)[-1])
+        return names
+
+
+class SyncTaskStore:
+    """Blocking access for the Celery analysis processes."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, retention: Retention):
+        self.redis = client
+        self.keys = keys
+        self.retention = retention
+        self._transition = client.register_script(TRANSITION_SCRIPT)
+
+    def get(self, task_id: int) -> dict[str, str] | None:
+        return self.redis.hgetall(self.keys.task(task_id)) or None  # type: ignore[return-value]
+
+    def _apply(self, task_id: int, ttl: int, only_if: str, counter: str, fields: dict) -> int:
+        return int(
+            self._transition(
+                keys=[self.keys.task(task_id), self.keys.queued_tasks],
+                args=[ttl, only_if, task_id, counter, *_flatten(fields)],
+            )
+        )
+
+    def start(self, task_id: int, worker_identity: dict[str, Any]) -> int:
+        """Mark a queued (or re-delivered) task as analyzing; returns the attempt number,
+        0 when the record is gone, -1 when it was already finished or canceled."""
+        fields = encode_fields({"status": ANALYZING, **worker_identity})
+        return self._apply(task_id, 0, f"{QUEUED},{ANALYZING}", "attempts", fields)
+
+    def finish(self, task_id: int, report: Any, worker_identity: dict[str, Any], now: int) -> bool:
+        fields = done_fields(report, worker_identity, now)
+        return self._apply(task_id, self.retention.done_seconds, ANALYZING, "", fields) > 0
+
+    def fail(self, task_id: int, reason: str, now: int, worker_identity=None) -> bool:
+        fields = failed_fields(reason, now, worker_identity)
+        return self._apply(task_id, self.retention.failed_seconds, "", "", fields) > 0
+
+    def heartbeat(self, hostname: str, ttl_seconds: float) -> None:
+        self.redis.set(self.keys.celery_heartbeat(hostname), str(time.time()), px=int(ttl_seconds * 1000))
+
+
+def _flatten(fields: dict[str, str]) -> list[str]:
+    return [item for pair in fields.items() for item in pair]
+
+
+def _batches(items: list[int], size: int) -> Iterable[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def now_seconds() -> int:
+    return int(time.time())

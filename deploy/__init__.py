@@ -1,0 +1,1 @@
+"""Deployment helpers: the local cluster launcher used by `make run`, the tests and the bench."""

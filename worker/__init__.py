@@ -1,0 +1,1 @@
+"""The Worker node: an aiohttp API, a Celery analysis worker, and their shared pieces."""

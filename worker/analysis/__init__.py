@@ -1,0 +1,1 @@
+"""Static analysis: the engine and one module per analyzer."""

@@ -1,0 +1,304 @@
+"""The Worker API (spec: worker-api.txt): upload, task info, list, delete, health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiohttp import BodyPartReader, web
+from celery import Celery
+
+from common.auth import auth_middleware, token_group
+from common.errors import ApiError, json_errors, json_response
+from common.settings import WorkerSettings
+from common.store import Keys, Retention, TaskStore, normalize_filter_token, task_view
+from worker import spool
+from worker.retention import run_sweeper
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+SETTINGS = web.AppKey("settings", WorkerSettings)
+STORE = web.AppKey("store", TaskStore)
+CELERY = web.AppKey("celery", Celery)
+PUBLISHER = web.AppKey("publisher", ThreadPoolExecutor)
+
+API = "/api/tiscale/v1"
+INTEGRITY_ERROR = (
+    "ERROR: Upload: failed to accept upload integrity check failed, "
+    "calculated hash {calculated} differs from the one passed in custom data {expected}."
+)
+MAX_FORWARDED_HOPS = 32
+
+
+def retention_of(settings: WorkerSettings) -> Retention:
+    return Retention(
+        done_seconds=settings.task_age_limit_seconds,
+        failed_seconds=settings.file_age_limit_seconds,
+        unprocessed_seconds=settings.unprocessed_task_limit_seconds,
+    )
+
+
+def parse_task_id(request: web.Request) -> int:
+    text = request.match_info["task_id"]
+    if not text.isdigit() or len(text) > 18:
+        raise ApiError(400, f"task id must be a positive integer, not {text[:40]!r}")
+    return int(text)
+
+
+def parse_age(request: web.Request, required: bool) -> int | None:
+    text = request.query.get("age")
+    if text is None or text == "":
+        if required:
+            raise ApiError(400, "the 'age' parameter (seconds) is required; age=0 deletes all")
+        return None
+    if not text.isdigit():
+        raise ApiError(400, f"'age' must be a non-negative integer number of seconds, not {text[:40]!r}")
+    return int(text)
+
+
+def parse_json_field(name: str, text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as error:
+        raise ApiError(400, f"'{name}' is not valid JSON: {error}") from None
+
+
+def forwarded_chain(request: web.Request) -> list[str]:
+    """The X-Forwarded-For chain as sent (original sender first), bounded in size."""
+    hops: list[str] = []
+    for header in request.headers.getall("X-Forwarded-For", []):
+        hops.extend(hop.strip()[:64] for hop in header.split(",") if hop.strip())
+    return hops[:MAX_FORWARDED_HOPS]
+
+
+async def read_small_field(part: BodyPartReader, limit: int) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise ApiError(413, f"form field '{part.name}' is larger than {limit} bytes")
+    return data.decode("utf-8", errors="replace")
+
+
+def task_url(request: web.Request, settings: WorkerSettings, task_id: int) -> str:
+    base = settings.public_url or f"{request.scheme}://{request.host}"
+    return f"{base.rstrip('/')}{API}/task/{task_id}"
+
+
+async def refuse_when_overloaded(store: TaskStore, settings: WorkerSettings) -> None:
+    depth = await store.queue_depth()
+    if depth >= settings.max_queue_depth:
+        raise ApiError(
+            503,
+            f"the Worker is overloaded: {depth} tasks are queued (limit {settings.max_queue_depth})",
+            {"Retry-After": str(settings.retry_after_seconds)},
+        )
+    free = shutil.disk_usage(settings.spool_dir).free
+    if free < settings.min_free_spool_bytes:
+        raise ApiError(503, "the Worker's spool disk is full", {"Retry-After": str(settings.retry_after_seconds)})
+
+
+@routes.post(f"{API}/upload")
+@token_group("submit")
+async def upload(request: web.Request) -> web.Response:
+    settings, store = request.app[SETTINGS], request.app[STORE]
+    if not request.content_type.startswith("multipart/"):
+        raise ApiError(400, "send the file as multipart/form-data in a part named 'file'")
+    overhead = 4 * settings.max_form_field_bytes + 64 * 1024
+    if request.content_length and request.content_length > settings.max_upload_bytes + overhead:
+        raise ApiError(413, f"the upload is larger than the limit of {settings.max_upload_bytes} bytes")
+    await refuse_when_overloaded(store, settings)
+
+    spooled: spool.SpooledFile | None = None
+    fields: dict[str, str] = {}
+    file_name = ""
+    try:
+        try:
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader):
+                    raise ApiError(400, "nested multipart bodies are not accepted")
+                if part.name == "file":
+                    if spooled is not None:
+                        raise ApiError(400, "send exactly one 'file' part per upload")
+                    file_name = (part.filename or "")[:1024]
+                    spooled = await spool.receive(part, settings.spool_dir, settings.max_upload_bytes)
+                else:
+                    text = await read_small_field(part, settings.max_form_field_bytes)
+                    if part.name in ("custom_data", "user_data"):
+                        fields[part.name] = text
+        except (ValueError, AssertionError) as error:
+            raise ApiError(400, f"malformed multipart body: {error}") from None
+        if spooled is None:
+            raise ApiError(400, "the upload has no 'file' part")
+        custom_data = parse_json_field("custom_data", fields.get("custom_data"))
+        user_data = parse_json_field("user_data", fields.get("user_data"))
+        if user_data is not None and not isinstance(user_data, dict):
+            raise ApiError(400, "'user_data' must be a JSON object")
+        expected = custom_data.get("integrity_check_hash") if isinstance(custom_data, dict) else None
+        if expected is not None and str(expected).lower() != spooled.digests["sha1"]:
+            raise ApiError(400, INTEGRITY_ERROR.format(calculated=spooled.digests["sha1"], expected=expected))
+
+        task_id = await store.create(
+            int(time.time()),
+            file_name=file_name,
+            size=spooled.size,
+            token=normalize_filter_token(request.headers.get("X-TiScale-Token")),
+            custom_data=fields.get("custom_data"),
+            user_data=fields.get("user_data"),
+            direct_sender=request.remote or "",
+            forwarded_for=forwarded_chain(request),
+            **spooled.digests,
+        )
+        spooled.path.rename(spool.task_spool_path(settings.spool_dir, task_id))
+        spooled = None
+    except BaseException:
+        if spooled is not None:
+            spooled.discard()
+        raise
+    await publish(request.app, task_id)
+    log.info("task %s accepted: %r from %s", task_id, file_name, request.remote)
+    return json_response({"task_url": task_url(request, settings, task_id)})
+
+
+async def publish(app: web.Application, task_id: int) -> None:
+    """Queue the analysis job; if the broker refuses, fail the task rather than lose it."""
+    celery = app[CELERY]
+    settings = app[SETTINGS]
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(
+            app[PUBLISHER],
+            lambda: celery.send_task("scanhub.analyze", args=[task_id], queue=settings.celery_queue),
+        )
+    except Exception as error:
+        log.exception("task %s could not be queued", task_id)
+        await app[STORE].fail(task_id, f"could not be queued: {error}", int(time.time()))
+        spool.discard(spool.task_spool_path(settings.spool_dir, task_id))
+        raise ApiError(503, "the analysis queue is unavailable; try again", {"Retry-After": "5"}) from None
+
+
+@routes.get(f"{API}/task")
+@token_group("tasks")
+async def list_tasks(request: web.Request) -> web.Response:
+    age = parse_age(request, required=False)
+    max_submitted = time.time() - age if age is not None else float("inf")
+    entries = await request.app[STORE].list(max_submitted, request.query.get("token"))
+    return json_response(entries)
+
+
+@routes.get(f"{API}/task/{{task_id}}")
+@token_group("tasks")
+async def get_task(request: web.Request) -> web.Response:
+    task_id = parse_task_id(request)
+    fields = await request.app[STORE].get(task_id)
+    if fields is None:
+        raise ApiError(404, f"task {task_id} does not exist or has expired")
+    return json_response(task_view(fields))
+
+
+async def delete_and_clean(app: web.Application, task_ids: list[int]) -> dict[int, str]:
+    deleted = await app[STORE].delete(task_ids)
+    spool_dir = app[SETTINGS].spool_dir
+    for task_id in deleted:
+        # A queued task's file would otherwise wait for the sweeper; an analyzing one is
+        # removed by its analysis process when it notices the record is gone.
+        spool.discard(spool.task_spool_path(spool_dir, task_id))
+    return deleted
+
+
+@routes.delete(f"{API}/task/{{task_id}}")
+@token_group("tasks")
+async def delete_task(request: web.Request) -> web.Response:
+    task_id = parse_task_id(request)
+    if not await delete_and_clean(request.app, [task_id]):
+        raise ApiError(404, f"task {task_id} does not exist or has expired")
+    log.info("task %s deleted by %s", task_id, request.remote)
+    return web.Response(status=200)
+
+
+@routes.delete(f"{API}/task")
+@token_group("tasks")
+async def delete_tasks(request: web.Request) -> web.Response:
+    age = parse_age(request, required=True)
+    assert age is not None
+    store = request.app[STORE]
+    task_ids = await store.ids_submitted_before(time.time() - age)
+    deleted = await delete_and_clean(request.app, task_ids)
+    log.info("bulk delete (age=%s) removed %d task(s)", age, len(deleted))
+    return web.Response(status=200)
+
+
+async def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
+    settings, store = app[SETTINGS], app[STORE]
+    checks: dict[str, Any] = {}
+    try:
+        await store.redis.ping()
+        checks["redis"] = "ok"
+        workers = await store.live_celery_workers()
+        checks["celery"] = "ok" if workers else "no live Celery worker"
+        checks["celery_workers"] = workers
+        depth = await store.queue_depth()
+        checks["queue_depth"] = depth
+        checks["queue"] = "ok" if depth < settings.max_queue_depth else "overloaded"
+    except Exception as error:
+        checks["redis"] = f"unreachable: {error}"
+    try:
+        usage = shutil.disk_usage(settings.spool_dir)
+        writable = settings.spool_dir.is_dir() and __import__("os").access(settings.spool_dir, 2)
+        checks["spool"] = "ok" if writable and usage.free >= settings.min_free_spool_bytes else "not usable or full"
+        checks["spool_free_bytes"] = usage.free
+    except OSError as error:
+        checks["spool"] = f"unusable: {error}"
+    healthy = all(checks.get(name) == "ok" for name in ("redis", "celery", "queue", "spool"))
+    return healthy, checks
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    healthy, checks = await health_report(request.app)
+    body = {"status": "ok" if healthy else "unhealthy", "checks": checks}
+    headers = None if healthy else {"Retry-After": str(request.app[SETTINGS].retry_after_seconds)}
+    return json_response(body, status=200 if healthy else 503, headers=headers)
+
+
+def create_app(settings: WorkerSettings) -> web.Application:
+    app = web.Application(
+        middlewares=[
+            json_errors,
+            auth_middleware(
+                {"submit": settings.submit_tokens, "tasks": settings.tasks_tokens, "admin": settings.admin_tokens}
+            ),
+        ]
+    )
+    app[SETTINGS] = settings
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_resources)
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    from worker.celery_app import create_celery
+
+    settings = app[SETTINGS]
+    settings.spool_dir.mkdir(parents=True, exist_ok=True)
+    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    app[STORE] = TaskStore(client, Keys(settings.key_prefix), retention_of(settings))
+    app[CELERY] = create_celery(settings)
+    app[PUBLISHER] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="publish")
+    sweeper = asyncio.create_task(run_sweeper(app[STORE], settings))
+    yield
+    sweeper.cancel()
+    await asyncio.gather(sweeper, return_exceptions=True)
+    app[PUBLISHER].shutdown(wait=True)
+    await client.aclose()

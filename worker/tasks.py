@@ -1,0 +1,108 @@
+"""Celery tasks of a Worker node; each stays thin and calls plain functions."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import redis
+from celery.exceptions import SoftTimeLimitExceeded
+
+from common.settings import WorkerSettings
+from common.store import Keys, Retention, SyncTaskStore
+from worker.analysis.engine import Submission
+from worker.celery_app import app
+from worker.identity import worker_identity
+from worker.spool import discard, task_spool_path
+
+log = logging.getLogger(__name__)
+Engine = Callable[[Submission], list[dict[str, Any]]]
+
+
+def settings() -> WorkerSettings:
+    return app.scanhub_settings  # type: ignore[attr-defined,no-any-return]
+
+
+def retention_of(config: WorkerSettings) -> Retention:
+    return Retention(
+        done_seconds=config.task_age_limit_seconds,
+        failed_seconds=config.file_age_limit_seconds,
+        unprocessed_seconds=config.unprocessed_task_limit_seconds,
+    )
+
+
+_stores: dict[int, SyncTaskStore] = {}
+
+
+def task_store() -> SyncTaskStore:
+    """One Redis connection pool per process: pools must not cross a fork."""
+    pid = os.getpid()
+    if pid not in _stores:
+        config = settings()
+        client = redis.Redis.from_url(config.redis_url, decode_responses=True)
+        _stores[pid] = SyncTaskStore(client, Keys(config.key_prefix), retention_of(config))
+    return _stores[pid]
+
+
+@functools.cache
+def load_engine(dotted_path: str) -> Engine:
+    module_name, _, function_name = dotted_path.partition(":")
+    return getattr(importlib.import_module(module_name), function_name)  # type: ignore[no-any-return]
+
+
+def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> str:
+    """Analyze one task's file and store the outcome; returns the final status.
+
+    The spool file is removed whatever happens, except when this process dies
+    mid-analysis: then Celery re-delivers the job and the file is still there for it.
+    """
+    spool_path = task_spool_path(config.spool_dir, task_id)
+    identity = worker_identity()
+    attempt = store.start(task_id, identity)
+    if attempt <= 0:
+        log.info("task %s skipped: %s", task_id, "deleted" if attempt == 0 else "already finished")
+        discard(spool_path)
+        return "skipped"
+    try:
+        if attempt > config.max_analysis_attempts:
+            reason = f"analysis did not finish after {attempt - 1} attempts (worker lost)"
+            log.error("task %s failed: %s", task_id, reason)
+            store.fail(task_id, reason, int(time.time()), identity)
+            return "failed"
+        record = store.get(task_id) or {}
+        submission = Submission(
+            path=spool_path,
+            file_name=record.get("file_name", ""),
+            digests={name: record[name] for name in ("md5", "sha1", "sha256", "sha512") if name in record},
+            user_data=orjson.loads(record["user_data"]) if "user_data" in record else {},
+        )
+        started = time.monotonic()
+        try:
+            report = load_engine(config.engine)(submission)
+        except SoftTimeLimitExceeded:
+            reason = f"analysis exceeded the time limit of {config.analysis_soft_time_limit_seconds:g} s"
+            log.warning("task %s failed: %s", task_id, reason)
+            store.fail(task_id, reason, int(time.time()), identity)
+            return "failed"
+        except Exception as error:
+            log.exception("task %s failed in analysis", task_id)
+            store.fail(task_id, f"analysis failed: {type(error).__name__}: {error}", int(time.time()), identity)
+            return "failed"
+        if not store.finish(task_id, report, identity, int(time.time())):
+            log.info("task %s finished but its record was deleted meanwhile", task_id)
+            return "skipped"
+        log.info("task %s done in %.3f s", task_id, time.monotonic() - started)
+        return "done"
+    finally:
+        discard(spool_path)
+
+
+@app.task(name="scanhub.analyze")
+def analyze(task_id: int) -> str:
+    return run_analysis(task_id, task_store(), settings())
