@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from common.store import Retention
 
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{30,60}$")
 
@@ -29,6 +31,10 @@ def parse_token_list(value: Any) -> list[str]:
     return tokens
 
 
+# Read as a plain comma-separated string, not JSON.
+TokenList = Annotated[list[str], NoDecode]
+
+
 class _ServiceSettings(BaseSettings):
     """What both services read: environment variables prefixed SCANHUB_, or a config file.
 
@@ -42,9 +48,9 @@ class _ServiceSettings(BaseSettings):
     port: int = 8081
     log_level: str = "INFO"
     # Token groups (design §3). An empty group means no auth for that group.
-    submit_tokens: list[str] = Field(default_factory=list)
-    tasks_tokens: list[str] = Field(default_factory=list)
-    admin_tokens: list[str] = Field(default_factory=list)
+    submit_tokens: TokenList = Field(default_factory=list)
+    tasks_tokens: TokenList = Field(default_factory=list)
+    admin_tokens: TokenList = Field(default_factory=list)
     tls_certificate: Path | None = None
     tls_key: Path | None = None
 
@@ -120,6 +126,13 @@ class WorkerSettings(_ServiceSettings):
     @property
     def file_age_limit_seconds(self) -> int:
         return max(1, round(self.file_age_limit_minutes * 60))
+
+    def retention(self) -> Retention:
+        return Retention(
+            done_seconds=self.task_age_limit_seconds,
+            failed_seconds=self.file_age_limit_seconds,
+            unprocessed_seconds=self.unprocessed_task_limit_seconds,
+        )
 
     @field_validator("analysis_time_limit_seconds")
     @classmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -169,7 +169,7 @@ class TaskStore:
         task_id = int(await self.redis.incr(self.keys.task_counter))
         key = self.keys.task(task_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=new_record_fields(task_id, submitted, **fields))
+            pipe.hset(key, mapping=new_record_fields(task_id, submitted, **fields))  # type: ignore[arg-type]
             pipe.expire(key, self.retention.queued_seconds)
             pipe.zadd(self.keys.all_tasks, {str(task_id): submitted})
             pipe.zadd(self.keys.queued_tasks, {str(task_id): submitted})
@@ -177,17 +177,17 @@ class TaskStore:
         return task_id
 
     async def get(self, task_id: int) -> dict[str, str] | None:
-        fields = await self.redis.hgetall(self.keys.task(task_id))
+        fields = cast(dict[str, str], await self.redis.hgetall(self.keys.task(task_id)))
         return fields or None
 
     async def status(self, task_id: int) -> str | None:
-        return await self.redis.hget(self.keys.task(task_id), "status")
+        status = await self.redis.hget(self.keys.task(task_id), "status")
+        return str(status) if status is not None else None
 
     async def fail(self, task_id: int, reason: str, now: int, only_if: str = "") -> bool:
         result = await self._transition(
             keys=[self.keys.task(task_id), self.keys.queued_tasks],
-            args=[self.retention.failed_seconds, only_if, task_id, "",
-                  *_flatten(failed_fields(reason, now))],
+            args=[self.retention.failed_seconds, only_if, task_id, "", *_flatten(failed_fields(reason, now))],
         )
         return int(result) > 0
 
@@ -195,10 +195,12 @@ class TaskStore:
         return int(await self.redis.zcard(self.keys.queued_tasks))
 
     async def ids_submitted_before(self, cutoff: float, index: str | None = None) -> list[int]:
-        members = await self.redis.zrangebyscore(index or self.keys.all_tasks, "-inf", cutoff)
+        members = cast(
+            list[str], await self.redis.zrangebyscore(index or self.keys.all_tasks, "-inf", cutoff)
+        )
         return [int(member) for member in members]
 
-    async def list(self, max_submitted: float, token: str | None) -> list[dict[str, Any]]:
+    async def list_tasks(self, max_submitted: float, token: str | None) -> list[dict[str, Any]]:
         wanted = normalize_filter_token(token) if token is not None else None
         entries = []
         for batch in _batches(await self.ids_submitted_before(max_submitted), 1000):
@@ -248,9 +250,7 @@ class TaskStore:
         return pruned
 
     async def take_sweeper_lock(self, seconds: float) -> bool:
-        return bool(
-            await self.redis.set(self.keys.sweeper_lock, "1", nx=True, px=int(seconds * 1000))
-        )
+        return bool(await self.redis.set(self.keys.sweeper_lock, "1", nx=True, px=int(seconds * 1000)))
 
     async def live_celery_workers(self) -> list[str]:
         names = []

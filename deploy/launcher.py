@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     nodes: list[WorkerNode] = []
     stopping = False
 
-    def request_stop(signum, frame):  # noqa: ARG001
+    def request_stop(signum, frame):
         nonlocal stopping
         stopping = True
 

@@ -6,6 +6,7 @@ processes through these functions, so what is tested is what users run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -68,10 +69,8 @@ class Managed:
     def signal_group(self, signum: int) -> None:
         if self.process is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM the whole group (Celery's children too), then SIGKILL what lingers."""
@@ -123,12 +122,18 @@ def start_redis(workdir: Path, port: int | None = None, log_dir: Path | None = N
     workdir.mkdir(parents=True, exist_ok=True)
     command = [
         str(redis_server_binary()),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(workdir),
-        "--save", "",
-        "--appendonly", "no",
-        "--protected-mode", "yes",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(workdir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "yes",
     ]
     log_path = (log_dir / f"redis-{port}.log") if log_dir else workdir / "redis.log"
     server = Managed(f"redis:{port}", command, dict(os.environ), log_path).start()
@@ -147,7 +152,9 @@ def python_command(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-def worker_env(base: Mapping[str, str], redis_url: str, port: int, spool_dir: Path, **extra: str) -> dict[str, str]:
+def worker_env(
+    base: Mapping[str, str], redis_url: str, port: int, spool_dir: Path, **extra: str
+) -> dict[str, str]:
     env = dict(base)
     env.update(
         {
@@ -168,11 +175,20 @@ def start_worker_api(name: str, env: dict[str, str], log_dir: Path | None) -> Ma
 
 def start_celery(name: str, env: dict[str, str], log_dir: Path | None) -> Managed:
     command = python_command(
-        "-m", "celery", "-A", "worker.celery_app", "worker",
-        "--loglevel", env.get("SCANHUB_LOG_LEVEL", "INFO"),
-        "--hostname", f"{name}@%h",
-        "--queues", env.get("SCANHUB_CELERY_QUEUE", "scanhub"),
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "--loglevel",
+        env.get("SCANHUB_LOG_LEVEL", "INFO"),
+        "--hostname",
+        f"{name}@%h",
+        "--queues",
+        env.get("SCANHUB_CELERY_QUEUE", "scanhub"),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
     )
     log_path = log_dir / f"{name}-celery.log" if log_dir else None
     return Managed(f"{name}-celery", command, env, log_path).start()

@@ -40,7 +40,9 @@ class NodeFactory:
         self.nodes: list[WorkerNode] = []
         self.redis_servers: list[Managed] = []
 
-    def __call__(self, redis_url: str | None = None, start_celery: bool = True, **settings: str) -> WorkerNode:
+    def __call__(
+        self, redis_url: str | None = None, start_celery: bool = True, **settings: str
+    ) -> WorkerNode:
         index = len(self.nodes) + 1
         node_dir = self.tmp_path / f"node{index}"
         (node_dir / "spool").mkdir(parents=True, exist_ok=True)

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import BodyPartReader, web
-from celery import Celery
 
 from common.auth import auth_middleware, token_group
 from common.errors import ApiError, json_errors, json_response
 from common.settings import WorkerSettings
-from common.store import Keys, Retention, TaskStore, normalize_filter_token, task_view
+from common.store import Keys, TaskStore, normalize_filter_token, task_view
 from worker import spool
 from worker.retention import run_sweeper
 
@@ -27,7 +27,7 @@ routes = web.RouteTableDef()
 
 SETTINGS = web.AppKey("settings", WorkerSettings)
 STORE = web.AppKey("store", TaskStore)
-CELERY = web.AppKey("celery", Celery)
+SEND_TASK = web.AppKey("send_task", Callable[[int], None])
 PUBLISHER = web.AppKey("publisher", ThreadPoolExecutor)
 
 API = "/api/tiscale/v1"
@@ -36,14 +36,6 @@ INTEGRITY_ERROR = (
     "calculated hash {calculated} differs from the one passed in custom data {expected}."
 )
 MAX_FORWARDED_HOPS = 32
-
-
-def retention_of(settings: WorkerSettings) -> Retention:
-    return Retention(
-        done_seconds=settings.task_age_limit_seconds,
-        failed_seconds=settings.file_age_limit_seconds,
-        unprocessed_seconds=settings.unprocessed_task_limit_seconds,
-    )
 
 
 def parse_task_id(request: web.Request) -> int:
@@ -105,7 +97,9 @@ async def refuse_when_overloaded(store: TaskStore, settings: WorkerSettings) -> 
         )
     free = shutil.disk_usage(settings.spool_dir).free
     if free < settings.min_free_spool_bytes:
-        raise ApiError(503, "the Worker's spool disk is full", {"Retry-After": str(settings.retry_after_seconds)})
+        raise ApiError(
+            503, "the Worker's spool disk is full", {"Retry-After": str(settings.retry_after_seconds)}
+        )
 
 
 @routes.post(f"{API}/upload")
@@ -173,14 +167,10 @@ async def upload(request: web.Request) -> web.Response:
 
 async def publish(app: web.Application, task_id: int) -> None:
     """Queue the analysis job; if the broker refuses, fail the task rather than lose it."""
-    celery = app[CELERY]
     settings = app[SETTINGS]
     loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(
-            app[PUBLISHER],
-            lambda: celery.send_task("scanhub.analyze", args=[task_id], queue=settings.celery_queue),
-        )
+        await loop.run_in_executor(app[PUBLISHER], app[SEND_TASK], task_id)
     except Exception as error:
         log.exception("task %s could not be queued", task_id)
         await app[STORE].fail(task_id, f"could not be queued: {error}", int(time.time()))
@@ -193,7 +183,7 @@ async def publish(app: web.Application, task_id: int) -> None:
 async def list_tasks(request: web.Request) -> web.Response:
     age = parse_age(request, required=False)
     max_submitted = time.time() - age if age is not None else float("inf")
-    entries = await request.app[STORE].list(max_submitted, request.query.get("token"))
+    entries = await request.app[STORE].list_tasks(max_submitted, request.query.get("token"))
     return json_response(entries)
 
 
@@ -255,8 +245,10 @@ async def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
         checks["redis"] = f"unreachable: {error}"
     try:
         usage = shutil.disk_usage(settings.spool_dir)
-        writable = settings.spool_dir.is_dir() and __import__("os").access(settings.spool_dir, 2)
-        checks["spool"] = "ok" if writable and usage.free >= settings.min_free_spool_bytes else "not usable or full"
+        writable = settings.spool_dir.is_dir() and os.access(settings.spool_dir, os.W_OK)
+        checks["spool"] = (
+            "ok" if writable and usage.free >= settings.min_free_spool_bytes else "not usable or full"
+        )
         checks["spool_free_bytes"] = usage.free
     except OSError as error:
         checks["spool"] = f"unusable: {error}"
@@ -272,33 +264,53 @@ async def health(request: web.Request) -> web.Response:
     return json_response(body, status=200 if healthy else 503, headers=headers)
 
 
-def create_app(settings: WorkerSettings) -> web.Application:
+def celery_sender(settings: WorkerSettings) -> Callable[[int], None]:
+    """Queue `scanhub.analyze(task_id)` on this node's Celery queue (blocking; run in a thread)."""
+    from worker.celery_app import create_celery
+
+    celery = create_celery(settings)
+
+    def send(task_id: int) -> None:
+        celery.send_task("scanhub.analyze", args=[task_id], queue=settings.celery_queue)
+
+    return send
+
+
+def create_app(
+    settings: WorkerSettings,
+    *,
+    redis_client: aioredis.Redis | None = None,
+    send_task: Callable[[int], None] | None = None,
+) -> web.Application:
+    """The Worker API. Tests may pass a fake Redis client and a task sender of their own."""
     app = web.Application(
         middlewares=[
             json_errors,
             auth_middleware(
-                {"submit": settings.submit_tokens, "tasks": settings.tasks_tokens, "admin": settings.admin_tokens}
+                {
+                    "submit": settings.submit_tokens,
+                    "tasks": settings.tasks_tokens,
+                    "admin": settings.admin_tokens,
+                }
             ),
         ]
     )
     app[SETTINGS] = settings
     app.add_routes(routes)
-    app.cleanup_ctx.append(_resources)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        settings.spool_dir.mkdir(parents=True, exist_ok=True)
+        client = redis_client or aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        app[STORE] = TaskStore(client, Keys(settings.key_prefix), settings.retention())
+        app[SEND_TASK] = send_task or celery_sender(settings)
+        app[PUBLISHER] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="publish")
+        sweeper = asyncio.create_task(run_sweeper(app[STORE], settings))
+        yield
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
+        app[PUBLISHER].shutdown(wait=True)
+        if redis_client is None:
+            await client.aclose()
+
+    app.cleanup_ctx.append(resources)
     return app
-
-
-async def _resources(app: web.Application) -> AsyncIterator[None]:
-    from worker.celery_app import create_celery
-
-    settings = app[SETTINGS]
-    settings.spool_dir.mkdir(parents=True, exist_ok=True)
-    client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
-    app[STORE] = TaskStore(client, Keys(settings.key_prefix), retention_of(settings))
-    app[CELERY] = create_celery(settings)
-    app[PUBLISHER] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="publish")
-    sweeper = asyncio.create_task(run_sweeper(app[STORE], settings))
-    yield
-    sweeper.cancel()
-    await asyncio.gather(sweeper, return_exceptions=True)
-    app[PUBLISHER].shutdown(wait=True)
-    await client.aclose()

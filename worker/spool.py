@@ -37,10 +37,7 @@ class SpooledFile:
 
 
 def discard(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+    path.unlink(missing_ok=True)
 
 
 def task_spool_path(spool_dir: Path, task_id: int) -> Path:

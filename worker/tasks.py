@@ -15,7 +15,7 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from common.settings import WorkerSettings
-from common.store import Keys, Retention, SyncTaskStore
+from common.store import Keys, SyncTaskStore
 from worker.analysis.engine import Submission
 from worker.celery_app import app
 from worker.identity import worker_identity
@@ -29,14 +29,6 @@ def settings() -> WorkerSettings:
     return app.scanhub_settings  # type: ignore[attr-defined,no-any-return]
 
 
-def retention_of(config: WorkerSettings) -> Retention:
-    return Retention(
-        done_seconds=config.task_age_limit_seconds,
-        failed_seconds=config.file_age_limit_seconds,
-        unprocessed_seconds=config.unprocessed_task_limit_seconds,
-    )
-
-
 _stores: dict[int, SyncTaskStore] = {}
 
 
@@ -46,7 +38,7 @@ def task_store() -> SyncTaskStore:
     if pid not in _stores:
         config = settings()
         client = redis.Redis.from_url(config.redis_url, decode_responses=True)
-        _stores[pid] = SyncTaskStore(client, Keys(config.key_prefix), retention_of(config))
+        _stores[pid] = SyncTaskStore(client, Keys(config.key_prefix), config.retention())
     return _stores[pid]
 
 
@@ -92,7 +84,9 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
             return "failed"
         except Exception as error:
             log.exception("task %s failed in analysis", task_id)
-            store.fail(task_id, f"analysis failed: {type(error).__name__}: {error}", int(time.time()), identity)
+            store.fail(
+                task_id, f"analysis failed: {type(error).__name__}: {error}", int(time.time()), identity
+            )
             return "failed"
         if not store.finish(task_id, report, identity, int(time.time())):
             log.info("task %s finished but its record was deleted meanwhile", task_id)

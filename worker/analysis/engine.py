@@ -60,7 +60,8 @@ def file_entry(index: int, submission: Submission) -> dict[str, Any]:
         "entropy": stats["entropy"],
         "hashes": [{"name": name, "value": value} for name, value in stats["digests"].items()],
     }
-    story = f"This file ({submission.file_name or 'unnamed'}) was identified as {identity['description'] or identity['file_type']}."
+    kind = identity["description"] or identity["file_type"]
+    story = f"This file ({submission.file_name or 'unnamed'}) was identified as {kind}."
     entry: dict[str, Any] = {
         "index": index,
         "info": {"file": info_file},

@@ -12,8 +12,8 @@ def _magic() -> tuple[Any, Any]:
         import magic
     except ImportError:
         # No system libmagic: use the copy that the pylibmagic wheel carries.
-        import pylibmagic  # noqa: F401
         import magic
+        import pylibmagic  # noqa: F401
     return magic.Magic(mime=True), magic.Magic()
 
 

@@ -1,0 +1,99 @@
+"""The analyze job's plain function: outcomes, file deletion, and guards, over fakeredis."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import fakeredis
+import orjson
+import pytest
+
+from common.settings import WorkerSettings
+from common.store import Keys, SyncTaskStore, new_record_fields
+from worker.analysis.engine import Submission
+from worker.tasks import run_analysis
+
+
+def crashing_engine(submission: Submission):
+    raise RuntimeError("parser exploded")
+
+
+@pytest.fixture
+def setup(tmp_path: Path):
+    settings = WorkerSettings(spool_dir=tmp_path, max_analysis_attempts=2)
+    client = fakeredis.FakeRedis(decode_responses=True)
+    store = SyncTaskStore(client, Keys(), settings.retention())
+
+    def queue(task_id: int, content: bytes, **fields) -> Path:
+        digests = {
+            name: hashlib.new(name, content).hexdigest() for name in ("md5", "sha1", "sha256", "sha512")
+        }
+        client.hset(
+            Keys().task(task_id),
+            mapping=new_record_fields(task_id, int(time.time()), file_name="a.txt", **digests, **fields),
+        )
+        client.zadd(Keys().queued_tasks, {str(task_id): time.time()})
+        path = tmp_path / str(task_id)
+        path.write_bytes(content)
+        return path
+
+    return settings, client, store, queue
+
+
+def test_analysis_stores_report_with_hashes_and_deletes_the_file(setup):
+    settings, client, store, queue = setup
+    path = queue(1, b"hello world\n")
+    assert run_analysis(1, store, settings) == "done"
+    record = store.get(1)
+    assert record["status"] == "done"
+    report = orjson.loads(record["tc_report"])
+    assert isinstance(report, list)
+    entry = report[0]
+    hashes = {item["name"]: item["value"] for item in entry["info"]["file"]["hashes"]}
+    assert hashes["sha256"] == hashlib.sha256(b"hello world\n").hexdigest()
+    assert entry["info"]["file"]["size"] == 12
+    assert entry["info"]["file"]["file_type"] == "Text"
+    assert 0 < entry["info"]["file"]["entropy"] < 8
+    assert not path.exists()
+    assert client.zcard(Keys().queued_tasks) == 0
+    assert 0 < client.ttl(Keys().task(1)) <= settings.task_age_limit_seconds
+
+
+def test_engine_crash_fails_that_task_with_error_and_deletes_the_file(setup):
+    settings, _, store, queue = setup
+    settings = settings.model_copy(update={"engine": "tests.unit.test_analysis_task:crashing_engine"})
+    path = queue(1, b"x")
+    assert run_analysis(1, store, settings) == "failed"
+    record = store.get(1)
+    assert record["status"] == "failed"
+    assert "parser exploded" in record["error"]
+    assert record["processed"]
+    assert not path.exists()
+
+
+def test_deleted_task_is_skipped_and_its_file_removed(setup):
+    settings, client, store, queue = setup
+    path = queue(1, b"x")
+    client.delete(Keys().task(1))
+    assert run_analysis(1, store, settings) == "skipped"
+    assert not path.exists()
+    assert store.get(1) is None  # never recreated by a late write
+
+
+def test_canceled_task_is_not_analyzed_again(setup):
+    settings, client, store, queue = setup
+    queue(1, b"x")
+    client.hset(Keys().task(1), "status", "failed")
+    assert run_analysis(1, store, settings) == "skipped"
+    assert store.get(1)["status"] == "failed"
+
+
+def test_task_redelivered_too_often_fails_instead_of_looping(setup):
+    settings, client, store, queue = setup
+    path = queue(1, b"x")
+    client.hset(Keys().task(1), mapping={"status": "analyzing", "attempts": 2})
+    assert run_analysis(1, store, settings) == "failed"
+    assert "attempts" in store.get(1)["error"]
+    assert not path.exists()

@@ -1,0 +1,60 @@
+"""The retention sweeper: stale queued tasks are canceled, expired ones leave the index."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import fakeredis
+
+from common.settings import WorkerSettings
+from common.store import Keys, TaskStore
+from worker.retention import sweep_once
+
+
+async def test_sweeper_cancels_only_tasks_queued_past_the_limit_and_deletes_their_files(tmp_path):
+    settings = WorkerSettings(spool_dir=tmp_path, unprocessed_task_limit_minutes=1)
+    client = fakeredis.aioredis.FakeRedis(decode_responses=True)
+    store = TaskStore(client, Keys(), settings.retention())
+    now = time.time()
+    old = await store.create(int(now - 120), file_name="old")
+    young = await store.create(int(now - 10), file_name="young")
+    for task_id in (old, young):
+        (tmp_path / str(task_id)).write_bytes(b"x")
+    result = await sweep_once(store, settings, now)
+    assert result.canceled == [old]
+    old_record = await store.get(old)
+    assert old_record["status"] == "failed"
+    assert "unprocessed task limit" in old_record["error"]
+    assert 0 < await client.ttl(Keys().task(old)) <= settings.file_age_limit_seconds
+    assert (await store.get(young))["status"] == "queued"
+    assert not (tmp_path / str(old)).exists()
+    assert (tmp_path / str(young)).exists()
+
+
+async def test_sweeper_prunes_expired_records_from_the_index(tmp_path):
+    settings = WorkerSettings(spool_dir=tmp_path, task_age_limit_minutes=1, file_age_limit_minutes=1)
+    client = fakeredis.aioredis.FakeRedis(decode_responses=True)
+    store = TaskStore(client, Keys(), settings.retention())
+    now = time.time()
+    expired = await store.create(int(now - 600))
+    alive = await store.create(int(now - 600))
+    await client.delete(Keys().task(expired))  # as a TTL would
+    result = await sweep_once(store, settings, now)
+    assert result.pruned == 1
+    assert await store.ids_submitted_before(now) == [alive]
+
+
+async def test_sweeper_removes_orphaned_spool_files_but_keeps_live_ones(tmp_path):
+    settings = WorkerSettings(spool_dir=tmp_path, unprocessed_task_limit_minutes=1)
+    client = fakeredis.aioredis.FakeRedis(decode_responses=True)
+    store = TaskStore(client, Keys(), settings.retention())
+    now = time.time()
+    live = await store.create(int(now))
+    old_time = now - 3600
+    for name in (str(live), "999", "incoming-abandoned"):
+        path = tmp_path / name
+        path.write_bytes(b"x")
+        os.utime(path, (old_time, old_time))
+    await sweep_once(store, settings, now)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [str(live)]
