@@ -108,6 +108,8 @@ class WorkerSettings(_ServiceSettings):
     analysis_time_limit_seconds: float = 150
     # Must exceed the longest task, or Redis hands a running task to a second worker.
     visibility_timeout_seconds: int = 3600
+    # How often a Celery worker looks for jobs whose process died (kombu's restore sweep).
+    unacked_restore_interval_seconds: float = 10
     max_analysis_attempts: int = 3
     celery_concurrency: int = 0  # 0: one process per core
     # Dotted path "module:function" of the analysis engine; a site may swap in its own.

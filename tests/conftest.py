@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.processes import Managed, WorkerNode, free_port, start_redis, worker_env
+from deploy.processes import Managed, WorkerNode, free_port, http_status, start_redis, wait_until, worker_env
 
 # Markers by directory, so `-m unit` / `-m integration` / `-m e2e` run one layer alone.
 LAYERS = ("unit", "integration", "e2e")
@@ -64,6 +64,8 @@ class NodeFactory:
         if start_celery:
             node.start_celery()
             node.wait_healthy(60)
+        else:
+            wait_until(lambda: http_status(f"{node.url}/health") in (200, 503), 30, what="the Worker API")
         return node
 
     def close(self) -> None:

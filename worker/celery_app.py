@@ -27,7 +27,11 @@ def create_celery(settings: WorkerSettings) -> Celery:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.analysis_soft_time_limit_seconds,
         task_time_limit=settings.analysis_time_limit_seconds,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_seconds,
+            "unacked_restore_interval": settings.unacked_restore_interval_seconds,
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

@@ -1,0 +1,234 @@
+"""A Worker node as users run it: API process, real Valkey, real Celery worker, real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+import redis
+
+from deploy.processes import wait_until
+from tests.support.client import API, submit, upload, wait_for_task
+
+MARKER_ENGINE = "tests.support.engines:with_markers"
+
+
+def spool_of(node) -> Path:
+    return Path(node.env["SCANHUB_SPOOL_DIR"])
+
+
+def report_hashes(view) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in view["tc_report"][0]["info"]["file"]["hashes"]}
+
+
+async def test_lifecycle_upload_analyze_report_and_empty_spool(worker_nodes):
+    node = worker_nodes()
+    files = {
+        "script.sh": b"#!/bin/sh\necho hello\n",
+        "random.bin": os.urandom(300_000),
+        "python": Path(os.path.realpath("/bin/sh")).read_bytes(),
+    }
+    async with aiohttp.ClientSession() as session:
+        task_urls = {
+            name: await submit(
+                session, node.url, content, filename=name, custom_data=json.dumps({"case": name})
+            )
+            for name, content in files.items()
+        }
+        for name, task_url in task_urls.items():
+            assert task_url.startswith(f"{node.url}{API}/task/")
+            view = await wait_for_task(session, task_url)
+            assert view["status"] == "done", view
+            content = files[name]
+            assert report_hashes(view) == {
+                algorithm: hashlib.new(algorithm, content).hexdigest()
+                for algorithm in ("md5", "sha1", "sha256", "sha512")
+            }
+            entry = view["tc_report"][0]["info"]["file"]
+            assert entry["file_name"] == name
+            assert entry["size"] == len(content)
+            assert view["custom_data"] == {"case": name}
+            assert view["processed"] >= view["submitted"]
+            assert view["worker_hostname"]
+            assert view["direct_sender"] == "127.0.0.1"
+        assert [e["task_id"] for e in await (await session.get(f"{node.url}{API}/task")).json()] == [1, 2, 3]
+    assert list(spool_of(node).iterdir()) == []
+
+
+async def test_list_filters_by_token_and_age_on_a_live_node(worker_nodes):
+    node = worker_nodes()
+    async with aiohttp.ClientSession() as session:
+        first = await submit(session, node.url, b"a", headers={"X-TiScale-Token": "Token batch7"})
+        await submit(session, node.url, b"b", headers={"X-TiScale-Token": "batch8"})
+        await wait_for_task(session, first)
+
+        async def listed(query: str) -> list[int]:
+            async with session.get(f"{node.url}{API}/task{query}") as response:
+                return [entry["task_id"] for entry in await response.json()]
+
+        assert await listed("?token=batch7") == [1]
+        assert await listed("?token=Token%20batch7") == [1]
+        assert await listed("?token=batch8") == [2]
+        assert await listed("?age=3600") == []
+        assert await listed("?age=0") == [1, 2]
+
+
+async def test_single_and_bulk_delete_on_a_live_node(worker_nodes):
+    node = worker_nodes()
+    async with aiohttp.ClientSession() as session:
+        urls = [await submit(session, node.url, bytes([n]) * 100) for n in range(4)]
+        for url in urls:
+            await wait_for_task(session, url)
+        async with session.delete(urls[0]) as response:
+            assert response.status == 200
+        async with session.get(urls[0]) as response:
+            assert response.status == 404
+        async with session.delete(f"{node.url}{API}/task?age=3600") as response:
+            assert response.status == 200
+        async with session.get(urls[1]) as response:
+            assert response.status == 200  # younger than an hour: kept
+        async with session.delete(f"{node.url}{API}/task?age=0") as response:
+            assert response.status == 200
+        async with session.get(f"{node.url}{API}/task") as response:
+            assert await response.json() == []
+
+
+async def test_failing_analysis_fails_only_that_task_and_the_next_one_succeeds(worker_nodes):
+    node = worker_nodes(engine=MARKER_ENGINE)
+    async with aiohttp.ClientSession() as session:
+        crashing = await submit(session, node.url, b"CRASH please")
+        healthy = await submit(session, node.url, b"an ordinary file")
+        failed = await wait_for_task(session, crashing)
+        assert failed["status"] == "failed"
+        assert "crash requested by the test file" in failed["error"]
+        assert "tc_report" not in failed
+        done = await wait_for_task(session, healthy)
+        assert done["status"] == "done"
+    assert list(spool_of(node).iterdir()) == []
+
+
+async def test_celery_worker_killed_mid_analysis_still_ends_done_after_restart(worker_nodes):
+    node = worker_nodes(
+        engine=MARKER_ENGINE, visibility_timeout_seconds="5", unacked_restore_interval_seconds="1"
+    )
+    async with aiohttp.ClientSession() as session:
+        task_url = await submit(session, node.url, b"SLEEP:2.5 then analyze me")
+        await wait_for_task(session, task_url, until=lambda view: view["status"] == "analyzing")
+        node.celery.kill()  # SIGKILL to the Celery parent and its pool processes
+        assert len(list(spool_of(node).iterdir())) == 1  # the file waits for the retry
+        node.start_celery()
+        view = await wait_for_task(session, task_url, timeout=90)
+    assert view["status"] == "done", view
+    assert list(spool_of(node).iterdir()) == []
+
+
+async def test_done_tasks_expire_after_the_task_age_limit(worker_nodes):
+    node = worker_nodes(task_age_limit_minutes="0.05", sweep_interval_seconds="0.5")  # 3 s
+    async with aiohttp.ClientSession() as session:
+        task_url = await submit(session, node.url, b"short-lived")
+        await wait_for_task(session, task_url)
+
+        async def gone() -> bool:
+            async with session.get(task_url) as response:
+                return response.status == 404
+
+        deadline = time.monotonic() + 20
+        while not await gone():
+            assert time.monotonic() < deadline, "record did not expire"
+            await asyncio.sleep(0.2)
+        async with session.get(f"{node.url}{API}/task") as response:
+            assert await response.json() == []
+
+
+async def test_task_not_processed_within_the_limit_is_canceled_and_its_file_deleted(worker_nodes):
+    node = worker_nodes(
+        start_celery=False, unprocessed_task_limit_minutes="0.02", sweep_interval_seconds="0.3"
+    )
+    async with aiohttp.ClientSession() as session:
+        task_url = await submit(session, node.url, b"nobody will analyze me in time")
+        view = await wait_for_task(session, task_url, timeout=30)
+        assert view["status"] == "failed"
+        assert "unprocessed task limit" in view["error"]
+        assert list(spool_of(node).iterdir()) == []
+        # A Celery worker arriving late takes the job off the queue and leaves the task alone.
+        node.start_celery()
+        node.wait_healthy(60)
+        broker = redis.Redis.from_url(node.env["SCANHUB_REDIS_URL"])
+        wait_until(
+            lambda: broker.llen("scanhub") == 0 and not broker.hlen("unacked"), 30, what="queue drained"
+        )
+        later = await wait_for_task(session, task_url)
+        assert later["status"] == "failed"
+        assert later["error"] == view["error"]
+
+
+async def test_one_gib_upload_keeps_the_api_process_memory_flat(worker_nodes):
+    node = worker_nodes(start_celery=False)
+    api_process = psutil.Process(node.api.pid)
+    baseline = api_process.memory_info().rss
+    peak = baseline
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, api_process.memory_info().rss)
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    block = os.urandom(1024 * 1024)
+    size = 1024 * len(block)  # 1 GiB, generated as it is sent
+    boundary = "scanhubboundary"
+
+    async def body():
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'
+        ).encode()
+        for _ in range(size // len(block)):
+            yield block
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+            response = await session.post(
+                f"{node.url}{API}/upload",
+                data=body(),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )
+            assert response.status == 200, await response.text()
+            task_url = (await response.json())["task_url"]
+            async with session.get(task_url) as task:
+                view = await task.json()
+    finally:
+        stop.set()
+        sampler.join()
+    growth_mb = (peak - baseline) / 1024**2
+    print(
+        f"\nAPI RSS baseline {baseline / 1024**2:.1f} MB, "
+        f"peak {peak / 1024**2:.1f} MB, growth {growth_mb:.1f} MB"
+    )
+    assert view["status"] == "queued"
+    assert (spool_of(node) / "1").stat().st_size == size
+    assert growth_mb < 100
+
+
+async def test_bad_uploads_leave_the_node_serving_others(worker_nodes):
+    node = worker_nodes()
+    async with aiohttp.ClientSession() as session:
+        form = aiohttp.FormData()
+        form.add_field("custom_data", "{}")
+        async with session.post(f"{node.url}{API}/upload", data=form) as response:
+            assert response.status == 400
+        response = await upload(session, node.url, b"ok", custom_data="{broken")
+        assert response.status == 400
+        view = await wait_for_task(session, await submit(session, node.url, b"fine"))
+        assert view["status"] == "done"
+        assert view["task_id"] == 1  # the refused uploads created no task
