@@ -38,6 +38,21 @@ redis.call('ZREM', KEYS[2], ARGV[3])
 return result
 """
 
+# One round trip to create a task: allocate its id, write the record, index it.
+# KEYS[1] id counter, KEYS[2] all-tasks index, KEYS[3] queued index;
+# ARGV[1] task key prefix, ARGV[2] ttl, ARGV[3] submitted, ARGV[4..] field/value pairs.
+# (Builds a key inside the script, so it is not for Redis Cluster; a node owns its Redis.)
+CREATE_SCRIPT = """
+local task_id = redis.call('INCR', KEYS[1])
+local key = ARGV[1] .. task_id
+redis.call('HSET', key, 'task_id', task_id, 'submitted', ARGV[3], 'status', 'queued', 'attempts', 0)
+for i = 4, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', key, ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], task_id)
+redis.call('ZADD', KEYS[3], ARGV[3], task_id)
+return task_id
+"""
+
 LIST_FIELDS = ("submitted", "processed", "token")
 
 
@@ -46,7 +61,11 @@ class Keys:
     prefix: str = "scanhub"
 
     def task(self, task_id: int) -> str:
-        return f"{self.prefix}:task:{task_id}"
+        return f"{self.task_prefix}{task_id}"
+
+    @property
+    def task_prefix(self) -> str:
+        return f"{self.prefix}:task:"
 
     @property
     def task_counter(self) -> str:
@@ -92,12 +111,6 @@ def normalize_filter_token(token: str | None) -> str:
     if token[:6].lower() == "token ":
         token = token[6:].strip()
     return token
-
-
-def new_record_fields(task_id: int, submitted: int, **fields: Any) -> dict[str, str]:
-    record = {"task_id": task_id, "submitted": submitted, "status": QUEUED, "attempts": 0}
-    record.update(fields)
-    return encode_fields(record)
 
 
 def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
@@ -164,17 +177,20 @@ class TaskStore:
         self.keys = keys
         self.retention = retention
         self._transition = client.register_script(TRANSITION_SCRIPT)
+        self._create = client.register_script(CREATE_SCRIPT)
 
     async def create(self, submitted: int, **fields: Any) -> int:
-        task_id = int(await self.redis.incr(self.keys.task_counter))
-        key = self.keys.task(task_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=new_record_fields(task_id, submitted, **fields))  # type: ignore[arg-type]
-            pipe.expire(key, self.retention.queued_seconds)
-            pipe.zadd(self.keys.all_tasks, {str(task_id): submitted})
-            pipe.zadd(self.keys.queued_tasks, {str(task_id): submitted})
-            await pipe.execute()
-        return task_id
+        keys = self.keys
+        task_id = await self._create(
+            keys=[keys.task_counter, keys.all_tasks, keys.queued_tasks],
+            args=[
+                keys.task_prefix,
+                self.retention.queued_seconds,
+                submitted,
+                *_flatten(encode_fields(fields)),
+            ],
+        )
+        return int(task_id)
 
     async def get(self, task_id: int) -> dict[str, str] | None:
         fields = cast(dict[str, str], await self.redis.hgetall(self.keys.task(task_id)))
@@ -279,11 +295,22 @@ class SyncTaskStore:
             )
         )
 
-    def start(self, task_id: int, worker_identity: dict[str, Any]) -> int:
-        """Mark a queued (or re-delivered) task as analyzing; returns the attempt number,
-        0 when the record is gone, -1 when it was already finished or canceled."""
+    def start(self, task_id: int, worker_identity: dict[str, Any]) -> tuple[int, dict[str, str]]:
+        """Mark a queued (or re-delivered) task as analyzing, in one round trip.
+
+        Returns the attempt number (0 when the record is gone, -1 when it was already
+        finished or canceled) and the record as it is now."""
         fields = encode_fields({"status": ANALYZING, **worker_identity})
-        return self._apply(task_id, 0, f"{QUEUED},{ANALYZING}", "attempts", fields)
+        key = self.keys.task(task_id)
+        with self.redis.pipeline(transaction=False) as pipe:
+            self._transition(
+                keys=[key, self.keys.queued_tasks],
+                args=[0, f"{QUEUED},{ANALYZING}", task_id, "attempts", *_flatten(fields)],
+                client=pipe,
+            )
+            pipe.hgetall(key)
+            attempt, record = pipe.execute()
+        return int(attempt), record
 
     def finish(self, task_id: int, report: Any, worker_identity: dict[str, Any], now: int) -> bool:
         fields = done_fields(report, worker_identity, now)

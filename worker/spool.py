@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Protocol
 from common.errors import ApiError
 
 WRITE_BLOCK = 1024 * 1024
+INLINE_BLOCK = 64 * 1024
 DIGESTS = ("md5", "sha1", "sha256", "sha512")
 
 
@@ -68,8 +69,11 @@ async def receive(source: ChunkSource, spool_dir: Path, max_bytes: int) -> Spool
                 if len(pending) >= WRITE_BLOCK:
                     block, pending = bytes(pending), bytearray()
                     await loop.run_in_executor(None, _write_and_hash, handle, hashers, block)
-            if pending:
+            if len(pending) > INLINE_BLOCK:
                 await loop.run_in_executor(None, _write_and_hash, handle, hashers, bytes(pending))
+            elif pending:
+                # A thread hop costs more than hashing and writing a small tail in place.
+                _write_and_hash(handle, hashers, bytes(pending))
     except BaseException:
         discard(path)
         raise

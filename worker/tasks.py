@@ -56,7 +56,7 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
     """
     spool_path = task_spool_path(config.spool_dir, task_id)
     identity = worker_identity()
-    attempt = store.start(task_id, identity)
+    attempt, record = store.start(task_id, identity)
     if attempt <= 0:
         log.info("task %s skipped: %s", task_id, "deleted" if attempt == 0 else "already finished")
         discard(spool_path)
@@ -67,7 +67,6 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
             log.error("task %s failed: %s", task_id, reason)
             store.fail(task_id, reason, int(time.time()), identity)
             return "failed"
-        record = store.get(task_id) or {}
         submission = Submission(
             path=spool_path,
             file_name=record.get("file_name", ""),

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from common.settings import WorkerSettings
-from common.store import Keys, SyncTaskStore, new_record_fields
+from common.store import Keys, SyncTaskStore, encode_fields
 from worker.analysis.engine import Submission
 from worker.tasks import run_analysis
 
@@ -30,9 +30,9 @@ def setup(tmp_path: Path):
         digests = {
             name: hashlib.new(name, content).hexdigest() for name in ("md5", "sha1", "sha256", "sha512")
         }
+        record = {"task_id": task_id, "submitted": int(time.time()), "status": "queued", "attempts": 0}
         client.hset(
-            Keys().task(task_id),
-            mapping=new_record_fields(task_id, int(time.time()), file_name="a.txt", **digests, **fields),
+            Keys().task(task_id), mapping=encode_fields({**record, "file_name": "a.txt", **digests, **fields})
         )
         client.zadd(Keys().queued_tasks, {str(task_id): time.time()})
         path = tmp_path / str(task_id)
