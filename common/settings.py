@@ -97,6 +97,11 @@ class WorkerSettings(_ServiceSettings):
     retry_after_seconds: int = 5
     min_free_spool_bytes: int = 256 * 1024**2
 
+    # submit-url: networks allowed even though not public (e.g. "10.20.0.0/16"); empty: none.
+    submit_url_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    submit_url_max_redirects: int = 5
+    submit_url_timeout_seconds: float = 300
+
     # Retention (design §2), in minutes as the spec names them.
     task_age_limit_minutes: float = 90
     unprocessed_task_limit_minutes: float = 60
@@ -135,6 +140,14 @@ class WorkerSettings(_ServiceSettings):
             failed_seconds=self.file_age_limit_seconds,
             unprocessed_seconds=self.unprocessed_task_limit_seconds,
         )
+
+    @field_validator("submit_url_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> list[str]:
+        import ipaddress
+
+        items = re.split(r"[\s,]+", value.strip()) if isinstance(value, str) else list(value or [])
+        return [str(ipaddress.ip_network(item, strict=False)) for item in items if item]
 
     @field_validator("analysis_time_limit_seconds")
     @classmethod

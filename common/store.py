@@ -24,6 +24,7 @@ QUEUED, ANALYZING, DONE, FAILED = "queued", "analyzing", "done", "failed"
 # ARGV[1] ttl (0 keeps it), ARGV[2] allowed current statuses ("" any), ARGV[3] task id,
 # ARGV[4] name of a counter field to increment ("" none), ARGV[5..] field/value pairs.
 # Returns 0 when the record is gone, -1 when its status is not allowed, else 1 or the counter.
+# A record whose status leaves `queued` leaves the queued index in the same step.
 TRANSITION_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[2] ~= '' then
@@ -32,9 +33,13 @@ if ARGV[2] ~= '' then
 end
 local result = 1
 if ARGV[4] ~= '' then result = redis.call('HINCRBY', KEYS[1], ARGV[4], 1) end
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local leaves_queue = false
+for i = 5, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  if ARGV[i] == 'status' and ARGV[i + 1] ~= 'queued' then leaves_queue = true end
+end
 if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-redis.call('ZREM', KEYS[2], ARGV[3])
+if leaves_queue then redis.call('ZREM', KEYS[2], ARGV[3]) end
 return result
 """
 
@@ -204,6 +209,14 @@ class TaskStore:
         result = await self._transition(
             keys=[self.keys.task(task_id), self.keys.queued_tasks],
             args=[self.retention.failed_seconds, only_if, task_id, "", *_flatten(failed_fields(reason, now))],
+        )
+        return int(result) > 0
+
+    async def update(self, task_id: int, fields: dict[str, Any], only_if: str) -> bool:
+        """Add fields to a record still in one of the `only_if` statuses (comma-separated)."""
+        result = await self._transition(
+            keys=[self.keys.task(task_id), self.keys.queued_tasks],
+            args=[0, only_if, task_id, "", *_flatten(encode_fields(fields))],
         )
         return int(result) > 0
 

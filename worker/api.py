@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aiohttp
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import BodyPartReader, web
@@ -18,8 +21,8 @@ from aiohttp import BodyPartReader, web
 from common.auth import auth_middleware, token_group
 from common.errors import ApiError, json_errors, json_response
 from common.settings import WorkerSettings
-from common.store import Keys, TaskStore, normalize_filter_token, task_view
-from worker import spool
+from common.store import QUEUED, Keys, TaskStore, normalize_filter_token, task_view
+from worker import fetch, spool
 from worker.retention import run_sweeper
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,8 @@ SETTINGS = web.AppKey("settings", WorkerSettings)
 STORE = web.AppKey("store", TaskStore)
 SEND_TASK = web.AppKey("send_task", Callable[[int], None])
 PUBLISHER = web.AppKey("publisher", ThreadPoolExecutor)
+FETCH_SESSION = web.AppKey("fetch_session", aiohttp.ClientSession)
+DOWNLOADS = web.AppKey("downloads", set)
 
 API = "/api/tiscale/v1"
 INTEGRITY_ERROR = (
@@ -145,13 +150,9 @@ async def upload(request: web.Request) -> web.Response:
 
         task_id = await store.create(
             int(time.time()),
+            **submission_fields(request, fields.get("custom_data"), fields.get("user_data")),
             file_name=file_name,
             size=spooled.size,
-            token=normalize_filter_token(request.headers.get("X-TiScale-Token")),
-            custom_data=fields.get("custom_data"),
-            user_data=fields.get("user_data"),
-            direct_sender=request.remote or "",
-            forwarded_for=forwarded_chain(request),
             **spooled.digests,
         )
         spooled.path.rename(spool.task_spool_path(settings.spool_dir, task_id))
@@ -163,6 +164,146 @@ async def upload(request: web.Request) -> web.Response:
     await publish(request.app, task_id)
     log.info("task %s accepted: %r from %s", task_id, file_name, request.remote)
     return json_response({"task_url": task_url(request, settings, task_id)})
+
+
+def submission_fields(request: web.Request, custom_data: str | None, user_data: str | None) -> dict[str, Any]:
+    """What every new task records about who sent it and what they attached."""
+    return {
+        "token": normalize_filter_token(request.headers.get("X-TiScale-Token")),
+        "custom_data": custom_data,
+        "user_data": user_data,
+        "direct_sender": request.remote or "",
+        "forwarded_for": forwarded_chain(request),
+    }
+
+
+HASH_LENGTHS = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+
+
+def json_text(name: str, value: Any) -> str | None:
+    """custom_data / user_data given inside a JSON body: an object, or a JSON string."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parse_json_field(name, value)
+        return value
+    return orjson.dumps(value).decode()
+
+
+def expected_digest(value: Any) -> tuple[str, str] | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip().lower()
+    if len(text) not in HASH_LENGTHS or any(c not in "0123456789abcdef" for c in text):
+        raise ApiError(400, "'hash' must be a hex MD5, SHA1, SHA256 or SHA512 digest")
+    return HASH_LENGTHS[len(text)], text
+
+
+def custom_headers(value: Any) -> dict[str, str]:
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, dict) or len(value) > 8:
+        raise ApiError(400, "'custom_header_authorization' must be an object of at most 8 headers")
+    headers = {}
+    for name, header_value in value.items():
+        text = str(header_value)
+        if not HEADER_NAME.fullmatch(str(name)) or "\r" in text or "\n" in text or len(text) > 4096:
+            raise ApiError(400, f"'custom_header_authorization' has an invalid header {str(name)[:40]!r}")
+        if str(name).lower() in ("host", "content-length", "transfer-encoding", "connection"):
+            raise ApiError(400, f"header {name!r} cannot be set")
+        headers[str(name)] = text
+    return headers
+
+
+async def read_json_body(request: web.Request, limit: int) -> Any:
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"the request body is larger than {limit} bytes")
+    data = bytearray()
+    while chunk := await request.content.read(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise ApiError(413, f"the request body is larger than {limit} bytes")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, 'send a JSON body: {"url": "https://..."}') from None
+
+
+@routes.post(f"{API}/submit-url")
+@token_group("submit")
+async def submit_url(request: web.Request) -> web.Response:
+    """Accept a URL now, download it in the background, then analyze it like an upload.
+
+    Unusable URLs (bad scheme, non-public target, unresolvable host) get 400 at once; a
+    download that fails later (refused redirect, HTTP error, size, hash mismatch) fails the
+    task with the reason in `error`.
+    """
+    settings, store = request.app[SETTINGS], request.app[STORE]
+    await refuse_when_overloaded(store, settings)
+    body = await read_json_body(request, 4 * settings.max_form_field_bytes)
+    if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+        raise ApiError(400, "the JSON body needs a 'url' string")
+    networks = fetch.parse_networks(settings.submit_url_allowed_networks)
+    try:
+        target = fetch.check_url(body["url"], networks)
+        await fetch.check_resolves_publicly(target, networks)
+    except ValueError as error:
+        raise ApiError(400, f"the URL cannot be submitted: {error}") from None
+    custom_data = json_text("custom_data", body.get("custom_data"))
+    user_data = json_text("user_data", body.get("user_data"))
+    if user_data is not None and not isinstance(orjson.loads(user_data), dict):
+        raise ApiError(400, "'user_data' must be a JSON object")
+    digest = expected_digest(body.get("hash"))
+    headers = custom_headers(
+        body.get("custom_header_authorization") or body.get("custom_authorization_header")
+    )
+    task_id = await store.create(
+        int(time.time()),
+        **submission_fields(request, custom_data, user_data),
+        file_name=(target.name or target.host or "")[:1024],
+        source_url=body["url"],
+    )
+    download = asyncio.create_task(download_and_queue(request.app, task_id, body["url"], headers, digest))
+    request.app[DOWNLOADS].add(download)
+    download.add_done_callback(request.app[DOWNLOADS].discard)
+    log.info("task %s accepted for URL %s from %s", task_id, target.with_query(None), request.remote)
+    return json_response({"task_url": task_url(request, settings, task_id)})
+
+
+async def download_and_queue(
+    app: web.Application, task_id: int, url: str, headers: dict[str, str], digest: tuple[str, str] | None
+) -> None:
+    settings, store = app[SETTINGS], app[STORE]
+    networks = fetch.parse_networks(settings.submit_url_allowed_networks)
+    try:
+        spooled = await fetch.fetch_to_spool(
+            app[FETCH_SESSION],
+            url,
+            headers,
+            settings.spool_dir,
+            settings.max_upload_bytes,
+            settings.submit_url_max_redirects,
+            networks,
+        )
+    except fetch.FetchError as error:
+        log.info("task %s: download of %s failed: %s", task_id, url, error)
+        await store.fail(task_id, f"download failed: {error}", int(time.time()))
+        return
+    except asyncio.CancelledError:
+        await store.fail(task_id, "download interrupted: the Worker API stopped", int(time.time()))
+        raise
+    if digest is not None and spooled.digests[digest[0]] != digest[1]:
+        spooled.discard()
+        reason = f"integrity check failed: {digest[0]} {spooled.digests[digest[0]]} differs from {digest[1]}"
+        await store.fail(task_id, reason, int(time.time()))
+        return
+    if not await store.update(task_id, {"size": spooled.size, **spooled.digests}, only_if=QUEUED):
+        spooled.discard()  # deleted or canceled while downloading
+        return
+    spooled.path.rename(spool.task_spool_path(settings.spool_dir, task_id))
+    with contextlib.suppress(ApiError):  # publish() has already failed the task
+        await publish(app, task_id)
 
 
 async def publish(app: web.Application, task_id: int) -> None:
@@ -304,10 +445,16 @@ def create_app(
         app[STORE] = TaskStore(client, Keys(settings.key_prefix), settings.retention())
         app[SEND_TASK] = send_task or celery_sender(settings)
         app[PUBLISHER] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="publish")
+        networks = fetch.parse_networks(settings.submit_url_allowed_networks)
+        app[FETCH_SESSION] = fetch.guarded_session(networks, settings.submit_url_timeout_seconds)
+        app[DOWNLOADS] = set()
         sweeper = asyncio.create_task(run_sweeper(app[STORE], settings))
         yield
         sweeper.cancel()
-        await asyncio.gather(sweeper, return_exceptions=True)
+        for download in list(app[DOWNLOADS]):
+            download.cancel()
+        await asyncio.gather(sweeper, *app[DOWNLOADS], return_exceptions=True)
+        await app[FETCH_SESSION].close()
         app[PUBLISHER].shutdown(wait=True)
         if redis_client is None:
             await client.aclose()

@@ -1,0 +1,195 @@
+"""submit-url: public targets only (SSRF), bounded redirects and size, integrity hash."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+API = "/api/tiscale/v1"
+PAYLOAD = b"downloaded sample " * 100
+
+
+@pytest.fixture
+async def origin():
+    """A file server on 127.0.0.1 with a few hostile behaviours."""
+    seen_headers: list[dict[str, str]] = []
+
+    async def sample(request: web.Request) -> web.Response:
+        seen_headers.append(dict(request.headers))
+        return web.Response(body=PAYLOAD)
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(request.query["to"])
+
+    async def loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(100):
+            await response.write(b"x" * 10_000)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/sample.exe", sample)
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/loop", loop)
+    app.router.add_get("/big", big)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    server.seen_headers = seen_headers  # type: ignore[attr-defined]
+    yield server
+    await server.close()
+
+
+async def wait_until_settled(api, task_id: int) -> dict:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        record = await api.store.get(task_id)
+        if record.get("status") == "failed" or "sha256" in record:
+            return record
+        await asyncio.sleep(0.02)
+    raise TimeoutError(record)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/x",
+        "http://[::1]/x",
+        "http://10.1.2.3/x",
+        "http://192.168.0.1/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.64.0.1/x",
+        "http://0.0.0.0/x",
+        "http://[::ffff:127.0.0.1]/x",
+        "http://localhost/x",
+    ],
+)
+async def test_submit_url_to_a_non_public_target_is_400(worker_api, url):
+    response = await worker_api.client.post(f"{API}/submit-url", json={"url": url})
+    assert response.status == 400
+    assert "cannot be submitted" in (await response.json())["message"]
+    assert worker_api.queued == []
+    assert (await worker_api.client.get(f"{API}/task/1")).status == 404
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://example.com/x", "gopher://x/", "http:///nohost"]
+)
+async def test_submit_url_with_another_scheme_or_no_host_is_400(worker_api, url):
+    response = await worker_api.client.post(f"{API}/submit-url", json={"url": url})
+    assert response.status == 400
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"link": "http://x"}', b'{"url": 5}'])
+async def test_submit_url_without_a_url_in_a_json_body_is_400(worker_api, body):
+    response = await worker_api.client.post(
+        f"{API}/submit-url", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 400
+
+
+async def test_submit_url_downloads_into_the_spool_then_queues_the_task(make_worker_api, origin):
+    api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32")
+    response = await api.client.post(
+        f"{API}/submit-url",
+        json={
+            "url": str(origin.make_url("/sample.exe")),
+            "custom_data": {"source": "feed"},
+            "custom_header_authorization": {"Custom-Token": "secret-value"},
+        },
+    )
+    assert response.status == 200
+    assert (await response.json())["task_url"].endswith(f"{API}/task/1")
+    record = await wait_until_settled(api, 1)
+    assert record["status"] == "queued"
+    assert record["sha256"] == hashlib.sha256(PAYLOAD).hexdigest()
+    assert record["file_name"] == "sample.exe"
+    assert (api.settings.spool_dir / "1").read_bytes() == PAYLOAD
+    assert origin.seen_headers[-1]["Custom-Token"] == "secret-value"
+    for _ in range(100):
+        if api.queued:
+            break
+        await asyncio.sleep(0.01)
+    assert api.queued == [1]
+
+
+async def test_redirect_to_a_private_address_fails_the_task(make_worker_api, origin):
+    api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32")
+    url = str(origin.make_url("/redirect").with_query(to="http://169.254.169.254/latest/meta-data/"))
+    assert (await api.client.post(f"{API}/submit-url", json={"url": url})).status == 200
+    record = await wait_until_settled(api, 1)
+    assert record["status"] == "failed"
+    assert "not a public address" in record["error"]
+    assert api.queued == []
+    assert api.spool_files() == []
+
+
+async def test_redirect_to_a_host_resolving_to_a_refused_address_fails_the_task(make_worker_api, origin):
+    api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32")
+    # 127.0.0.2 is loopback but outside the allowed network.
+    target = f"http://127.0.0.2:{origin.port}/sample.exe"
+    url = str(origin.make_url("/redirect").with_query(to=target))
+    await api.client.post(f"{API}/submit-url", json={"url": url})
+    record = await wait_until_settled(api, 1)
+    assert record["status"] == "failed"
+
+
+async def test_endless_redirects_fail_the_task(make_worker_api, origin):
+    api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32", submit_url_max_redirects=3)
+    await api.client.post(f"{API}/submit-url", json={"url": str(origin.make_url("/loop"))})
+    record = await wait_until_settled(api, 1)
+    assert record["status"] == "failed"
+    assert "more than 3 redirects" in record["error"]
+
+
+async def test_download_over_the_size_limit_fails_the_task_and_leaves_no_file(make_worker_api, origin):
+    api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32", max_upload_bytes=50_000)
+    await api.client.post(f"{API}/submit-url", json={"url": str(origin.make_url("/big"))})
+    record = await wait_until_settled(api, 1)
+    assert record["status"] == "failed"
+    assert "limit" in record["error"]
+    assert api.spool_files() == []
+
+
+async def test_http_error_from_the_origin_fails_the_task(make_worker_api, origin):
+    api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32")
+    await api.client.post(f"{API}/submit-url", json={"url": str(origin.make_url("/missing"))})
+    record = await wait_until_settled(api, 1)
+    assert record["status"] == "failed"
+    assert "404" in record["error"]
+
+
+async def test_hash_mismatch_fails_the_task_and_matching_hash_passes(make_worker_api, origin):
+    api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32")
+    url = str(origin.make_url("/sample.exe"))
+    await api.client.post(f"{API}/submit-url", json={"url": url, "hash": "0" * 40})
+    record = await wait_until_settled(api, 1)
+    assert record["status"] == "failed"
+    assert "integrity check failed" in record["error"]
+    await api.client.post(f"{API}/submit-url", json={"url": url, "hash": hashlib.md5(PAYLOAD).hexdigest()})
+    assert (await wait_until_settled(api, 2))["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"hash": "xyz"},
+        {"custom_header_authorization": {"Bad Header": "x"}},
+        {"custom_header_authorization": {"X-A": "a\r\nInjected: 1"}},
+        {"custom_header_authorization": {"Host": "internal"}},
+        {"custom_data": "{broken"},
+        {"user_data": [1, 2]},
+    ],
+)
+async def test_submit_url_with_malformed_options_is_400(make_worker_api, origin, extra):
+    api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32")
+    body = {"url": str(origin.make_url("/sample.exe")), **extra}
+    assert (await api.client.post(f"{API}/submit-url", json=body)).status == 400

@@ -1,0 +1,156 @@
+"""Downloads for submit-url, refusing targets inside private networks (SSRF).
+
+Every connection goes through `GuardedResolver`, which drops addresses that are not
+globally routable (loopback, private, link-local, multicast, reserved, CGNAT...) unless a
+configured network allows them, so a DNS answer that changes between check and connect
+cannot smuggle a private address in. aiohttp does not consult the resolver for IP-literal
+hosts, so those are checked directly, and redirects are followed by hand so that every hop
+is checked again. The body is streamed through the same spool writer as uploads, capped
+at the same size, and never decompressed on the fly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urljoin
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+from yarl import URL
+
+from worker import spool
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+REDIRECT_CODES = {301, 302, 303, 307, 308}
+
+
+class FetchError(Exception):
+    """The URL could not be fetched; the message says why, for the task's `error`."""
+
+
+def parse_networks(values: Sequence[str]) -> list[Network]:
+    return [ipaddress.ip_network(value, strict=False) for value in values]
+
+
+def address_allowed(address: str, allowed_networks: Sequence[Network]) -> bool:
+    ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in network for network in allowed_networks):
+        return True
+    return ip.is_global and not ip.is_multicast
+
+
+def literal_address(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+class GuardedResolver(AbstractResolver):
+    def __init__(self, allowed_networks: Sequence[Network]):
+        self.allowed_networks = list(allowed_networks)
+        self._resolver = ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._resolver.resolve(host, port, family)
+        allowed = [result for result in results if address_allowed(result["host"], self.allowed_networks)]
+        if not allowed:
+            raise FetchError(f"{host} resolves only to addresses that are not allowed")
+        return allowed
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+def check_url(url: str, allowed_networks: Sequence[Network]) -> URL:
+    """Syntax and literal-address checks; raises ValueError with a client-facing reason."""
+    if len(url) > 4096:
+        raise ValueError("the URL is longer than 4096 characters")
+    parsed = URL(url)
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError("only http and https URLs can be submitted")
+    if not parsed.host:
+        raise ValueError("the URL has no host")
+    literal = literal_address(parsed.host)
+    if literal is not None and not address_allowed(literal, allowed_networks):
+        raise ValueError(f"the URL points at {literal}, which is not a public address")
+    return parsed
+
+
+async def check_resolves_publicly(url: URL, allowed_networks: Sequence[Network]) -> None:
+    """At submission, refuse a host with no allowed address at all (400, not a failed task)."""
+    if literal_address(url.host or ""):
+        return
+    resolver = GuardedResolver(allowed_networks)
+    try:
+        await resolver.resolve(url.host or "", url.port or 0, socket.AF_UNSPEC)
+    except FetchError as error:
+        raise ValueError(str(error)) from None
+    except OSError as error:
+        raise ValueError(f"cannot resolve {url.host}: {error}") from None
+    finally:
+        await resolver.close()
+
+
+def guarded_session(allowed_networks: Sequence[Network], timeout_seconds: float) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(allowed_networks), limit=64)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout_seconds, sock_connect=10),
+        trust_env=False,  # never route through a proxy from the environment
+        auto_decompress=False,
+    )
+
+
+async def fetch_to_spool(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str],
+    spool_dir: Path,
+    max_bytes: int,
+    max_redirects: int,
+    allowed_networks: Sequence[Network],
+) -> spool.SpooledFile:
+    current = url
+    for _ in range(max_redirects + 1):
+        try:
+            target = check_url(current, allowed_networks)
+        except ValueError as error:
+            raise FetchError(str(error)) from None
+        try:
+            async with session.get(target, headers=headers, allow_redirects=False) as response:
+                if response.status in REDIRECT_CODES and "Location" in response.headers:
+                    current = urljoin(str(target), response.headers["Location"])
+                    continue
+                if response.status != 200:
+                    raise FetchError(f"the server answered {response.status} {response.reason}")
+                if response.content_length and response.content_length > max_bytes:
+                    raise FetchError(f"the file is larger than the limit of {max_bytes} bytes")
+                try:
+                    return await spool.receive(_Chunks(response.content), spool_dir, max_bytes)
+                except Exception as error:  # ApiError(413) or a broken connection
+                    raise FetchError(getattr(error, "message", None) or f"download failed: {error}") from None
+        except aiohttp.ClientError as error:
+            raise FetchError(f"download failed: {type(error).__name__}: {error}") from None
+        except TimeoutError:
+            raise FetchError("download timed out") from None
+    raise FetchError(f"more than {max_redirects} redirects")
+
+
+class _Chunks:
+    """Adapts a response body stream to the spool writer's read_chunk interface."""
+
+    def __init__(self, stream: aiohttp.StreamReader):
+        self.stream = stream
+
+    async def read_chunk(self, size: int = 256 * 1024) -> bytes:
+        return await self.stream.read(size)
