@@ -3,17 +3,30 @@
 Each handler declares the token group it belongs to with `@token_group("submit")`; the
 middleware reads it from the matched route. A group with no configured tokens is open:
 the spec says the Authorization header is then ignored.
+
+Beside the static `Authorization: Token <x>`, short-lived OAuth2 bearer tokens are accepted
+wherever a static token is (api-conventions): a client exchanges a static token for a
+5-minute JWT at `POST /api/auth/v1/token` (client-credentials grant, the static token as
+client_secret) and sends `Authorization: Bearer <jwt>`. The JWT carries the token groups
+its static token belongs to.
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
+import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import jwt
 from aiohttp import web
 
-from common.errors import ApiError, Handler
+from common.errors import ApiError, Handler, json_response
+
+BEARER_LIFETIME_SECONDS = 300
+TOKEN_PATH = "/api/auth/v1/token"
 
 GROUP_ATTRIBUTE = "_scanhub_token_group"
 F = TypeVar("F", bound=Callable[..., object])
@@ -27,14 +40,12 @@ def token_group(name: str) -> Callable[[F], F]:
     return mark
 
 
-def presented_token(authorization: str | None) -> str | None:
-    """The token from `Authorization: Token <x>`; None when the header is absent."""
+def split_authorization(authorization: str | None) -> tuple[str, str] | None:
+    """(scheme, credentials) from an Authorization header; None when it is absent."""
     if authorization is None:
         return None
     scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() != "token":
-        return ""
-    return value.strip()
+    return scheme.lower(), value.strip()
 
 
 def token_is_valid(token: str, allowed: Sequence[str]) -> bool:
@@ -46,23 +57,95 @@ def token_is_valid(token: str, allowed: Sequence[str]) -> bool:
     return matched
 
 
-def check_token(authorization: str | None, allowed: Sequence[str]) -> None:
-    if not allowed:
-        return
-    token = presented_token(authorization)
-    if token is None:
-        raise ApiError(401, "authorization required: send 'Authorization: Token <token>'")
-    if not token_is_valid(token, allowed):
+class Authenticator:
+    """Checks static and bearer tokens for the token groups, and issues bearer tokens."""
+
+    def __init__(self, groups: Mapping[str, Sequence[str]], bearer_secret: str | None = None):
+        self.groups = {name: list(tokens) for name, tokens in groups.items()}
+        # Without a configured secret, bearer tokens are valid only at the process that
+        # issued them; set one shared secret when several processes serve one address.
+        self.bearer_secret = bearer_secret or secrets.token_urlsafe(32)
+
+    def check(self, authorization: str | None, group: str) -> None:
+        allowed = self.groups.get(group, [])
+        if not allowed:
+            return
+        presented = split_authorization(authorization)
+        if presented is None:
+            raise ApiError(401, "authorization required: send 'Authorization: Token <token>'")
+        scheme, credentials = presented
+        if scheme == "token" and token_is_valid(credentials, allowed):
+            return
+        if scheme == "bearer" and group in self.bearer_scope(credentials):
+            return
         raise ApiError(403, "the authorization token is not valid")
 
+    def bearer_scope(self, bearer: str) -> list[str]:
+        try:
+            claims = jwt.decode(
+                bearer, self.bearer_secret, algorithms=["HS256"], options={"require": ["exp", "iat"]}
+            )
+        except jwt.ExpiredSignatureError:
+            raise ApiError(401, "the bearer token has expired; request a new one") from None
+        except jwt.InvalidTokenError:
+            return []
+        return [str(group) for group in claims.get("scope", "").split()]
 
-def auth_middleware(groups: Mapping[str, Sequence[str]]):
+    def groups_of(self, static_token: str) -> list[str]:
+        return [
+            name for name, tokens in self.groups.items() if tokens and token_is_valid(static_token, tokens)
+        ]
+
+    def issue(self, client_id: str, client_secret: str) -> dict[str, Any]:
+        scope = self.groups_of(client_secret)
+        if not scope:
+            raise ApiError(401, "invalid_client: the client secret is not a valid token")
+        now = int(time.time())
+        claims = {
+            "sub": client_id,
+            "scope": " ".join(scope),
+            "iat": now,
+            "exp": now + BEARER_LIFETIME_SECONDS,
+        }
+        return {
+            "access_token": jwt.encode(claims, self.bearer_secret, algorithm="HS256"),
+            "token_type": "Bearer",
+            "expires_in": BEARER_LIFETIME_SECONDS,
+            "scope": claims["scope"],
+        }
+
+
+def client_credentials(request: web.Request, form: Mapping[str, Any]) -> tuple[str, str]:
+    """client_id and client_secret from HTTP Basic auth or from the form (RFC 6749 §2.3.1)."""
+    presented = split_authorization(request.headers.get("Authorization"))
+    if presented and presented[0] == "basic":
+        try:
+            client_id, _, client_secret = base64.b64decode(presented[1]).decode().partition(":")
+        except ValueError:
+            raise ApiError(400, "malformed Basic credentials") from None
+        return client_id, client_secret
+    return str(form.get("client_id", "")), str(form.get("client_secret", ""))
+
+
+def token_endpoint(authenticator: Authenticator) -> web.RouteDef:
+    async def issue_token(request: web.Request) -> web.Response:
+        form = await request.post() if request.content_length and request.content_length < 8192 else {}
+        if form.get("grant_type") != "client_credentials":
+            raise ApiError(400, "unsupported_grant_type: only grant_type=client_credentials is supported")
+        client_id, client_secret = client_credentials(request, form)
+        return json_response(
+            authenticator.issue(client_id, client_secret), headers={"Cache-Control": "no-store"}
+        )
+
+    return web.post(TOKEN_PATH, issue_token)
+
+
+def auth_middleware(authenticator: Authenticator):
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        route_handler = request.match_info.handler
-        group = getattr(route_handler, GROUP_ATTRIBUTE, None)
+        group = getattr(request.match_info.handler, GROUP_ATTRIBUTE, None)
         if group is not None:
-            check_token(request.headers.get("Authorization"), groups.get(group, ()))
+            authenticator.check(request.headers.get("Authorization"), group)
         return await handler(request)
 
     return authenticate

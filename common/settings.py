@@ -51,6 +51,8 @@ class _ServiceSettings(BaseSettings):
     submit_tokens: TokenList = Field(default_factory=list)
     tasks_tokens: TokenList = Field(default_factory=list)
     admin_tokens: TokenList = Field(default_factory=list)
+    # Signs OAuth2 bearer tokens; unset: a random secret per process (see common/auth.py).
+    bearer_secret: str | None = None
     tls_certificate: Path | None = None
     tls_key: Path | None = None
 

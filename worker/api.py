@@ -18,7 +18,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import BodyPartReader, web
 
-from common.auth import auth_middleware, token_group
+from common.auth import Authenticator, auth_middleware, token_endpoint, token_group
 from common.errors import ApiError, json_errors, json_response
 from common.settings import WorkerSettings
 from common.store import QUEUED, Keys, TaskStore, normalize_filter_token, task_view
@@ -424,20 +424,14 @@ def create_app(
     send_task: Callable[[int], None] | None = None,
 ) -> web.Application:
     """The Worker API. Tests may pass a fake Redis client and a task sender of their own."""
-    app = web.Application(
-        middlewares=[
-            json_errors,
-            auth_middleware(
-                {
-                    "submit": settings.submit_tokens,
-                    "tasks": settings.tasks_tokens,
-                    "admin": settings.admin_tokens,
-                }
-            ),
-        ]
+    authenticator = Authenticator(
+        {"submit": settings.submit_tokens, "tasks": settings.tasks_tokens, "admin": settings.admin_tokens},
+        settings.bearer_secret,
     )
+    app = web.Application(middlewares=[json_errors, auth_middleware(authenticator)])
     app[SETTINGS] = settings
     app.add_routes(routes)
+    app.add_routes([token_endpoint(authenticator)])
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
