@@ -61,6 +61,13 @@ class _ServiceSettings(BaseSettings):
     def _tokens(cls, value: Any) -> list[str]:
         return parse_token_list(value)
 
+    @field_validator("bearer_secret")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 32:
+            raise ValueError("bearer_secret must be at least 32 characters (RFC 7518 §3.2)")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -11,13 +11,14 @@ import pytest
 from tests.unit.conftest import TOKEN_SUBMIT, TOKEN_TASKS
 
 TOKEN_PATH = "/api/auth/v1/token"
+SIGNING_SECRET = "test-signing-secret-0123456789abcdefghij"
 API = "/api/tiscale/v1"
 
 
 @pytest.fixture
 async def secured(make_worker_api):
     return await make_worker_api(
-        submit_tokens=TOKEN_SUBMIT, tasks_tokens=TOKEN_TASKS, bearer_secret="test-signing-secret"
+        submit_tokens=TOKEN_SUBMIT, tasks_tokens=TOKEN_TASKS, bearer_secret=SIGNING_SECRET
     )
 
 
@@ -57,7 +58,7 @@ async def test_bearer_token_is_accepted_where_its_static_token_is(secured):
 async def test_expired_bearer_token_is_401(secured):
     now = int(time.time())
     expired = jwt.encode(
-        {"sub": "x", "scope": "submit", "iat": now - 600, "exp": now - 300}, "test-signing-secret", "HS256"
+        {"sub": "x", "scope": "submit", "iat": now - 600, "exp": now - 300}, SIGNING_SECRET, "HS256"
     )
     response = await secured.upload(headers={"Authorization": f"Bearer {expired}"})
     assert response.status == 401
@@ -66,7 +67,7 @@ async def test_expired_bearer_token_is_401(secured):
 
 async def test_bearer_token_signed_with_another_secret_is_403(secured):
     now = int(time.time())
-    forged = jwt.encode({"sub": "x", "scope": "submit tasks", "iat": now, "exp": now + 60}, "guess", "HS256")
+    forged = jwt.encode({"sub": "x", "scope": "submit tasks", "iat": now, "exp": now + 60}, "g" * 40, "HS256")
     assert (await secured.upload(headers={"Authorization": f"Bearer {forged}"})).status == 403
     unsigned = jwt.encode({"scope": "submit", "iat": now, "exp": now + 60}, None, "none")
     assert (await secured.upload(headers={"Authorization": f"Bearer {unsigned}"})).status == 403

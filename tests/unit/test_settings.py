@@ -46,3 +46,8 @@ def test_retention_defaults_follow_the_spec():
     assert retention.done_seconds == 90 * 60
     assert retention.unprocessed_seconds == 60 * 60
     assert retention.failed_seconds == 1440 * 60
+
+
+def test_short_bearer_secret_is_refused():
+    with pytest.raises(ValidationError):
+        WorkerSettings(bearer_secret="too-short")
