@@ -22,7 +22,7 @@ from common.auth import Authenticator, auth_middleware, token_endpoint, token_gr
 from common.errors import ApiError, json_errors, json_response
 from common.settings import WorkerSettings
 from common.store import QUEUED, Keys, TaskStore, normalize_filter_token, task_view
-from worker import fetch, spool
+from worker import fetch, license_api, spool
 from worker.retention import run_sweeper
 
 log = logging.getLogger(__name__)
@@ -432,6 +432,7 @@ def create_app(
     app[SETTINGS] = settings
     app.add_routes(routes)
     app.add_routes([token_endpoint(authenticator)])
+    app.add_routes(license_api.routes)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
