@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 QUEUED, ANALYZING, DONE, FAILED = "queued", "analyzing", "done", "failed"
 
-# KEYS[1] task hash, KEYS[2] queued index.
+# KEYS[1] task hash, KEYS[2] queued index, KEYS[3] outcome counters (a hash: done, failed).
 # ARGV[1] ttl (0 keeps it), ARGV[2] allowed current statuses ("" any), ARGV[3] task id,
 # ARGV[4] name of a counter field to increment ("" none), ARGV[5..] field/value pairs.
 # Returns 0 when the record is gone, -1 when its status is not allowed, else 1 or the counter.
@@ -36,7 +36,12 @@ if ARGV[4] ~= '' then result = redis.call('HINCRBY', KEYS[1], ARGV[4], 1) end
 local leaves_queue = false
 for i = 5, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  if ARGV[i] == 'status' and ARGV[i + 1] ~= 'queued' then leaves_queue = true end
+  if ARGV[i] == 'status' then
+    if ARGV[i + 1] ~= 'queued' then leaves_queue = true end
+    if ARGV[i + 1] == 'done' or ARGV[i + 1] == 'failed' then
+      redis.call('HINCRBY', KEYS[3], ARGV[i + 1], 1)
+    end
+  end
 end
 if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 if leaves_queue then redis.call('ZREM', KEYS[2], ARGV[3]) end
@@ -83,6 +88,10 @@ class Keys:
     @property
     def queued_tasks(self) -> str:
         return f"{self.prefix}:queued"
+
+    @property
+    def outcomes(self) -> str:
+        return f"{self.prefix}:stats:outcomes"
 
     @property
     def sweeper_lock(self) -> str:
@@ -207,7 +216,7 @@ class TaskStore:
 
     async def fail(self, task_id: int, reason: str, now: int, only_if: str = "") -> bool:
         result = await self._transition(
-            keys=[self.keys.task(task_id), self.keys.queued_tasks],
+            keys=[self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes],
             args=[self.retention.failed_seconds, only_if, task_id, "", *_flatten(failed_fields(reason, now))],
         )
         return int(result) > 0
@@ -215,7 +224,7 @@ class TaskStore:
     async def update(self, task_id: int, fields: dict[str, Any], only_if: str) -> bool:
         """Add fields to a record still in one of the `only_if` statuses (comma-separated)."""
         result = await self._transition(
-            keys=[self.keys.task(task_id), self.keys.queued_tasks],
+            keys=[self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes],
             args=[0, only_if, task_id, "", *_flatten(encode_fields(fields))],
         )
         return int(result) > 0
@@ -281,6 +290,10 @@ class TaskStore:
     async def take_sweeper_lock(self, seconds: float) -> bool:
         return bool(await self.redis.set(self.keys.sweeper_lock, "1", nx=True, px=int(seconds * 1000)))
 
+    async def outcome_counts(self) -> dict[str, int]:
+        counts = cast(dict[str, str], await self.redis.hgetall(self.keys.outcomes))
+        return {status: int(counts.get(status, 0)) for status in (DONE, FAILED)}
+
     async def live_celery_workers(self) -> list[str]:
         names = []
         async for key in self.redis.scan_iter(match=self.keys.celery_heartbeat_pattern):
@@ -303,7 +316,7 @@ class SyncTaskStore:
     def _apply(self, task_id: int, ttl: int, only_if: str, counter: str, fields: dict) -> int:
         return int(
             self._transition(
-                keys=[self.keys.task(task_id), self.keys.queued_tasks],
+                keys=[self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes],
                 args=[ttl, only_if, task_id, counter, *_flatten(fields)],
             )
         )
@@ -317,7 +330,7 @@ class SyncTaskStore:
         key = self.keys.task(task_id)
         with self.redis.pipeline(transaction=False) as pipe:
             self._transition(
-                keys=[key, self.keys.queued_tasks],
+                keys=[key, self.keys.queued_tasks, self.keys.outcomes],
                 args=[0, f"{QUEUED},{ANALYZING}", task_id, "attempts", *_flatten(fields)],
                 client=pipe,
             )

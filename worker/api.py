@@ -20,6 +20,7 @@ from aiohttp import BodyPartReader, web
 
 from common.auth import Authenticator, auth_middleware, token_endpoint, token_group
 from common.errors import ApiError, json_errors, json_response
+from common.metrics import METRICS, ServiceMetrics, metrics_route
 from common.settings import WorkerSettings
 from common.store import QUEUED, Keys, TaskStore, normalize_filter_token, task_view
 from worker import fetch, license_api, spool
@@ -405,6 +406,17 @@ async def health(request: web.Request) -> web.Response:
     return json_response(body, status=200 if healthy else 503, headers=headers)
 
 
+async def refresh_gauges(app: web.Application) -> None:
+    metrics, store = app[METRICS], app[STORE]
+    metrics.gauge("scanhub_queue_depth", "Tasks waiting for analysis").set(await store.queue_depth())
+    workers = await store.live_celery_workers()
+    metrics.gauge("scanhub_celery_workers", "Celery workers with a live heartbeat").set(len(workers))
+    outcomes = metrics.gauge("scanhub_tasks_finished", "Tasks finished on this node", ("status",))
+    for status, count in (await store.outcome_counts()).items():
+        outcomes.labels(status).set(count)
+    metrics.gauge("scanhub_downloads_in_progress", "submit-url downloads running").set(len(app[DOWNLOADS]))
+
+
 def celery_sender(settings: WorkerSettings) -> Callable[[int], None]:
     """Queue `scanhub.analyze(task_id)` on this node's Celery queue (blocking; run in a thread)."""
     from worker.celery_app import create_celery
@@ -428,11 +440,16 @@ def create_app(
         {"submit": settings.submit_tokens, "tasks": settings.tasks_tokens, "admin": settings.admin_tokens},
         settings.bearer_secret,
     )
-    app = web.Application(middlewares=[json_errors, auth_middleware(authenticator)])
+    service_metrics = ServiceMetrics("worker")
+    app = web.Application(
+        middlewares=[service_metrics.middleware(), json_errors, auth_middleware(authenticator)]
+    )
+    app[METRICS] = service_metrics
     app[SETTINGS] = settings
     app.add_routes(routes)
     app.add_routes([token_endpoint(authenticator)])
     app.add_routes(license_api.routes)
+    app.add_routes([metrics_route(refresh_gauges)])
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.spool_dir.mkdir(parents=True, exist_ok=True)

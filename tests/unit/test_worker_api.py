@@ -304,3 +304,18 @@ async def test_health_is_200_with_a_celery_heartbeat(worker_api):
     response = await worker_api.client.get("/health")
     assert response.status == 200
     assert (await response.json())["checks"]["celery_workers"] == ["node@host"]
+
+
+async def test_metrics_expose_requests_queue_depth_and_outcomes(worker_api):
+    await worker_api.upload()
+    await worker_api.upload()
+    await worker_api.client.get(f"{API}/task/99")
+    await worker_api.store.fail(1, "test failure", int(time.time()))
+    response = await worker_api.client.get("/metrics")
+    assert response.status == 200
+    text = await response.text()
+    upload_line = 'method="POST",route="/api/tiscale/v1/upload",service="worker",status="200"} 2.0'
+    assert f"scanhub_http_requests_total{{{upload_line}" in text
+    assert 'route="/api/tiscale/v1/task/{task_id}",service="worker",status="404"} 1.0' in text
+    assert "scanhub_queue_depth 1.0" in text
+    assert 'scanhub_tasks_finished{status="failed"} 1.0' in text
