@@ -1,0 +1,155 @@
+"""A load generator for the Worker/Hub API: upload, poll until processed, measure.
+
+Closed loop (`concurrency` clients each uploading and polling one file at a time) or open
+loop (`rate` uploads per second, each polled by its own coroutine, capped by
+`concurrency`). Runs for a fixed `duration`; files whose upload started during `warmup`
+are left out of the figures. Latency is from the start of the upload to the first poll
+that sees `processed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from bench.corpus import Sample
+
+API = "/api/tiscale/v1"
+
+
+@dataclass
+class LoadResult:
+    target: str
+    duration: float
+    accepted: int = 0
+    completed: int = 0
+    failed_tasks: int = 0
+    bytes_accepted: int = 0
+    errors: Counter = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+
+    def percentile(self, fraction: float) -> float | None:
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+    def summary(self) -> dict:
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1000, 1)
+
+        return {
+            "target": self.target,
+            "duration_s": round(self.duration, 2),
+            "accepted_per_s": round(self.accepted / self.duration, 1),
+            "completed_per_s": round(self.completed / self.duration, 1),
+            "mb_per_s": round(self.bytes_accepted / self.duration / 1e6, 2),
+            "failed_tasks": self.failed_tasks,
+            "errors_by_status": dict(self.errors),
+            "latency_ms": {
+                "p50": ms(self.percentile(0.5)),
+                "p90": ms(self.percentile(0.9)),
+                "p99": ms(self.percentile(0.99)),
+                "max": ms(max(self.latencies) if self.latencies else None),
+            },
+        }
+
+
+async def upload_and_wait(
+    session: aiohttp.ClientSession, base_url: str, sample: Sample, poll_interval: float, deadline: float
+) -> tuple[int, str, float | None]:
+    """Returns (upload status, final task status or '', latency seconds or None)."""
+    started = time.monotonic()
+    form = aiohttp.FormData()
+    form.add_field("file", sample.content, filename=sample.name)
+    try:
+        async with session.post(f"{base_url}{API}/upload", data=form) as response:
+            if response.status != 200:
+                await response.read()
+                return response.status, "", None
+            task_url = (await response.json())["task_url"]
+    except aiohttp.ClientError:
+        return 0, "", None
+    while time.monotonic() < deadline:
+        await asyncio.sleep(poll_interval)
+        try:
+            async with session.get(task_url) as response:
+                view = await response.json() if response.status == 200 else {}
+        except aiohttp.ClientError:
+            continue
+        if view.get("processed"):
+            return 200, view.get("status", ""), time.monotonic() - started
+    return 200, "", None
+
+
+async def run_load(
+    base_url: str,
+    samples: list[Sample],
+    duration: float,
+    warmup: float = 1.0,
+    concurrency: int = 16,
+    rate: float | None = None,
+    poll_interval: float = 0.02,
+    drain_timeout: float = 30.0,
+) -> LoadResult:
+    result = LoadResult(target=base_url, duration=duration)
+    cycle = itertools.cycle(samples)
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    start = time.monotonic()
+    measure_from = start + warmup
+    stop_at = measure_from + duration
+    limit = asyncio.Semaphore(concurrency)
+
+    def record(sample: Sample, began: float, outcome: tuple[int, str, float | None]) -> None:
+        """Uploads count by when they began, completions by when they finished: both only
+        inside the measured window, so neither warm-up nor the final drain inflates a rate."""
+        status, task_status, latency = outcome
+        began_inside = measure_from <= began < stop_at
+        if status != 200:
+            if began_inside:
+                result.errors[status] += 1
+            return
+        if began_inside:
+            result.accepted += 1
+            result.bytes_accepted += len(sample.content)
+        if latency is None:
+            return
+        if measure_from <= began + latency <= stop_at:
+            result.completed += task_status == "done"
+            result.failed_tasks += task_status == "failed"
+        if began_inside:
+            result.latencies.append(latency)
+
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(sample: Sample) -> None:
+            async with limit:
+                began = time.monotonic()
+                outcome = await upload_and_wait(
+                    session, base_url, sample, poll_interval, stop_at + drain_timeout
+                )
+                record(sample, began, outcome)
+
+        if rate:
+            pending = set()
+            next_at = start
+            while time.monotonic() < stop_at:
+                task = asyncio.create_task(one(next(cycle)))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                next_at += 1 / rate
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            await asyncio.gather(*pending)
+        else:
+
+            async def client() -> None:
+                while time.monotonic() < stop_at:
+                    await one(next(cycle))
+
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+    return result
