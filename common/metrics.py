@@ -74,6 +74,7 @@ def metrics_route(refresh: Callable[[web.Application], Awaitable[None]] | None =
     """GET /metrics; `refresh` updates live gauges (queue depth...) just before each scrape."""
 
     async def metrics(request: web.Request) -> web.Response:
+        """Prometheus metrics of this service."""
         service_metrics = request.app[METRICS]
         if refresh is not None:
             await refresh(request.app)

@@ -21,6 +21,7 @@ from aiohttp import BodyPartReader, web
 from common.auth import Authenticator, auth_middleware, token_endpoint, token_group
 from common.errors import ApiError, json_errors, json_response
 from common.metrics import METRICS, ServiceMetrics, metrics_route
+from common.openapi import openapi_route
 from common.settings import WorkerSettings
 from common.store import QUEUED, Keys, TaskStore, normalize_filter_token, task_view
 from worker import fetch, license_api, spool
@@ -111,6 +112,7 @@ async def refuse_when_overloaded(store: TaskStore, settings: WorkerSettings) -> 
 @routes.post(f"{API}/upload")
 @token_group("submit")
 async def upload(request: web.Request) -> web.Response:
+    """Upload a file (multipart `file`, optional `custom_data`, `user_data`); answers its task_url."""
     settings, store = request.app[SETTINGS], request.app[STORE]
     if not request.content_type.startswith("multipart/"):
         raise ApiError(400, "send the file as multipart/form-data in a part named 'file'")
@@ -323,6 +325,7 @@ async def publish(app: web.Application, task_id: int) -> None:
 @routes.get(f"{API}/task")
 @token_group("tasks")
 async def list_tasks(request: web.Request) -> web.Response:
+    """List tasks, optionally older than `age` seconds and/or tagged with `token`."""
     age = parse_age(request, required=False)
     max_submitted = time.time() - age if age is not None else float("inf")
     entries = await request.app[STORE].list_tasks(max_submitted, request.query.get("token"))
@@ -332,6 +335,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 @routes.get(f"{API}/task/{{task_id}}")
 @token_group("tasks")
 async def get_task(request: web.Request) -> web.Response:
+    """One task: status, timestamps, who analyzed it, and its report once processed."""
     task_id = parse_task_id(request)
     fields = await request.app[STORE].get(task_id)
     if fields is None:
@@ -352,6 +356,7 @@ async def delete_and_clean(app: web.Application, task_ids: list[int]) -> dict[in
 @routes.delete(f"{API}/task/{{task_id}}")
 @token_group("tasks")
 async def delete_task(request: web.Request) -> web.Response:
+    """Delete one task record (and its file if it was not analyzed yet)."""
     task_id = parse_task_id(request)
     if not await delete_and_clean(request.app, [task_id]):
         raise ApiError(404, f"task {task_id} does not exist or has expired")
@@ -362,6 +367,7 @@ async def delete_task(request: web.Request) -> web.Response:
 @routes.delete(f"{API}/task")
 @token_group("tasks")
 async def delete_tasks(request: web.Request) -> web.Response:
+    """Delete every task submitted more than `age` seconds ago; `age=0` deletes all."""
     age = parse_age(request, required=True)
     assert age is not None
     store = request.app[STORE]
@@ -400,6 +406,7 @@ async def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
+    """200 when Redis, a Celery worker and the spool are usable and the queue has room, else 503."""
     healthy, checks = await health_report(request.app)
     body = {"status": "ok" if healthy else "unhealthy", "checks": checks}
     headers = None if healthy else {"Retry-After": str(request.app[SETTINGS].retry_after_seconds)}
@@ -449,7 +456,7 @@ def create_app(
     app.add_routes(routes)
     app.add_routes([token_endpoint(authenticator)])
     app.add_routes(license_api.routes)
-    app.add_routes([metrics_route(refresh_gauges)])
+    app.add_routes([metrics_route(refresh_gauges), openapi_route("scanhub Worker API")])
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.spool_dir.mkdir(parents=True, exist_ok=True)

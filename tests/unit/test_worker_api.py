@@ -319,3 +319,22 @@ async def test_metrics_expose_requests_queue_depth_and_outcomes(worker_api):
     assert 'route="/api/tiscale/v1/task/{task_id}",service="worker",status="404"} 1.0' in text
     assert "scanhub_queue_depth 1.0" in text
     assert 'scanhub_tasks_finished{status="failed"} 1.0' in text
+
+
+async def test_openapi_document_lists_every_served_route_with_its_token_group(worker_api):
+    response = await worker_api.client.get("/openapi.json")
+    assert response.status == 200
+    document = await response.json()
+    assert document["openapi"].startswith("3.")
+    served = {
+        (route.resource.canonical, route.method.lower())
+        for route in worker_api.client.app.router.routes()
+        if route.method != "HEAD"
+    }
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert documented == served
+    upload = document["paths"]["/api/tiscale/v1/upload"]["post"]
+    assert upload["security"][0] == {"token": ["submit"]}
+    task = document["paths"]["/api/tiscale/v1/task/{task_id}"]["get"]
+    assert task["parameters"][0]["name"] == "task_id"
+    assert "security" not in document["paths"]["/health"]["get"]
