@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from common.store import Retention
@@ -125,6 +125,8 @@ class WorkerSettings(_ServiceSettings):
     # How often a Celery worker looks for jobs whose process died (kombu's restore sweep).
     unacked_restore_interval_seconds: float = 10
     max_analysis_attempts: int = 3
+    # Under load, uploads that arrive while a job is being queued share one Celery job.
+    max_job_batch: int = 8
     celery_concurrency: int = 0  # 0: one process per core
     # Dotted path "module:function" of the analysis engine; a site may swap in its own.
     engine: str = "worker.analysis.engine:analyze_file"
@@ -142,6 +144,16 @@ class WorkerSettings(_ServiceSettings):
     @property
     def file_age_limit_seconds(self) -> int:
         return max(1, round(self.file_age_limit_minutes * 60))
+
+    @model_validator(mode="after")
+    def _visibility_covers_a_batch(self) -> WorkerSettings:
+        longest_job = self.analysis_time_limit_seconds * self.max_job_batch
+        if self.visibility_timeout_seconds <= longest_job:
+            raise ValueError(
+                f"visibility_timeout_seconds must exceed the longest job ({longest_job:g} s: the hard "
+                "time limit times max_job_batch), or a running job is handed to a second worker"
+            )
+        return self
 
     def retention(self) -> Retention:
         return Retention(

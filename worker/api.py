@@ -9,8 +9,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -25,6 +24,7 @@ from common.openapi import openapi_route
 from common.settings import WorkerSettings
 from common.store import QUEUED, Keys, TaskStore, normalize_filter_token, task_view
 from worker import fetch, license_api, spool
+from worker.publisher import JobPublisher, SendJobs
 from worker.retention import run_sweeper
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,7 @@ routes = web.RouteTableDef()
 
 SETTINGS = web.AppKey("settings", WorkerSettings)
 STORE = web.AppKey("store", TaskStore)
-SEND_TASK = web.AppKey("send_task", Callable[[int], None])
-PUBLISHER = web.AppKey("publisher", ThreadPoolExecutor)
+PUBLISHER = web.AppKey("publisher", JobPublisher)
 FETCH_SESSION = web.AppKey("fetch_session", aiohttp.ClientSession)
 DOWNLOADS = web.AppKey("downloads", set)
 
@@ -312,9 +311,8 @@ async def download_and_queue(
 async def publish(app: web.Application, task_id: int) -> None:
     """Queue the analysis job; if the broker refuses, fail the task rather than lose it."""
     settings = app[SETTINGS]
-    loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(app[PUBLISHER], app[SEND_TASK], task_id)
+        await app[PUBLISHER].publish(task_id)
     except Exception as error:
         log.exception("task %s could not be queued", task_id)
         await app[STORE].fail(task_id, f"could not be queued: {error}", int(time.time()))
@@ -422,16 +420,31 @@ async def refresh_gauges(app: web.Application) -> None:
     for status, count in (await store.outcome_counts()).items():
         outcomes.labels(status).set(count)
     metrics.gauge("scanhub_downloads_in_progress", "submit-url downloads running").set(len(app[DOWNLOADS]))
+    publisher = app[PUBLISHER]
+    metrics.gauge("scanhub_analysis_jobs_sent", "Celery jobs sent by this API process").set(
+        publisher.jobs_sent
+    )
+    metrics.gauge("scanhub_analysis_tasks_sent", "Tasks sent in those jobs").set(publisher.tasks_sent)
 
 
-def celery_sender(settings: WorkerSettings) -> Callable[[int], None]:
-    """Queue `scanhub.analyze(task_id)` on this node's Celery queue (blocking; run in a thread)."""
+def celery_sender(settings: WorkerSettings) -> SendJobs:
+    """Sends one Celery job for some task ids (blocking; the publisher runs it in a thread)."""
     from worker.celery_app import create_celery
 
     celery = create_celery(settings)
 
-    def send(task_id: int) -> None:
-        celery.send_task("scanhub.analyze", args=[task_id], queue=settings.celery_queue)
+    def send(task_ids: list[int]) -> None:
+        if len(task_ids) == 1:
+            celery.send_task("scanhub.analyze", args=task_ids, queue=settings.celery_queue)
+            return
+        # The job's own limits cover every file in it; each file also has its own limit.
+        celery.send_task(
+            "scanhub.analyze_batch",
+            args=[task_ids],
+            queue=settings.celery_queue,
+            soft_time_limit=settings.analysis_soft_time_limit_seconds * len(task_ids),
+            time_limit=settings.analysis_time_limit_seconds * len(task_ids),
+        )
 
     return send
 
@@ -440,9 +453,9 @@ def create_app(
     settings: WorkerSettings,
     *,
     redis_client: aioredis.Redis | None = None,
-    send_task: Callable[[int], None] | None = None,
+    send_jobs: SendJobs | None = None,
 ) -> web.Application:
-    """The Worker API. Tests may pass a fake Redis client and a task sender of their own."""
+    """The Worker API. Tests may pass a fake Redis client and a job sender of their own."""
     authenticator = Authenticator(
         {"submit": settings.submit_tokens, "tasks": settings.tasks_tokens, "admin": settings.admin_tokens},
         settings.bearer_secret,
@@ -462,8 +475,7 @@ def create_app(
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
         client = redis_client or aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
         app[STORE] = TaskStore(client, Keys(settings.key_prefix), settings.retention())
-        app[SEND_TASK] = send_task or celery_sender(settings)
-        app[PUBLISHER] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="publish")
+        app[PUBLISHER] = JobPublisher(send_jobs or celery_sender(settings), settings.max_job_batch)
         networks = fetch.parse_networks(settings.submit_url_allowed_networks)
         app[FETCH_SESSION] = fetch.guarded_session(networks, settings.submit_url_timeout_seconds)
         app[DOWNLOADS] = set()
@@ -474,7 +486,7 @@ def create_app(
             download.cancel()
         await asyncio.gather(sweeper, *app[DOWNLOADS], return_exceptions=True)
         await app[FETCH_SESSION].close()
-        app[PUBLISHER].shutdown(wait=True)
+        await app[PUBLISHER].close()
         if redis_client is None:
             await client.aclose()
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -96,6 +99,45 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
         discard(spool_path)
 
 
+@contextlib.contextmanager
+def file_time_limit(seconds: float) -> Iterator[None]:
+    """Raise SoftTimeLimitExceeded in this file's analysis after `seconds`.
+
+    Inside a batch job Celery's own soft limit covers the whole job, so each file gets its
+    own timer here (SIGALRM, which Celery's pool processes leave unused). Only possible in
+    the main thread; elsewhere the job's limit alone applies.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise SoftTimeLimitExceeded(f"file time limit of {seconds:g} s exceeded")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @app.task(name="scanhub.analyze")
 def analyze(task_id: int) -> str:
     return run_analysis(task_id, task_store(), settings())
+
+
+@app.task(name="scanhub.analyze_batch")
+def analyze_batch(task_ids: list[int]) -> list[str]:
+    """Several files in one job: each analyzed, limited and failed on its own.
+
+    If the process dies mid-batch the whole job is re-delivered; files already finished
+    are skipped by `run_analysis`, so each file is still analyzed to completion once.
+    """
+    store, config = task_store(), settings()
+    outcomes = []
+    for task_id in task_ids:
+        with file_time_limit(config.analysis_soft_time_limit_seconds):
+            outcomes.append(run_analysis(task_id, store, config))
+    return outcomes

@@ -116,7 +116,12 @@ async def test_failing_analysis_fails_only_that_task_and_the_next_one_succeeds(w
 
 async def test_celery_worker_killed_mid_analysis_still_ends_done_after_restart(worker_nodes):
     node = worker_nodes(
-        engine=MARKER_ENGINE, visibility_timeout_seconds="5", unacked_restore_interval_seconds="1"
+        engine=MARKER_ENGINE,
+        visibility_timeout_seconds="6",
+        unacked_restore_interval_seconds="1",
+        analysis_soft_time_limit_seconds="4",
+        analysis_time_limit_seconds="5",
+        max_job_batch="1",
     )
     async with aiohttp.ClientSession() as session:
         task_url = await submit(session, node.url, b"SLEEP:2.5 then analyze me")
@@ -232,3 +237,24 @@ async def test_bad_uploads_leave_the_node_serving_others(worker_nodes):
         view = await wait_for_task(session, await submit(session, node.url, b"fine"))
         assert view["status"] == "done"
         assert view["task_id"] == 1  # the refused uploads created no task
+
+
+async def test_concurrent_uploads_all_end_done_whether_sent_alone_or_in_batch_jobs(worker_nodes):
+    node = worker_nodes()
+    contents = [os.urandom(1000) + bytes([n]) for n in range(40)]
+    async with aiohttp.ClientSession() as session:
+        task_urls = await asyncio.gather(*(submit(session, node.url, content) for content in contents))
+        views = await asyncio.gather(*(wait_for_task(session, url) for url in task_urls))
+        async with session.get(f"{node.url}/metrics") as response:
+            metrics = await response.text()
+    assert [view["status"] for view in views] == ["done"] * 40
+    for content, view in zip(contents, views, strict=True):
+        assert report_hashes(view)["sha1"] == hashlib.sha1(content).hexdigest()
+    assert "scanhub_analysis_tasks_sent 40.0" in metrics
+    jobs = next(
+        float(line.split()[1])
+        for line in metrics.splitlines()
+        if line.startswith("scanhub_analysis_jobs_sent ")
+    )
+    print(f"\n40 uploads went out in {jobs:g} Celery jobs")
+    assert list(spool_of(node).iterdir()) == []

@@ -47,11 +47,11 @@ class WorkerApi:
 async def make_worker_api(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     clients: list[TestClient] = []
 
-    async def make(send_task: Callable[[int], None] | None = None, **overrides: Any) -> WorkerApi:
+    async def make(send_jobs: Callable[[list[int]], None] | None = None, **overrides: Any) -> WorkerApi:
         settings = WorkerSettings(spool_dir=tmp_path / f"spool{len(clients)}", **overrides)
         redis = fakeredis.aioredis.FakeRedis(decode_responses=True)
         api = WorkerApi(client=None, settings=settings, redis=redis)  # type: ignore[arg-type]
-        app = create_app(settings, redis_client=redis, send_task=send_task or api.queued.append)
+        app = create_app(settings, redis_client=redis, send_jobs=send_jobs or api.queued.extend)
         api.client = TestClient(TestServer(app))
         await api.client.start_server()
         clients.append(api.client)

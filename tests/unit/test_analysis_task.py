@@ -97,3 +97,53 @@ def test_task_redelivered_too_often_fails_instead_of_looping(setup):
     assert run_analysis(1, store, settings) == "failed"
     assert "attempts" in store.get(1)["error"]
     assert not path.exists()
+
+
+def slow_on_marker(submission: Submission):
+    if submission.path.read_bytes().startswith(b"SLOW"):
+        time.sleep(5)
+    return (
+        crashing_engine(submission)
+        if submission.path.read_bytes().startswith(b"CRASH")
+        else _real(submission)
+    )
+
+
+def _real(submission: Submission):
+    from worker.analysis.engine import analyze_file
+
+    return analyze_file(submission)
+
+
+def test_batch_job_isolates_each_file_failure_and_time_limit(setup, monkeypatch):
+    from worker import tasks
+
+    settings, _, store, queue = setup
+    settings = settings.model_copy(
+        update={
+            "engine": "tests.unit.test_analysis_task:slow_on_marker",
+            "analysis_soft_time_limit_seconds": 0.3,
+        }
+    )
+    monkeypatch.setattr(tasks, "task_store", lambda: store)
+    monkeypatch.setattr(tasks, "settings", lambda: settings)
+    paths = [queue(1, b"fine"), queue(2, b"CRASH"), queue(3, b"SLOW"), queue(4, b"also fine")]
+    started = time.monotonic()
+    outcomes = tasks.analyze_batch.run([1, 2, 3, 4])
+    assert time.monotonic() - started < 3
+    assert outcomes == ["done", "failed", "failed", "done"]
+    assert "parser exploded" in store.get(2)["error"]
+    assert "time limit" in store.get(3)["error"]
+    assert not any(path.exists() for path in paths)
+
+
+def test_redelivered_batch_skips_files_already_done(setup, monkeypatch):
+    from worker import tasks
+
+    settings, _, store, queue = setup
+    monkeypatch.setattr(tasks, "task_store", lambda: store)
+    monkeypatch.setattr(tasks, "settings", lambda: settings)
+    queue(1, b"one")
+    queue(2, b"two")
+    assert tasks.analyze_batch.run([1]) == ["done"]
+    assert tasks.analyze_batch.run([1, 2]) == ["skipped", "done"]

@@ -243,10 +243,10 @@ async def test_bulk_delete_by_age_keeps_younger_tasks_and_age_zero_deletes_all(w
 
 
 async def test_publish_failure_fails_the_task_and_answers_503(make_worker_api):
-    def broken_broker(task_id: int) -> None:
+    def broken_broker(task_ids: list[int]) -> None:
         raise ConnectionError("broker down")
 
-    api = await make_worker_api(send_task=broken_broker)
+    api = await make_worker_api(send_jobs=broken_broker)
     response = await api.upload()
     assert response.status == 503
     assert "Retry-After" in response.headers
