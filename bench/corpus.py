@@ -61,12 +61,19 @@ def pdf_like(rng: random.Random, size: int) -> bytes:
     return b"".join(parts)[:size] + b"\n%%EOF\n"
 
 
+def _entry(name: str) -> zipfile.ZipInfo:
+    # A fixed timestamp: zipfile would otherwise stamp the current time and break determinism.
+    info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
 def office_like(rng: random.Random, size: int) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
-        archive.writestr("word/document.xml", f"<w:document>{_words(rng, size // 6)}</w:document>")
-        archive.writestr("docProps/core.xml", "<cp:coreProperties/>")
+        archive.writestr(_entry("[Content_Types].xml"), '<?xml version="1.0"?><Types/>')
+        archive.writestr(_entry("word/document.xml"), f"<w:document>{_words(rng, size // 6)}</w:document>")
+        archive.writestr(_entry("docProps/core.xml"), "<cp:coreProperties/>")
     return buffer.getvalue()
 
 
@@ -74,7 +81,7 @@ def zip_of_files(rng: random.Random, size: int) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for index in range(3):
-            archive.writestr(f"file{index}.txt", text_file(rng, size // 3))
+            archive.writestr(_entry(f"file{index}.txt"), text_file(rng, size // 3))
     return buffer.getvalue()
 
 

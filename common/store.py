@@ -25,28 +25,40 @@ QUEUED, ANALYZING, DONE, FAILED = "queued", "analyzing", "done", "failed"
 # ARGV[4] name of a counter field to increment ("" none), ARGV[5..] field/value pairs.
 # Returns 0 when the record is gone, -1 when its status is not allowed, else 1 or the counter.
 # A record whose status leaves `queued` leaves the queued index in the same step.
-TRANSITION_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[2] ~= '' then
-  local status = redis.call('HGET', KEYS[1], 'status') or ''
-  if not string.find(',' .. ARGV[2] .. ',', ',' .. status .. ',', 1, true) then return -1 end
-end
-local result = 1
-if ARGV[4] ~= '' then result = redis.call('HINCRBY', KEYS[1], ARGV[4], 1) end
-local leaves_queue = false
-for i = 5, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  if ARGV[i] == 'status' then
-    if ARGV[i + 1] ~= 'queued' then leaves_queue = true end
-    if ARGV[i + 1] == 'done' or ARGV[i + 1] == 'failed' then
-      redis.call('HINCRBY', KEYS[3], ARGV[i + 1], 1)
+TRANSITION_FUNCTION = """
+local function transition()
+  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+  if ARGV[2] ~= '' then
+    local status = redis.call('HGET', KEYS[1], 'status') or ''
+    if not string.find(',' .. ARGV[2] .. ',', ',' .. status .. ',', 1, true) then return -1 end
+  end
+  local result = 1
+  if ARGV[4] ~= '' then result = redis.call('HINCRBY', KEYS[1], ARGV[4], 1) end
+  local leaves_queue = false
+  for i = 5, #ARGV, 2 do
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    if ARGV[i] == 'status' then
+      if ARGV[i + 1] ~= 'queued' then leaves_queue = true end
+      if ARGV[i + 1] == 'done' or ARGV[i + 1] == 'failed' then
+        redis.call('HINCRBY', KEYS[3], ARGV[i + 1], 1)
+      end
     end
   end
+  if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+  if leaves_queue then redis.call('ZREM', KEYS[2], ARGV[3]) end
+  return result
 end
-if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-if leaves_queue then redis.call('ZREM', KEYS[2], ARGV[3]) end
-return result
 """
+TRANSITION_SCRIPT = TRANSITION_FUNCTION + "return transition()\n"
+# The same, returning the record as it is afterwards: {result, {field, value, ...}}.
+TRANSITION_AND_READ_SCRIPT = (
+    TRANSITION_FUNCTION
+    + """
+local result = transition()
+if result <= 0 then return {result} end
+return {result, redis.call('HGETALL', KEYS[1])}
+"""
+)
 
 # One round trip to create a task: allocate its id, write the record, index it.
 # KEYS[1] id counter, KEYS[2] all-tasks index, KEYS[3] queued index;
@@ -309,6 +321,7 @@ class SyncTaskStore:
         self.keys = keys
         self.retention = retention
         self._transition = client.register_script(TRANSITION_SCRIPT)
+        self._transition_and_read = client.register_script(TRANSITION_AND_READ_SCRIPT)
 
     def get(self, task_id: int) -> dict[str, str] | None:
         return self.redis.hgetall(self.keys.task(task_id)) or None  # type: ignore[return-value]
@@ -327,16 +340,13 @@ class SyncTaskStore:
         Returns the attempt number (0 when the record is gone, -1 when it was already
         finished or canceled) and the record as it is now."""
         fields = encode_fields({"status": ANALYZING, **worker_identity})
-        key = self.keys.task(task_id)
-        with self.redis.pipeline(transaction=False) as pipe:
-            self._transition(
-                keys=[key, self.keys.queued_tasks, self.keys.outcomes],
-                args=[0, f"{QUEUED},{ANALYZING}", task_id, "attempts", *_flatten(fields)],
-                client=pipe,
-            )
-            pipe.hgetall(key)
-            attempt, record = pipe.execute()
-        return int(attempt), record
+        reply = self._transition_and_read(
+            keys=[self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes],
+            args=[0, f"{QUEUED},{ANALYZING}", task_id, "attempts", *_flatten(fields)],
+        )
+        attempt = int(reply[0])
+        flat = reply[1] if len(reply) > 1 else []
+        return attempt, dict(zip(flat[::2], flat[1::2], strict=True))
 
     def finish(self, task_id: int, report: Any, worker_identity: dict[str, Any], now: int) -> bool:
         fields = done_fields(report, worker_identity, now)
