@@ -20,7 +20,7 @@ import aiohttp
 log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False)  # compared by identity: two entries are two Workers
 class Worker:
     """One Worker node as the Hub knows it."""
 
@@ -55,11 +55,11 @@ class WorkerPool:
 
     def pick(self, exclude: Iterable[Worker] = ()) -> Worker | None:
         """The next healthy Worker in round-robin order, skipping `exclude`; None if none."""
-        excluded = set(map(id, exclude))
+        excluded = list(exclude)
         count = len(self.workers)
         for step in range(count):
             worker = self.workers[(self._next + step) % count]
-            if worker.healthy and id(worker) not in excluded:
+            if worker.healthy and worker not in excluded:
                 self._next = (self._next + step + 1) % count
                 return worker
         return None

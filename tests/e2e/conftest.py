@@ -46,6 +46,11 @@ def launch_hub(
     return start_hub(env, log_dir=tmp_path), f"http://{host}:{port}"
 
 
+def on(lab: Lab | None, host: str) -> contextlib.AbstractContextManager[str]:
+    """Run a block on `host` ("client", "hub", "node1", ...): its namespace when there is a lab."""
+    return contextlib.nullcontext("127.0.0.1") if lab is None else lab.on(host)
+
+
 def hub_workers(hub_url: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{hub_url}/api/hub/v1/workers", timeout=5) as response:
         return list(json.load(response)["workers"])
@@ -62,10 +67,7 @@ class Cluster:
     addresses: dict[str, str] = field(default_factory=dict)
 
     def on(self, host: str) -> contextlib.AbstractContextManager[str]:
-        """Run a block on `host` ("client", "hub", "node1", ...): its namespace when there is a lab."""
-        if self.lab is None:
-            return contextlib.nullcontext("127.0.0.1")
-        return self.lab.on(host)
+        return on(self.lab, host)
 
     def client(self) -> contextlib.AbstractContextManager[str]:
         return self.on("client")
@@ -115,15 +117,15 @@ def cluster(request, worker_nodes, tmp_path: Path) -> Iterator[Cluster]:
     lab = lab_or_skip() if request.param == "namespaces" else None
     hub: Managed | None = None
     try:
-        cluster = Cluster("", None, [], lab)  # type: ignore[arg-type]
+        nodes, addresses = [], {}
         for name in ("node1", "node2"):
-            with cluster.on(name) as address:
-                cluster.nodes.append(worker_nodes(host=address, **NODE_SETTINGS))
-                cluster.addresses[name] = address
-        with cluster.on("hub") as address:
-            hub, cluster.hub_url = launch_hub([node.url for node in cluster.nodes], tmp_path, host=address)
-            cluster.hub = hub
-            cluster.addresses["hub"] = address
+            with on(lab, name) as address:
+                nodes.append(worker_nodes(host=address, **NODE_SETTINGS))
+                addresses[name] = address
+        with on(lab, "hub") as address:
+            hub, hub_url = launch_hub([node.url for node in nodes], tmp_path, host=address)
+            addresses["hub"] = address
+        cluster = Cluster(hub_url, hub, nodes, lab, addresses)
         with cluster.client() as address:
             cluster.addresses["client"] = address
             wait_hub_ready(hub, cluster.hub_url)
