@@ -2,7 +2,8 @@
 
 Starts a Redis-compatible server per Worker node (unless REDIS_URL is set, in which
 case every node shares it under its own key prefix and queue), then each Worker node's
-API and Celery worker, waits for them to be healthy and prints where to send files.
+API and Celery worker (ports 8081, 8082, ...), then the Hub in front of them on 8080,
+waits for everything to be healthy and prints where to send files.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from deploy.processes import Managed, WorkerNode, start_redis
+from deploy.processes import Managed, WorkerNode, hub_env, start_hub, start_redis, wait_hub_ready
 
+HUB_PORT = 8080
 WORKER_BASE_PORT = 8081
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("SCANHUB_WORKERS", "1")))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("SCANHUB_WORKERS", "2")))
+    parser.add_argument("--hub-port", type=int, default=HUB_PORT)
     parser.add_argument("--worker-port", type=int, default=WORKER_BASE_PORT)
     parser.add_argument("--state-dir", type=Path, default=None, help="default: a temporary directory")
     return parser.parse_args(argv)
@@ -36,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     shared_redis = os.environ.get("REDIS_URL")
     redis_servers: list[Managed] = []
     nodes: list[WorkerNode] = []
+    hub: Managed | None = None
     stopping = False
 
     def request_stop(signum, frame):
@@ -73,15 +77,18 @@ def main(argv: list[str] | None = None) -> int:
             node = WorkerNode(name, f"http://127.0.0.1:{port}", env, log_dir=None)
             nodes.append(node)
             node.start(wait=False)
+        host = os.environ.get("SCANHUB_HOST", "127.0.0.1")
+        hub_url = f"http://127.0.0.1:{args.hub_port}"
+        hub = start_hub(hub_environment(args.hub_port, host, nodes, state_dir / "hub-spool"), log_dir=None)
         for node in nodes:
             node.wait_healthy(90)
-        print_banner(nodes, state_dir)
+        wait_hub_ready(hub, hub_url, timeout=30)
+        print_banner(hub_url, nodes, state_dir)
         while not stopping:
-            for node in nodes:
-                for part in (node.api, node.celery):
-                    if part is not None and not part.running():
-                        print(f"\n{part.name} exited unexpectedly; stopping the cluster.", file=sys.stderr)
-                        stopping = True
+            for part in (hub, *(part for node in nodes for part in (node.api, node.celery))):
+                if part is not None and not part.running():
+                    print(f"\n{part.name} exited unexpectedly; stopping the cluster.", file=sys.stderr)
+                    stopping = True
             time.sleep(0.5)
         return 0
     except (TimeoutError, RuntimeError) as error:
@@ -89,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         print("\nstopping scanhub ...", file=sys.stderr)
+        if hub is not None:
+            hub.stop()
         for node in nodes:
             node.stop()
         for server in redis_servers:
@@ -98,18 +107,29 @@ def main(argv: list[str] | None = None) -> int:
         print("stopped.", file=sys.stderr)
 
 
-def print_banner(nodes: list[WorkerNode], state_dir: Path) -> None:
-    first = nodes[0].url
+def hub_environment(port: int, host: str, nodes: list[WorkerNode], spool_dir: Path) -> dict[str, str]:
+    """The Hub gets the Workers' URLs, and presents the first submit token to them if any is set."""
+    env = dict(os.environ)
+    env.pop("REDIS_URL", None)
+    extra = {"SCANHUB_HOST": host}
+    submit_tokens = [token for token in os.environ.get("SCANHUB_SUBMIT_TOKENS", "").replace(",", " ").split()]
+    if submit_tokens and "SCANHUB_WORKER_TOKENS" not in os.environ:
+        extra["SCANHUB_WORKER_TOKENS"] = submit_tokens[0]
+    return hub_env(env, port, [node.url for node in nodes], spool_dir, **extra)
+
+
+def print_banner(hub_url: str, nodes: list[WorkerNode], state_dir: Path) -> None:
     lines = [
         "",
         "scanhub is running.",
+        f"  Hub:  {hub_url}/api/tiscale/v1   (Worker status: {hub_url}/api/hub/v1/workers)",
         *(f"  {node.name}: {node.url}/api/tiscale/v1" for node in nodes),
         f"  state and spools: {state_dir}",
         "",
-        "Send a file:",
-        f"  curl -F file=@/bin/ls {first}/api/tiscale/v1/upload",
-        "Then poll the task_url it answers with, e.g.:",
-        f"  curl {first}/api/tiscale/v1/task/1",
+        "Send a file to the Hub:",
+        f"  curl -F file=@/bin/ls {hub_url}/api/tiscale/v1/upload",
+        "It answers with a task_url on the Worker that took the file; poll that, e.g.:",
+        f"  curl '{nodes[0].url}/api/tiscale/v1/task/1?full=true'",
         "",
         "Ctrl-C stops everything.",
         "",

@@ -231,3 +231,37 @@ class WorkerNode:
         for part in (self.api, self.celery):
             if part is not None:
                 part.stop()
+
+
+def hub_env(
+    base: Mapping[str, str], port: int, worker_urls: list[str], spool_dir: Path, **extra: str
+) -> dict[str, str]:
+    env = dict(base)
+    env.update(
+        {
+            "SCANHUB_PORT": str(port),
+            "SCANHUB_WORKER_URLS": ",".join(worker_urls),
+            "SCANHUB_SPOOL_DIR": str(spool_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def start_hub(env: dict[str, str], log_dir: Path | None, name: str = "hub") -> Managed:
+    """The Hub process (`python -m hub`); wait for it with `wait_hub_ready`."""
+    log_path = log_dir / f"{name}.log" if log_dir else None
+    return Managed(name, python_command("-m", "hub"), env, log_path).start()
+
+
+def wait_hub_ready(hub: Managed, url: str, timeout: float = 30, want_healthy: bool = True) -> None:
+    """Until the Hub answers /health (200 when `want_healthy`, else any answer)."""
+
+    def ready() -> bool:
+        if not hub.running():
+            raise RuntimeError(f"{hub.name} exited with {hub.process.returncode}")  # type: ignore[union-attr]
+        status = http_status(f"{url}/health")
+        return status == 200 if want_healthy else status in (200, 503)
+
+    wait_until(ready, timeout, interval=0.1, what=f"{hub.name} at {url}")

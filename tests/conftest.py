@@ -58,7 +58,9 @@ class NodeFactory:
         base = {key: value for key, value in os.environ.items() if not key.startswith("SCANHUB_")}
         base.pop("REDIS_URL", None)
         env = worker_env(base, redis_url, port, node_dir / "spool", **extra)
-        node = WorkerNode(f"node{index}", f"http://127.0.0.1:{port}", env, log_dir=node_dir)
+        # `host=...` binds the API elsewhere than loopback (e.g. inside a network namespace).
+        host = settings.get("host", "127.0.0.1")
+        node = WorkerNode(f"node{index}", f"http://{host}:{port}", env, log_dir=node_dir)
         self.nodes.append(node)
         node.start_api()
         if start_celery:

@@ -1,0 +1,156 @@
+"""The Hub API: takes Worker-API submissions, forwards them round-robin, and reports on its Workers.
+
+Reports never come from the Hub (spec: "Analysis reports cannot be obtained from a Hub"):
+uploads answer with the Worker's own `task_url`, and the client asks that Worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from common.auth import Authenticator, auth_middleware, token_endpoint, token_group
+from common.errors import ApiError, json_errors, json_response
+from common.metrics import METRICS, ServiceMetrics, metrics_route
+from common.settings import HubSettings
+from hub.forward import forward_submission
+from hub.pool import Worker, WorkerPool, check_all, run_health_checks
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+SETTINGS = web.AppKey("settings", HubSettings)
+POOL = web.AppKey("pool", WorkerPool)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+
+API = "/api/tiscale/v1"
+TASKS_LIVE_ON_WORKERS = (
+    "the Hub does not serve tasks or reports: ask the Worker in the task_url your upload "
+    "answered with (GET <task_url>)"
+)
+
+
+async def forward(request: web.Request, body_limit: int, too_large: str) -> web.Response:
+    app = request.app
+    return await forward_submission(request, app[SESSION], app[POOL], app[SETTINGS], body_limit, too_large)
+
+
+@routes.post(f"{API}/upload")
+@token_group("submit")
+async def upload(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    if not request.content_type.startswith("multipart/"):
+        raise ApiError(400, "send the file as multipart/form-data in a part named 'file'")
+    # The same allowance for form fields and multipart framing as the Worker's.
+    limit = settings.max_upload_bytes + 4 * settings.max_form_field_bytes + 64 * 1024
+    too_large = f"the upload is larger than the limit of {settings.max_upload_bytes} bytes"
+    return await forward(request, limit, too_large)
+
+
+@routes.post(f"{API}/submit-url")
+@token_group("submit")
+async def submit_url(request: web.Request) -> web.Response:
+    limit = 4 * request.app[SETTINGS].max_form_field_bytes
+    return await forward(request, limit, f"the request body is larger than {limit} bytes")
+
+
+@routes.route("*", f"{API}/task")
+@routes.route("*", f"{API}/task/{{tail:.*}}")
+async def tasks_live_on_workers(request: web.Request) -> web.Response:
+    # 400 rather than 404: some clients poll on 404 ("not yet") and would never stop.
+    raise ApiError(400, TASKS_LIVE_ON_WORKERS)
+
+
+@routes.get("/api/hub/v1/workers")
+@token_group("admin")
+async def workers(request: web.Request) -> web.Response:
+    return json_response({"workers": [worker.status() for worker in request.app[POOL].workers]})
+
+
+def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
+    settings, pool = app[SETTINGS], app[POOL]
+    healthy = len(pool.healthy())
+    checks: dict[str, Any] = {
+        "workers": "ok" if healthy else "no healthy Worker",
+        "workers_healthy": healthy,
+        "workers_total": len(pool.workers),
+    }
+    try:
+        usage = shutil.disk_usage(settings.spool_dir)
+        writable = os.access(settings.spool_dir, os.W_OK)
+        usable = writable and usage.free >= settings.min_free_spool_bytes
+        checks["spool"] = "ok" if usable else "not usable or full"
+        checks["spool_free_bytes"] = usage.free
+    except OSError as error:
+        checks["spool"] = f"unusable: {error}"
+    return checks["workers"] == "ok" and checks["spool"] == "ok", checks
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    healthy, checks = health_report(request.app)
+    body = {"status": "ok" if healthy else "unhealthy", "checks": checks}
+    headers = None if healthy else {"Retry-After": str(request.app[SETTINGS].retry_after_seconds)}
+    return json_response(body, status=200 if healthy else 503, headers=headers)
+
+
+async def refresh_gauges(app: web.Application) -> None:
+    metrics = app[METRICS]
+    healthy = metrics.gauge("scanhub_hub_worker_healthy", "1 while a Worker is in rotation", ("worker",))
+    forwarded = metrics.gauge("scanhub_hub_tasks_forwarded", "Submissions a Worker accepted", ("worker",))
+    depth = metrics.gauge("scanhub_hub_worker_queue_depth", "A Worker's queue at its last check", ("worker",))
+    for worker in app[POOL].workers:
+        healthy.labels(worker.url).set(1 if worker.healthy else 0)
+        forwarded.labels(worker.url).set(worker.tasks_forwarded)
+        depth.labels(worker.url).set(worker.queue_depth or 0)
+
+
+def remove_stale_bodies(settings: HubSettings) -> None:
+    """Bodies left by a Hub that died mid-forward: their clients got an error, not a task_url."""
+    for path in settings.spool_dir.glob("body-*"):
+        path.unlink(missing_ok=True)
+
+
+def create_app(settings: HubSettings) -> web.Application:
+    authenticator = Authenticator(
+        {"submit": settings.submit_tokens, "tasks": settings.tasks_tokens, "admin": settings.admin_tokens},
+        settings.bearer_secret,
+    )
+    service_metrics = ServiceMetrics("hub")
+    app = web.Application(
+        middlewares=[service_metrics.middleware(), json_errors, auth_middleware(authenticator)]
+    )
+    app[METRICS] = service_metrics
+    app[SETTINGS] = settings
+    app[POOL] = WorkerPool(
+        [Worker(url, settings.worker_token(index)) for index, url in enumerate(settings.worker_urls)]
+    )
+    app.add_routes(routes)
+    app.add_routes([token_endpoint(authenticator), metrics_route(refresh_gauges)])
+    app.cleanup_ctx.append(resources)
+    return app
+
+
+async def resources(app: web.Application) -> AsyncIterator[None]:
+    settings, pool = app[SETTINGS], app[POOL]
+    settings.spool_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_bodies(settings)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    app[SESSION] = session
+    # Serve with a first view of the Workers rather than refusing everything until the loop runs.
+    await check_all(session, pool, settings.health_timeout_seconds)
+    health_checks = asyncio.create_task(
+        run_health_checks(session, pool, settings.health_interval_seconds, settings.health_timeout_seconds)
+    )
+    log.info("Hub in front of %d Worker(s): %s", len(pool.workers), ", ".join(settings.worker_urls))
+    yield
+    health_checks.cancel()
+    await asyncio.gather(health_checks, return_exceptions=True)
+    await session.close()

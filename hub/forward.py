@@ -1,0 +1,212 @@
+"""Forwards one submission to a Worker: spooled to the Hub's disk, streamed on, retried on failure.
+
+The failover choice: the Hub first writes the request body, exactly as the client sent it
+(multipart upload or submit-url JSON), to its own spool directory, enforcing the size limit
+while it streams; then it streams that file to the next healthy Worker in round-robin order.
+If that Worker refuses (5xx, 401/403 for the Hub's token, a timeout) or dies during the
+forward, the Worker leaves rotation and the same spooled body goes to the next healthy
+Worker. The client gets a `task_url` only from a Worker that answered 2xx, so it never gets
+one for a task that will not exist; when no Worker takes the file the client gets 503 with
+`Retry-After` and can send it again. A Worker's 4xx verdict on the submission itself
+(malformed body, too large, bad JSON) is the client's answer and is relayed unchanged.
+
+The cost is one disk write and read per submission on the Hub, measured by `bench/hub.py`.
+What this cannot rule out: a Worker that created the task but died before its answer
+reached the Hub; the retry then analyzes the file twice (at least once, never lost).
+
+Memory stays flat: the body moves in blocks of at most WRITE_BLOCK bytes in each direction,
+and the file I/O runs in the default thread pool so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import aiohttp
+from aiohttp import web
+
+from common.errors import ApiError
+from common.settings import HubSettings
+from hub.pool import Worker, WorkerPool, describe
+
+log = logging.getLogger(__name__)
+
+WRITE_BLOCK = 1024 * 1024
+# Worker answers that say "not this Worker, not now" rather than "not this submission".
+RETRY_ELSEWHERE_STATUSES = frozenset({401, 403, 408, 429})
+RELAYED_HEADERS = ("Content-Type", "Retry-After")
+
+
+@dataclass
+class SpooledBody:
+    path: Path
+    size: int = 0
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def unavailable(message: str, settings: HubSettings) -> ApiError:
+    return ApiError(503, message, {"Retry-After": str(settings.retry_after_seconds)})
+
+
+def refuse_unless_ready(pool: WorkerPool, settings: HubSettings) -> None:
+    """503 before reading a byte when no Worker could take the body or the spool disk is full."""
+    if not pool.healthy():
+        raise unavailable("no healthy Worker is available; try again later", settings)
+    if shutil.disk_usage(settings.spool_dir).free < settings.min_free_spool_bytes:
+        raise unavailable("the Hub's spool disk is full; try again later", settings)
+
+
+async def spool_body(
+    stream: aiohttp.StreamReader, spool_dir: Path, limit: int, too_large: str
+) -> SpooledBody:
+    """Copy the request body to a fresh spool file; 413 (and no file left) past `limit` bytes."""
+    spooled = SpooledBody(spool_dir / f"body-{secrets.token_hex(12)}")
+    loop = asyncio.get_running_loop()
+    pending = bytearray()
+    fd = os.open(spooled.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            async for chunk in stream.iter_any():
+                spooled.size += len(chunk)
+                if spooled.size > limit:
+                    raise ApiError(413, too_large)
+                pending += chunk
+                if len(pending) >= WRITE_BLOCK:
+                    block, pending = bytes(pending), bytearray()
+                    await loop.run_in_executor(None, handle.write, block)
+            if pending:
+                await loop.run_in_executor(None, handle.write, bytes(pending))
+    except OSError as error:
+        spooled.discard()
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            full = "the Hub's spool disk is full; try again later"
+            raise ApiError(503, full, {"Retry-After": "30"}) from None
+        raise
+    except BaseException:
+        spooled.discard()
+        raise
+    return spooled
+
+
+async def read_blocks(handle: BinaryIO) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    while block := await loop.run_in_executor(None, handle.read, WRITE_BLOCK):
+        yield block
+
+
+def forwarded_headers(request: web.Request) -> dict[str, str]:
+    """What the Worker needs from the client's headers, with the client appended to X-Forwarded-For."""
+    headers = {"Content-Type": request.headers.get("Content-Type", "application/octet-stream")}
+    if "X-TiScale-Token" in request.headers:
+        headers["X-TiScale-Token"] = request.headers["X-TiScale-Token"]
+    chain = [value.strip() for value in request.headers.getall("X-Forwarded-For", []) if value.strip()]
+    chain.append(request.remote or "unknown")
+    headers["X-Forwarded-For"] = ", ".join(chain)
+    return headers
+
+
+@dataclass
+class WorkerAnswer:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+async def post_once(
+    session: aiohttp.ClientSession,
+    worker: Worker,
+    path: str,
+    body: SpooledBody,
+    headers: dict[str, str],
+    settings: HubSettings,
+) -> WorkerAnswer:
+    """Stream the spooled body to one Worker and read its (small) answer."""
+    headers = {**headers, "Content-Length": str(body.size)}
+    if worker.token:
+        headers["Authorization"] = f"Token {worker.token}"
+    timeout = aiohttp.ClientTimeout(
+        total=None,
+        connect=settings.connect_timeout_seconds,
+        sock_read=settings.worker_response_timeout_seconds,
+    )
+    # A Worker that stops reading would stall the send forever; bound the whole exchange.
+    overall = (
+        settings.connect_timeout_seconds
+        + settings.worker_response_timeout_seconds
+        + body.size / settings.min_forward_bytes_per_second
+    )
+    with body.path.open("rb") as handle:
+        async with (
+            asyncio.timeout(overall),
+            session.post(
+                f"{worker.url}{path}", data=read_blocks(handle), headers=headers, timeout=timeout
+            ) as response,
+        ):
+            content = await response.read()
+            relayed = {name: response.headers[name] for name in RELAYED_HEADERS if name in response.headers}
+            return WorkerAnswer(response.status, content, relayed)
+
+
+async def forward_submission(
+    request: web.Request,
+    session: aiohttp.ClientSession,
+    pool: WorkerPool,
+    settings: HubSettings,
+    body_limit: int,
+    too_large: str,
+) -> web.Response:
+    """Spool the request body, then hand it to healthy Workers in turn until one answers."""
+    refuse_unless_ready(pool, settings)
+    if request.content_length is not None and request.content_length > body_limit:
+        raise ApiError(413, too_large)
+    headers = forwarded_headers(request)
+    body = await spool_body(request.content, settings.spool_dir, body_limit, too_large)
+    try:
+        return await send_to_workers(session, pool, settings, request.path, body, headers)
+    finally:
+        body.discard()
+
+
+async def send_to_workers(
+    session: aiohttp.ClientSession,
+    pool: WorkerPool,
+    settings: HubSettings,
+    path: str,
+    body: SpooledBody,
+    headers: dict[str, str],
+) -> web.Response:
+    tried: list[Worker] = []
+    failures: list[str] = []
+    while (worker := pool.pick(exclude=tried)) is not None:
+        tried.append(worker)
+        try:
+            answer = await post_once(session, worker, path, body, headers, settings)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            reason = f"forward failed: {describe(error)}"
+        else:
+            if answer.status < 500 and answer.status not in RETRY_ELSEWHERE_STATUSES:
+                if 200 <= answer.status < 300:
+                    pool.record_forwarded(worker)
+                return web.Response(body=answer.body, status=answer.status, headers=answer.headers)
+            reason = f"the Worker answered {answer.status}: {answer.body[:200]!r}"
+        pool.mark_failed(worker, reason)
+        failures.append(f"{worker.url}: {reason}")
+        log.warning("forward to %s failed, trying the next Worker: %s", worker.url, reason)
+    if not tried:
+        raise unavailable("no healthy Worker is available; try again later", settings)
+    log.error("no Worker took the submission: %s", "; ".join(failures))
+    raise unavailable(
+        f"no Worker could take the submission ({len(tried)} tried); send it again later",
+        settings,
+    )

@@ -1,0 +1,247 @@
+"""The deployment files hold together: the compose file and the Kubernetes manifests, checked as data.
+
+There is no Docker engine or cluster here, so these tests read the files with PyYAML and
+check what `docker compose up` / `kubectl apply -k` would rely on: every process has an
+image, ports, settings, a health check and its dependencies, and the Hub's Worker list
+names the Worker services that exist.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from common.settings import HubSettings, WorkerSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+K8S = ROOT / "deploy" / "k8s"
+NODES = ("worker1", "worker2")
+INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?-[^}]*)?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict[str, Any]:
+    return compose["services"]
+
+
+def scanhub_services(services) -> dict[str, Any]:
+    return {name: service for name, service in services.items() if not name.endswith("-redis")}
+
+
+def test_compose_has_a_hub_and_two_nodes_each_with_api_celery_and_its_own_redis(services):
+    expected = {"hub"} | {f"{node}-{part}" for node in NODES for part in ("api", "celery", "redis")}
+    assert set(services) == expected
+
+
+def test_scanhub_services_build_the_one_image_from_the_dockerfile(services):
+    for name, service in scanhub_services(services).items():
+        assert service["build"]["dockerfile"] == "deploy/Dockerfile", name
+        assert (ROOT / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+        assert service["image"] == "scanhub:latest"
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.\d+-slim\b", dockerfile, re.MULTILINE)
+    assert "libmagic1" in dockerfile
+
+
+def test_redis_services_use_a_valkey_image_with_persistence(services):
+    for node in NODES:
+        redis = services[f"{node}-redis"]
+        assert redis["image"].startswith("valkey/valkey:")
+        assert "--appendonly" in redis["command"]
+        assert any(volume.endswith(":/data") for volume in redis["volumes"])
+
+
+def test_commands_start_the_hub_the_worker_api_and_celery(services):
+    assert services["hub"]["command"] == ["python", "-m", "hub"]
+    for node in NODES:
+        assert services[f"{node}-api"]["command"] == ["python", "-m", "worker"]
+        celery = services[f"{node}-celery"]["command"]
+        assert celery[:4] == ["celery", "-A", "worker.celery_app", "worker"]
+
+
+def published(service) -> list[tuple[str, str]]:
+    pairs = []
+    for mapping in service.get("ports", []):
+        host, _, container = str(mapping).rpartition(":")
+        pairs.append((host, container))
+    return pairs
+
+
+def test_hub_and_worker_apis_publish_their_ports_and_celery_publishes_none(services):
+    assert published(services["hub"]) == [("${HUB_PORT:-8080}", "8080")]
+    assert services["hub"]["environment"]["SCANHUB_PORT"] == "8080"
+    host_ports = set()
+    for node in NODES:
+        api = services[f"{node}-api"]
+        [(host, container)] = published(api)
+        assert container == api["environment"]["SCANHUB_PORT"]
+        host_ports.add(host)
+        assert "ports" not in services[f"{node}-celery"]
+    assert len(host_ports) == len(NODES)
+
+
+def test_the_hubs_worker_list_names_each_worker_api_and_its_port(services):
+    hub_env = services["hub"]["environment"]
+    settings = HubSettings(worker_urls=hub_env["SCANHUB_WORKER_URLS"])
+    targets = {(urlsplit(url).hostname, urlsplit(url).port) for url in settings.worker_urls}
+    expected = {
+        (f"{node}-api", int(services[f"{node}-api"]["environment"]["SCANHUB_PORT"])) for node in NODES
+    }
+    assert targets == expected
+
+
+def test_each_nodes_api_and_celery_share_settings_spool_and_their_own_redis(services):
+    redis_urls = set()
+    for node in NODES:
+        api, celery = services[f"{node}-api"], services[f"{node}-celery"]
+        assert api["environment"] == celery["environment"]
+        redis_url = api["environment"]["SCANHUB_REDIS_URL"]
+        assert urlsplit(redis_url).hostname == f"{node}-redis"
+        redis_urls.add(redis_url)
+        spool = api["environment"]["SCANHUB_SPOOL_DIR"]
+        assert api["volumes"] == celery["volumes"] == [f"{node}-spool:{spool}"]
+        WorkerSettings(**{"spool_dir": spool, "redis_url": redis_url})  # values the settings accept
+    assert len(redis_urls) == len(NODES)
+
+
+def test_the_hub_spools_to_its_own_volume(services, compose):
+    hub = services["hub"]
+    assert hub["volumes"] == [f"hub-spool:{hub['environment']['SCANHUB_SPOOL_DIR']}"]
+    declared = set(compose["volumes"])
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            assert volume.split(":")[0] in declared
+
+
+def test_tokens_come_from_the_environment_never_written_in_the_file(services):
+    for name, service in services.items():
+        for key, value in (service.get("environment") or {}).items():
+            if key.endswith("_TOKENS"):
+                assert INTERPOLATION.fullmatch(str(value)), f"{name}: {key} should be ${{...}} from .env"
+    hub_env = services["hub"]["environment"]
+    for node in NODES:
+        # What the Hub presents is what each Worker accepts.
+        assert (
+            services[f"{node}-api"]["environment"]["SCANHUB_SUBMIT_TOKENS"]
+            == hub_env["SCANHUB_WORKER_TOKENS"]
+        )
+
+
+def test_every_variable_the_compose_file_reads_is_in_the_example_env():
+    used = set(INTERPOLATION.findall(COMPOSE.read_text()))
+    example = (ROOT / "deploy" / "example.env").read_text()
+    documented = set(re.findall(r"^([A-Z0-9_]+)=", example, re.MULTILINE))
+    assert used <= documented, used - documented
+
+
+def test_every_service_has_a_healthcheck(services):
+    for name, service in services.items():
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD" and len(test) > 1, name
+    assert services["hub"]["healthcheck"]["test"][-1].endswith(":8080/health")
+    for node in NODES:
+        assert services[f"{node}-api"]["healthcheck"]["test"][-1].endswith(":8081/health")
+        assert services[f"{node}-celery"]["healthcheck"]["test"][-1] == "celery"
+
+
+def test_dependencies_start_redis_first_and_the_hub_after_the_workers(services):
+    for node in NODES:
+        for part in ("api", "celery"):
+            depends = services[f"{node}-{part}"]["depends_on"]
+            assert depends == {f"{node}-redis": {"condition": "service_healthy"}}
+    assert set(services["hub"]["depends_on"]) == {f"{node}-api" for node in NODES}
+
+
+def test_healthcheck_module_answers_for_an_unreachable_url():
+    from deploy.healthcheck import main
+
+    assert main(["http", "http://127.0.0.1:9/health"]) == 1
+    assert main(["nonsense"]) == 2
+
+
+# Kubernetes
+
+
+def manifests() -> dict[str, list[dict[str, Any]]]:
+    return {
+        path.name: [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        for path in sorted(K8S.glob("*.yaml"))
+    }
+
+
+def by_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for docs in manifests().values() for doc in docs if doc["kind"] == kind]
+
+
+def test_every_manifest_parses_and_names_its_kind_and_object():
+    for name, docs in manifests().items():
+        assert docs, name
+        for doc in docs:
+            assert (
+                doc["apiVersion"]
+                and doc["kind"]
+                and (doc.get("metadata", {}).get("name") or name == "kustomization.yaml")
+            )
+
+
+def test_kustomization_lists_every_manifest_but_the_secret_example():
+    [kustomization] = by_kind("Kustomization")
+    listed = set(kustomization["resources"])
+    on_disk = {name for name in manifests() if name not in ("kustomization.yaml", "secret.example.yaml")}
+    assert listed == on_disk
+
+
+def containers(workload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {container["name"]: container for container in workload["spec"]["template"]["spec"]["containers"]}
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container.get("env", [])}
+
+
+def test_a_worker_node_is_a_statefulset_pod_with_api_celery_and_redis_sharing_a_spool():
+    [statefulset] = by_kind("StatefulSet")
+    parts = containers(statefulset)
+    assert set(parts) == {"api", "celery", "redis"}
+    assert env_of(parts["api"]) == env_of(parts["celery"])
+    assert env_of(parts["api"])["SCANHUB_REDIS_URL"].startswith("redis://127.0.0.1:")
+    for part in ("api", "celery"):
+        assert {mount["name"] for mount in parts[part]["volumeMounts"]} == {"spool"}
+    claims = {claim["metadata"]["name"] for claim in statefulset["spec"]["volumeClaimTemplates"]}
+    assert claims == {"spool", "redis-data"}
+    assert parts["api"]["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert parts["celery"]["command"][:4] == ["celery", "-A", "worker.celery_app", "worker"]
+
+
+def test_the_hub_is_a_deployment_behind_a_service_listing_each_worker_pod():
+    [deployment] = by_kind("Deployment")
+    hub = containers(deployment)["hub"]
+    assert hub["command"] == ["python", "-m", "hub"]
+    services = {service["metadata"]["name"]: service for service in by_kind("Service")}
+    assert services["scanhub-hub"]["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    [config] = [doc for doc in by_kind("ConfigMap") if doc["metadata"]["name"] == "scanhub-hub"]
+    settings = HubSettings(worker_urls=config["data"]["SCANHUB_WORKER_URLS"])
+    [statefulset] = by_kind("StatefulSet")
+    headless = services[statefulset["spec"]["serviceName"]]
+    assert headless["spec"]["clusterIP"] == "None"
+    expected_hosts = {
+        f"{statefulset['metadata']['name']}-{index}.{headless['metadata']['name']}"
+        for index in range(statefulset["spec"]["replicas"])
+    }
+    hosts = {".".join((urlsplit(url).hostname or "").split(".")[:2]) for url in settings.worker_urls}
+    assert hosts == expected_hosts
+    tokens = env_of(hub)
+    assert tokens["SCANHUB_WORKER_TOKENS"]["secretKeyRef"]["key"] == "worker-submit-token"
+    api_env = env_of(containers(statefulset)["api"])
+    assert api_env["SCANHUB_SUBMIT_TOKENS"]["secretKeyRef"]["key"] == "worker-submit-token"
