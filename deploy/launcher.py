@@ -41,10 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     nodes: list[WorkerNode] = []
     hub: Managed | None = None
     stopping = False
+    started = False
 
     def request_stop(signum, frame):
         nonlocal stopping
         stopping = True
+        if not started:
+            raise KeyboardInterrupt  # interrupt start-up at once rather than after it
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             node.wait_healthy(90)
         wait_hub_ready(hub, hub_url, timeout=30)
         print_banner(hub_url, nodes, state_dir)
+        started = True
         while not stopping:
             for part in (hub, *(part for node in nodes for part in (node.api, node.celery))):
                 if part is not None and not part.running():
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     except (TimeoutError, RuntimeError) as error:
         print(f"start-up failed: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     finally:
         print("\nstopping scanhub ...", file=sys.stderr)
         if hub is not None:

@@ -17,11 +17,15 @@ from deploy.processes import Managed, WorkerNode, free_port, hub_env, start_hub,
 from tests.e2e.netns import Lab, unavailable_reason
 
 MARKER_ENGINE = "tests.support.engines:with_markers"
-# Short enough that a killed Celery worker's unacknowledged jobs come back within seconds.
+# Short enough that a killed Celery worker's unacknowledged jobs come back within seconds;
+# the time limits stay below the visibility timeout, as the settings require.
 NODE_SETTINGS = {
     "engine": MARKER_ENGINE,
     "visibility_timeout_seconds": "5",
     "unacked_restore_interval_seconds": "1",
+    "analysis_soft_time_limit_seconds": "3",
+    "analysis_time_limit_seconds": "4",
+    "max_job_batch": "1",
 }
 HUB_TEST_SETTINGS = {
     "SCANHUB_HEALTH_INTERVAL_SECONDS": "0.2",

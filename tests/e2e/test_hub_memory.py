@@ -50,7 +50,9 @@ class RssSampler:
 
 
 async def test_one_gib_upload_through_the_hub_keeps_the_hub_memory_flat(worker_nodes, tmp_path: Path):
-    node = worker_nodes(**NODE_SETTINGS)
+    # The file's analysis must still be running when the test looks at it, so the limits are long.
+    long_running = {"analysis_soft_time_limit_seconds": "620", "analysis_time_limit_seconds": "640"}
+    node = worker_nodes(**{**NODE_SETTINGS, **long_running, "visibility_timeout_seconds": "700"})
     hub, hub_url = launch_hub([node.url], tmp_path)
     wait_hub_ready(hub, hub_url)
     # The file asks the test engine to sleep, so the node does not spend the run analyzing 1 GiB.
