@@ -19,6 +19,7 @@ from aiohttp import web
 from common.auth import Authenticator, auth_middleware, token_endpoint, token_group
 from common.errors import ApiError, json_errors, json_response
 from common.metrics import METRICS, ServiceMetrics, metrics_route
+from common.openapi import openapi_route
 from common.settings import HubSettings
 from hub.forward import forward_submission
 from hub.pool import Worker, WorkerPool, check_all, run_health_checks
@@ -133,7 +134,9 @@ def create_app(settings: HubSettings) -> web.Application:
         [Worker(url, settings.worker_token(index)) for index, url in enumerate(settings.worker_urls)]
     )
     app.add_routes(routes)
-    app.add_routes([token_endpoint(authenticator), metrics_route(refresh_gauges)])
+    app.add_routes(
+        [token_endpoint(authenticator), metrics_route(refresh_gauges), openapi_route("scanhub Hub API")]
+    )
     app.cleanup_ctx.append(resources)
     return app
 

@@ -309,3 +309,13 @@ async def test_hub_in_front_of_a_real_worker_answers_its_errors_unchanged(make_w
     assert task_url.startswith(worker_url)
     record = await worker_api.store.get(int(task_url.rsplit("/", 1)[1]))
     assert record is not None and json.loads(record["forwarded_for"]) == ["127.0.0.1"]
+
+
+async def test_hub_openapi_document_lists_its_routes_and_token_groups(fake_workers, make_hub):
+    workers = await fake_workers(1)
+    hub = await make_hub([workers[0].url])
+    document = await (await hub.get("/openapi.json")).json()
+    assert document["paths"]["/api/tiscale/v1/upload"]["post"]["security"][0] == {"token": ["submit"]}
+    assert document["paths"]["/api/tiscale/v1/submit-url"]["post"]["security"][0] == {"token": ["submit"]}
+    assert document["paths"]["/api/hub/v1/workers"]["get"]["security"][0] == {"token": ["admin"]}
+    assert "/health" in document["paths"]
