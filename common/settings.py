@@ -226,6 +226,10 @@ class HubSettings(_ServiceSettings):
     # Submissions are written here before they are forwarded, so a failed forward can be retried.
     spool_dir: Path = Path("/tmp/scanhub-hub-spool")
     min_free_spool_bytes: int = 256 * 1024**2
+    # Bodies up to this size (with a Content-Length) are held in memory instead of the spool,
+    # as long as all bodies held at once stay within memory_budget_bytes.
+    memory_body_bytes: int = 1024 * 1024
+    memory_budget_bytes: int = 64 * 1024**2
     max_upload_bytes: int = 2 * 1024**3
     max_form_field_bytes: int = 1024 * 1024
     retry_after_seconds: int = 5

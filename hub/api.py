@@ -21,7 +21,7 @@ from common.errors import ApiError, json_errors, json_response
 from common.metrics import METRICS, ServiceMetrics, metrics_route
 from common.openapi import openapi_route
 from common.settings import HubSettings
-from hub.forward import forward_submission
+from hub.forward import MemoryBudget, forward_submission
 from hub.pool import Worker, WorkerPool, check_all, run_health_checks
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ routes = web.RouteTableDef()
 SETTINGS = web.AppKey("settings", HubSettings)
 POOL = web.AppKey("pool", WorkerPool)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+BODY_MEMORY = web.AppKey("body_memory", MemoryBudget)
 
 API = "/api/tiscale/v1"
 TASKS_LIVE_ON_WORKERS = (
@@ -40,7 +41,9 @@ TASKS_LIVE_ON_WORKERS = (
 
 async def forward(request: web.Request, body_limit: int, too_large: str) -> web.Response:
     app = request.app
-    return await forward_submission(request, app[SESSION], app[POOL], app[SETTINGS], body_limit, too_large)
+    return await forward_submission(
+        request, app[SESSION], app[POOL], app[SETTINGS], body_limit, too_large, app[BODY_MEMORY]
+    )
 
 
 @routes.post(f"{API}/upload")
@@ -130,6 +133,7 @@ def create_app(settings: HubSettings) -> web.Application:
     )
     app[METRICS] = service_metrics
     app[SETTINGS] = settings
+    app[BODY_MEMORY] = MemoryBudget(settings.memory_budget_bytes)
     app[POOL] = WorkerPool(
         [Worker(url, settings.worker_token(index)) for index, url in enumerate(settings.worker_urls)]
     )

@@ -10,7 +10,9 @@ one for a task that will not exist; when no Worker takes the file the client get
 `Retry-After` and can send it again. A Worker's 4xx verdict on the submission itself
 (malformed body, too large, bad JSON) is the client's answer and is relayed unchanged.
 
-The cost is one disk write and read per submission on the Hub, measured by `bench/hub.py`.
+The cost is one disk write and read per submission on the Hub, measured by `bench/hub.py`;
+small bodies (the common case) skip the disk and wait in memory instead, within a fixed
+budget for all bodies held at once, so memory stays bounded whatever the load.
 What this cannot rule out: a Worker that created the task but died before its answer
 reached the Hub; the retry then analyzes the file twice (at least once, never lost).
 
@@ -21,6 +23,7 @@ and the file I/O runs in the default thread pool so the event loop never waits o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -48,11 +51,41 @@ RELAYED_HEADERS = ("Content-Type", "Retry-After")
 
 @dataclass
 class SpooledBody:
-    path: Path
+    """A request body kept for as many forwards as it takes: on disk, or small and in memory."""
+
+    path: Path | None = None
+    data: bytes | None = None
     size: int = 0
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+class MemoryBudget:
+    """How many bytes of request bodies the Hub holds in memory at once."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def release(self, size: int) -> None:
+        self.used -= size
+
+
+async def keep_in_memory(stream: aiohttp.StreamReader, declared: int) -> SpooledBody:
+    data = await stream.read(declared + 1)
+    while len(data) < declared and (more := await stream.read(declared + 1 - len(data))):
+        data += more
+    if len(data) != declared:
+        raise ApiError(400, f"the body is not the {declared} bytes its Content-Length says")
+    return SpooledBody(data=data, size=declared)
 
 
 def unavailable(message: str, settings: HubSettings) -> ApiError:
@@ -71,9 +104,10 @@ async def spool_body(
     stream: aiohttp.StreamReader, spool_dir: Path, limit: int, too_large: str
 ) -> SpooledBody:
     """Copy the request body to a fresh spool file; 413 (and no file left) past `limit` bytes."""
-    spooled = SpooledBody(spool_dir / f"body-{secrets.token_hex(12)}")
+    spooled = SpooledBody(path=spool_dir / f"body-{secrets.token_hex(12)}")
     loop = asyncio.get_running_loop()
     pending = bytearray()
+    assert spooled.path is not None
     fd = os.open(spooled.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -146,12 +180,15 @@ async def post_once(
         + settings.worker_response_timeout_seconds
         + body.size / settings.min_forward_bytes_per_second
     )
-    with body.path.open("rb") as handle:
+    with contextlib.ExitStack() as stack:
+        if body.data is not None:
+            data: bytes | AsyncIterator[bytes] = body.data
+        else:
+            assert body.path is not None
+            data = read_blocks(stack.enter_context(body.path.open("rb")))
         async with (
             asyncio.timeout(overall),
-            session.post(
-                f"{worker.url}{path}", data=read_blocks(handle), headers=headers, timeout=timeout
-            ) as response,
+            session.post(f"{worker.url}{path}", data=data, headers=headers, timeout=timeout) as response,
         ):
             content = await response.read()
             relayed = {name: response.headers[name] for name in RELAYED_HEADERS if name in response.headers}
@@ -165,17 +202,29 @@ async def forward_submission(
     settings: HubSettings,
     body_limit: int,
     too_large: str,
+    budget: MemoryBudget,
 ) -> web.Response:
-    """Spool the request body, then hand it to healthy Workers in turn until one answers."""
+    """Keep the request body (memory or spool), then hand it to healthy Workers in turn until one answers."""
     refuse_unless_ready(pool, settings)
     if request.content_length is not None and request.content_length > body_limit:
         raise ApiError(413, too_large)
     headers = forwarded_headers(request)
-    body = await spool_body(request.content, settings.spool_dir, body_limit, too_large)
+    declared = request.content_length
+    in_memory = declared is not None and declared <= settings.memory_body_bytes and budget.take(declared)
     try:
-        return await send_to_workers(session, pool, settings, request.path, body, headers)
+        if in_memory:
+            assert declared is not None
+            body = await keep_in_memory(request.content, declared)
+        else:
+            body = await spool_body(request.content, settings.spool_dir, body_limit, too_large)
+        try:
+            return await send_to_workers(session, pool, settings, request.path, body, headers)
+        finally:
+            body.discard()
     finally:
-        body.discard()
+        if in_memory:
+            assert declared is not None
+            budget.release(declared)
 
 
 async def send_to_workers(

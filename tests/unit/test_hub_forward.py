@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.settings import HubSettings
-from hub.api import POOL, SETTINGS, create_app
+from hub.api import BODY_MEMORY, POOL, SETTINGS, create_app
 from tests.support.fake_worker import DIE, REFUSE, REJECT, FakeWorker
 
 UPLOAD = "/api/tiscale/v1/upload"
@@ -142,17 +142,33 @@ async def test_a_worker_refusing_with_503_is_skipped_and_the_file_goes_to_the_ne
     assert [worker.healthy for worker in pool.workers] == [False, True]
 
 
-async def test_a_worker_dying_mid_forward_does_not_lose_the_file(fake_workers, make_hub):
+@pytest.mark.parametrize("size", [3_000, 3_000_000], ids=["held-in-memory", "spooled-to-disk"])
+async def test_a_worker_dying_mid_forward_does_not_lose_the_file(fake_workers, make_hub, size):
     dying, accepting = await fake_workers(2)
     dying.mode = DIE
     hub = await make_hub([dying.url, accepting.url])
-    content = b"x" * 3_000_000
+    content = b"x" * size
     response = await hub.post(UPLOAD, data=upload_form(content))
     assert response.status == 200
     assert (await response.json())["task_url"].startswith(accepting.url)
     assert accepting.received[0].fields["file"] == content
     assert not hub.app[POOL].workers[0].healthy
     assert spool_files(hub) == []
+    assert hub.app[BODY_MEMORY].used == 0
+
+
+async def test_with_the_memory_budget_spent_small_bodies_still_forward_via_the_spool(fake_workers, make_hub):
+    slow, other = await fake_workers(2)
+    hub = await make_hub([slow.url, other.url], memory_budget_bytes=10_000)
+    budget = hub.app[BODY_MEMORY]
+    assert budget.take(9_000)  # as if other uploads held most of it
+    try:
+        response = await hub.post(UPLOAD, data=upload_form(b"y" * 5_000))
+        assert response.status == 200
+        assert slow.received[0].fields["file"] == b"y" * 5_000
+        assert budget.used == 9_000
+    finally:
+        budget.release(9_000)
 
 
 async def test_when_every_worker_fails_the_client_gets_503_with_retry_after(fake_workers, make_hub):
