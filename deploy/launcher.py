@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.processes import Managed, WorkerNode, hub_env, start_hub, start_redis, wait_hub_ready
@@ -32,14 +33,88 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@dataclass
+class LocalCluster:
+    """Redis servers, Worker nodes and the Hub as processes, started and stopped together.
+
+    `make run` and the benchmarks both start the cluster this way.
+    """
+
+    state_dir: Path
+    workers: int = 2
+    hub_port: int = HUB_PORT
+    worker_port: int = WORKER_BASE_PORT
+    environment: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    log_dir: Path | None = None
+    redis_servers: list[Managed] = field(default_factory=list)
+    nodes: list[WorkerNode] = field(default_factory=list)
+    hub: Managed | None = None
+
+    @property
+    def hub_url(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}"
+
+    def processes(self) -> list[Managed]:
+        parts = [self.hub, *(part for node in self.nodes for part in (node.api, node.celery))]
+        return [part for part in (*parts, *self.redis_servers) if part is not None]
+
+    def start(self) -> LocalCluster:
+        shared_redis = self.environment.get("REDIS_URL")
+        host = self.environment.get("SCANHUB_HOST", "127.0.0.1")
+        for index in range(self.workers):
+            name = f"worker{index + 1}"
+            port = self.worker_port + index
+            node_dir = self.state_dir / name
+            spool_dir = node_dir / "spool"
+            spool_dir.mkdir(parents=True, exist_ok=True)
+            extra = {}
+            if shared_redis:
+                redis_url = shared_redis
+                extra = {"SCANHUB_KEY_PREFIX": f"scanhub-{name}", "SCANHUB_CELERY_QUEUE": f"scanhub-{name}"}
+            else:
+                server, redis_url = start_redis(node_dir / "redis", log_dir=self.log_dir)
+                self.redis_servers.append(server)
+            env = dict(self.environment)
+            env.pop("REDIS_URL", None)
+            env.update(
+                {
+                    "SCANHUB_REDIS_URL": redis_url,
+                    "SCANHUB_HOST": host,
+                    "SCANHUB_PORT": str(port),
+                    "SCANHUB_SPOOL_DIR": str(spool_dir),
+                    "PYTHONUNBUFFERED": "1",
+                    **extra,
+                }
+            )
+            node = WorkerNode(name, f"http://127.0.0.1:{port}", env, log_dir=self.log_dir)
+            self.nodes.append(node)
+            node.start(wait=False)
+        hub_environ = hub_environment(
+            self.environment, self.hub_port, host, self.nodes, self.state_dir / "hub-spool"
+        )
+        self.hub = start_hub(hub_environ, log_dir=self.log_dir)
+        for node in self.nodes:
+            node.wait_healthy(90)
+        wait_hub_ready(self.hub, self.hub_url, timeout=30)
+        return self
+
+    def first_exited(self) -> Managed | None:
+        return next((part for part in self.processes() if not part.running()), None)
+
+    def stop(self) -> None:
+        if self.hub is not None:
+            self.hub.stop()
+        for node in self.nodes:
+            node.stop()
+        for server in self.redis_servers:
+            server.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="scanhub-"))
     temporary = args.state_dir is None
-    shared_redis = os.environ.get("REDIS_URL")
-    redis_servers: list[Managed] = []
-    nodes: list[WorkerNode] = []
-    hub: Managed | None = None
+    cluster = LocalCluster(state_dir, args.workers, args.hub_port, args.worker_port)
     stopping = False
     started = False
 
@@ -52,47 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        for index in range(args.workers):
-            name = f"worker{index + 1}"
-            port = args.worker_port + index
-            node_dir = state_dir / name
-            spool_dir = node_dir / "spool"
-            spool_dir.mkdir(parents=True, exist_ok=True)
-            extra = {}
-            if shared_redis:
-                redis_url = shared_redis
-                extra = {"SCANHUB_KEY_PREFIX": f"scanhub-{name}", "SCANHUB_CELERY_QUEUE": f"scanhub-{name}"}
-            else:
-                server, redis_url = start_redis(node_dir / "redis")
-                redis_servers.append(server)
-            env = dict(os.environ)
-            env.pop("REDIS_URL", None)
-            env.update(
-                {
-                    "SCANHUB_REDIS_URL": redis_url,
-                    "SCANHUB_HOST": os.environ.get("SCANHUB_HOST", "127.0.0.1"),
-                    "SCANHUB_PORT": str(port),
-                    "SCANHUB_SPOOL_DIR": str(spool_dir),
-                    "PYTHONUNBUFFERED": "1",
-                    **extra,
-                }
-            )
-            node = WorkerNode(name, f"http://127.0.0.1:{port}", env, log_dir=None)
-            nodes.append(node)
-            node.start(wait=False)
-        host = os.environ.get("SCANHUB_HOST", "127.0.0.1")
-        hub_url = f"http://127.0.0.1:{args.hub_port}"
-        hub = start_hub(hub_environment(args.hub_port, host, nodes, state_dir / "hub-spool"), log_dir=None)
-        for node in nodes:
-            node.wait_healthy(90)
-        wait_hub_ready(hub, hub_url, timeout=30)
-        print_banner(hub_url, nodes, state_dir)
+        cluster.start()
+        print_banner(cluster.hub_url, cluster.nodes, state_dir)
         started = True
         while not stopping:
-            for part in (hub, *(part for node in nodes for part in (node.api, node.celery))):
-                if part is not None and not part.running():
-                    print(f"\n{part.name} exited unexpectedly; stopping the cluster.", file=sys.stderr)
-                    stopping = True
+            exited = cluster.first_exited()
+            if exited is not None:
+                print(f"\n{exited.name} exited unexpectedly; stopping the cluster.", file=sys.stderr)
+                stopping = True
             time.sleep(0.5)
         return 0
     except (TimeoutError, RuntimeError) as error:
@@ -102,24 +144,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         print("\nstopping scanhub ...", file=sys.stderr)
-        if hub is not None:
-            hub.stop()
-        for node in nodes:
-            node.stop()
-        for server in redis_servers:
-            server.stop()
+        cluster.stop()
         if temporary:
             shutil.rmtree(state_dir, ignore_errors=True)
         print("stopped.", file=sys.stderr)
 
 
-def hub_environment(port: int, host: str, nodes: list[WorkerNode], spool_dir: Path) -> dict[str, str]:
+def hub_environment(
+    environment: dict[str, str], port: int, host: str, nodes: list[WorkerNode], spool_dir: Path
+) -> dict[str, str]:
     """The Hub gets the Workers' URLs, and presents the first submit token to them if any is set."""
-    env = dict(os.environ)
+    env = dict(environment)
     env.pop("REDIS_URL", None)
     extra = {"SCANHUB_HOST": host}
-    submit_tokens = [token for token in os.environ.get("SCANHUB_SUBMIT_TOKENS", "").replace(",", " ").split()]
-    if submit_tokens and "SCANHUB_WORKER_TOKENS" not in os.environ:
+    submit_tokens = environment.get("SCANHUB_SUBMIT_TOKENS", "").replace(",", " ").split()
+    if submit_tokens and "SCANHUB_WORKER_TOKENS" not in environment:
         extra["SCANHUB_WORKER_TOKENS"] = submit_tokens[0]
     return hub_env(env, port, [node.url for node in nodes], spool_dir, **extra)
 
