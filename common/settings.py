@@ -155,7 +155,7 @@ class WorkerSettings(_ServiceSettings):
         default_factory=lambda: ["infected", "malware", "virus", "password", "1234"]
     )
     # Interesting strings: bytes read from each file, values kept per category.
-    strings_scan_bytes: int = 8 * 1024**2
+    strings_scan_bytes: int = 2 * 1024**2
     strings_max_per_category: int = 50
     # A JSON file of extra report types {"name": {"include": [...], "exclude": [...]}}.
     report_types_file: Path | None = None

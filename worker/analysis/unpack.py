@@ -56,6 +56,10 @@ STREAM_SUFFIXES = {
 STREAM_OPENERS: dict[str, Callable[..., Any]] = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
 
 
+# pyzipper raises its own BadZipFile, not zipfile's.
+BAD_ZIP = (zipfile.BadZipFile, pyzipper.BadZipFile)
+
+
 class LimitReached(Exception):
     """A hard limit stopped an extraction; `limit` names it."""
 
@@ -201,9 +205,13 @@ def unpack_zip(context: FileContext, budget: Budget, extraction: Extraction) -> 
                         copy_member(
                             ChildWriter(context, budget, extraction, info.filename, packed), member.read
                         )
-                except LimitReached:
-                    raise
-                except (RuntimeError, zipfile.BadZipFile, zlib.error, ValueError, EOFError) as error:
+                except LimitReached as limit:
+                    if limit.limit != "ratio":
+                        raise
+                    # One over-expanding member is skipped; the others still count.
+                    extraction.limits.append({"limit": limit.limit, "detail": limit.detail})
+                    break
+                except (RuntimeError, *BAD_ZIP, zlib.error, ValueError, EOFError) as error:
                     if encrypted and number + 1 < len(candidates):
                         continue  # wrong password: try the next one
                     reason = "no password matched" if encrypted else f"{type(error).__name__}: {error}"
@@ -236,7 +244,12 @@ def unpack_tar(context: FileContext, budget: Budget, extraction: Extraction) -> 
                 continue
             # A tar stores members as they are; only sparse members expand, bounded by the archive.
             writer = ChildWriter(context, budget, extraction, member.name, context.size)
-            copy_member(writer, source.read)
+            try:
+                copy_member(writer, source.read)
+            except LimitReached as limit:
+                if limit.limit != "ratio":
+                    raise
+                extraction.limits.append({"limit": limit.limit, "detail": limit.detail})
 
 
 def stream_child_name(context: FileContext, archive_format_name: str) -> str:
