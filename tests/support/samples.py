@@ -118,7 +118,7 @@ def pdf_with_javascript() -> bytes:
         b"<< /Type /Catalog /Pages 2 0 R /OpenAction 4 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
-        b"<< /Type /Action /S /JavaScript /JS (app.alert\\('hello'\\); this.exportDataObject({cName: 'x'});) >>",
+        b"<< /Type /Action /S /JavaScript /JS (app.alert\\('hello'\\);) >>",
     ]
     return build_pdf(objects)
 
