@@ -113,7 +113,7 @@ def new_entry(walk: Walk, path: Path, file_name: str, file_path: str, digests: d
     stats = content.scan(path, digests)
     errors: list[dict[str, str]] = []
     try:
-        identity = identify.identify(stats["head"])
+        identity = identify.identify(stats["head"][: identify.MAGIC_BYTES])
     except Exception as error:  # libmagic trouble must not fail the task
         log.warning("identification failed for %s: %s", path, error)
         errors.append({"analyzer": "identify", "error": str(error)})

@@ -19,6 +19,10 @@ def _magic() -> tuple[Any, Any]:
     return magic.Magic(mime=True), magic.Magic()
 
 
+# libmagic's time grows with the buffer (its text tests read all of it); its binary
+# signatures sit in the first few KiB.
+MAGIC_BYTES = 16 * 1024
+
 # (MIME prefix or exact type, file_type, file_subtype); first match wins.
 MIME_TYPES: tuple[tuple[str, str, str], ...] = (
     ("application/x-dosexec", "PE", "Exe"),

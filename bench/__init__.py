@@ -1,0 +1,1 @@
+"""Benchmarks: a seeded corpus, the engine alone, and the cluster end to end."""
