@@ -3,7 +3,8 @@
 Mounted by `worker.api.create_app` with `app.add_routes(rules_api.routes)`; handlers read
 the node's settings from the app (`worker.api.SETTINGS`). The rules live in the directory
 `SCANHUB_YARA_RULES_DIR`, which this process and every Celery process of the node read;
-Celery processes notice a change on their own within `SCANHUB_YARA_CHECK_INTERVAL_SECONDS`.
+Celery processes notice a change on their own within `SCANHUB_YARA_CHECK_INTERVAL_SECONDS`,
+and at once after POST /pull/all, which leaves a token in the spool directory for them.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ async def pull_all(request: web.Request) -> web.Response:
     if not _settings(request).yara_sync_enabled:
         raise ApiError(417, "YARA synchronization is disabled on this Worker")
     compiled = await current(request, force=True)
+    # Tell the node's Celery processes too: they re-read before their next file.
+    ruleset.request_pull(_settings(request).spool_dir)
     broken = sum(1 for item in compiled.files if item.errors)
     return json_response(
         {

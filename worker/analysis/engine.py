@@ -243,7 +243,11 @@ def write_story(entry: dict[str, Any], children: int) -> None:
 
 def load_ruleset(settings: WorkerSettings) -> tuple[Any, str | None]:
     try:
-        return ruleset.current_ruleset(settings.yara_rules_dir, settings.yara_check_interval_seconds), None
+        pull_marker = settings.spool_dir / ruleset.PULL_MARKER
+        rules = ruleset.current_ruleset(
+            settings.yara_rules_dir, settings.yara_check_interval_seconds, pull_marker=pull_marker
+        )
+        return rules, None
     except Exception as error:  # no rules is a degraded report, not a failed task
         log.exception("YARA rules could not be loaded")
         return None, f"{type(error).__name__}: {error}"

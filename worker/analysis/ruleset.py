@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -147,20 +148,49 @@ def compile_ruleset(rules_dir: Path) -> CompiledRuleset:
 
 _cache: dict[Path, CompiledRuleset] = {}
 _checked_at: dict[Path, float] = {}
+_pulls_seen: dict[Path, str] = {}
 _lock = threading.Lock()
+# Written by POST /pull/all into the node's spool directory (shared by the API and Celery
+# processes): a process that sees a new token re-reads the rules before its next file.
+PULL_MARKER = "yara-pull-request"
 
 
-def current_ruleset(rules_dir: Path, check_interval: float, force: bool = False) -> CompiledRuleset:
+def request_pull(spool_dir: Path) -> None:
+    marker = spool_dir / PULL_MARKER
+    temporary = spool_dir / f"{PULL_MARKER}.{secrets.token_hex(6)}"
+    temporary.write_text(secrets.token_hex(16))
+    temporary.replace(marker)  # atomic: a reader sees the old token or the new one
+
+
+def pull_requested(rules_dir: Path, pull_marker: Path | None) -> bool:
+    if pull_marker is None:
+        return False
+    try:
+        token = pull_marker.read_text()
+    except OSError:
+        return False  # no pull asked for (or the marker was cleaned away)
+    if _pulls_seen.get(rules_dir) == token:
+        return False
+    _pulls_seen[rules_dir] = token
+    return True
+
+
+def current_ruleset(
+    rules_dir: Path, check_interval: float, force: bool = False, pull_marker: Path | None = None
+) -> CompiledRuleset:
     """This process's compiled rules for `rules_dir`, refreshed when the directory changed.
 
     Cheap when nothing changed: a directory listing at most once per `check_interval`.
-    `force` (POST /pull/all) re-reads the contents even if names, sizes and mtimes look
-    the same.
+    `force` (POST /pull/all in the API process), or a new token in `pull_marker` (the same
+    request, seen by a Celery process), re-reads the contents at once.
     """
     rules_dir = rules_dir.resolve()
     with _lock:
         cached = _cache.get(rules_dir)
         now = time.monotonic()
+        pulled = pull_requested(rules_dir, pull_marker)
+        if cached is not None and pulled:
+            force = True
         if cached is not None and not force and now - _checked_at.get(rules_dir, 0) < check_interval:
             return cached
         _checked_at[rules_dir] = now

@@ -85,3 +85,19 @@ def test_missing_rules_directory_gives_an_empty_ruleset_not_a_failure(
     assert empty.files == () and empty.rules is None
     report = analyze(EICAR, "eicar.com", yara_rules_dir=tmp_path / "nowhere")
     assert report[0]["classification"]["classification"] == 0
+
+
+def test_a_pull_request_token_makes_a_process_reread_despite_the_check_interval(
+    rules_dir: Path, tmp_path: Path
+):
+    marker = tmp_path / ruleset.PULL_MARKER
+    first = ruleset.current_ruleset(rules_dir, check_interval=3600, pull_marker=marker)
+    (rules_dir / "marker.yar").write_text(NEW_RULE)
+    assert ruleset.current_ruleset(rules_dir, check_interval=3600, pull_marker=marker) is first
+    ruleset.request_pull(tmp_path)
+    pulled = ruleset.current_ruleset(rules_dir, check_interval=3600, pull_marker=marker)
+    assert pulled.ruleset_id != first.ruleset_id
+    assert ruleset.current_ruleset(rules_dir, check_interval=3600, pull_marker=marker) is pulled
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(ruleset.PULL_MARKER)] == [
+        ruleset.PULL_MARKER
+    ]
