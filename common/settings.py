@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from common.store import Retention
 
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{30,60}$")
+# The ruleset scanhub ships (worker/rules/*.yar); a site points SCANHUB_YARA_RULES_DIR elsewhere.
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "worker" / "rules"
 
 
 def parse_token_list(value: Any) -> list[str]:
@@ -133,6 +135,33 @@ class WorkerSettings(_ServiceSettings):
     # Celery processes write a heartbeat this often; /health wants one younger than 3x this.
     celery_heartbeat_seconds: float = 5
 
+    # Analysis engine (design §4). YARA: every `*.yar` / `*.yara` file in this directory is one
+    # ruleset; the API and all Celery processes of a node read the same directory.
+    yara_rules_dir: Path = DEFAULT_RULES_DIR
+    # How often a Celery process looks (file names, sizes, mtimes) for a changed ruleset
+    # before analyzing a file; recompiling happens only when the rules' digest changed.
+    yara_check_interval_seconds: float = 2.0
+    # Off: POST /pull/all answers 417, as the spec says for a Worker without synchronization.
+    yara_sync_enabled: bool = True
+    yara_scan_timeout_seconds: int = 20
+    # Unpacking limits, enforced on the bytes actually decompressed (headers are never trusted).
+    unpack_max_depth: int = 10
+    unpack_max_children: int = 1000  # per task, all levels together
+    unpack_max_total_bytes: int = 1024**3  # per task, all children together
+    # Expanded bytes per compressed byte for one member, checked once it passes 1 MiB.
+    unpack_max_ratio: float = 100
+    # Time for one file's own analysis and extraction (its children get their own).
+    analysis_file_time_limit_seconds: float = 30
+    # Tried after `user_data.password_list` on encrypted archives.
+    default_password_list: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["infected", "malware", "virus", "password", "1234"]
+    )
+    # Interesting strings: bytes read from each file, values kept per category.
+    strings_scan_bytes: int = 2 * 1024**2
+    strings_max_per_category: int = 50
+    # A JSON file of extra report types {"name": {"include": [...], "exclude": [...]}}.
+    report_types_file: Path | None = None
+
     @property
     def task_age_limit_seconds(self) -> int:
         return max(1, round(self.task_age_limit_minutes * 60))
@@ -169,6 +198,13 @@ class WorkerSettings(_ServiceSettings):
 
         items = re.split(r"[\s,]+", value.strip()) if isinstance(value, str) else list(value or [])
         return [str(ipaddress.ip_network(item, strict=False)) for item in items if item]
+
+    @field_validator("default_password_list", mode="before")
+    @classmethod
+    def _passwords(cls, value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [item for item in value.split(",") if item]
+        return list(value or [])
 
     @field_validator("analysis_time_limit_seconds")
     @classmethod

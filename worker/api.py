@@ -17,13 +17,14 @@ import orjson
 import redis.asyncio as aioredis
 from aiohttp import BodyPartReader, web
 
+from common import reports
 from common.auth import Authenticator, auth_middleware, token_endpoint, token_group
 from common.errors import ApiError, json_errors, json_response
 from common.metrics import METRICS, ServiceMetrics, metrics_route
 from common.openapi import openapi_route
 from common.settings import WorkerSettings
 from common.store import QUEUED, Keys, TaskStore, normalize_filter_token, task_view
-from worker import fetch, license_api, spool
+from worker import fetch, license_api, rules_api, spool
 from worker.publisher import JobPublisher, SendJobs
 from worker.retention import run_sweeper
 
@@ -335,10 +336,18 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def get_task(request: web.Request) -> web.Response:
     """One task: status, timestamps, who analyzed it, and its report once processed."""
     task_id = parse_task_id(request)
+    report_types = reports.site_report_types(request.app[SETTINGS].report_types_file)
+    try:
+        options = reports.parse_options(request.query, report_types)
+    except reports.ReportOptionError as error:
+        raise ApiError(400, str(error)) from None
     fields = await request.app[STORE].get(task_id)
     if fields is None:
         raise ApiError(404, f"task {task_id} does not exist or has expired")
-    return json_response(task_view(fields))
+    view = task_view(fields)
+    if isinstance(view.get("tc_report"), list):
+        view["tc_report"] = reports.shape_report(view["tc_report"], options, report_types)
+    return json_response(view)
 
 
 async def delete_and_clean(app: web.Application, task_ids: list[int]) -> dict[int, str]:
@@ -469,6 +478,7 @@ def create_app(
     app.add_routes(routes)
     app.add_routes([token_endpoint(authenticator)])
     app.add_routes(license_api.routes)
+    app.add_routes(rules_api.routes)
     app.add_routes([metrics_route(refresh_gauges), openapi_route("scanhub Worker API")])
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

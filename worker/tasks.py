@@ -75,6 +75,7 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
             file_name=record.get("file_name", ""),
             digests={name: record[name] for name in ("md5", "sha1", "sha256", "sha512") if name in record},
             user_data=orjson.loads(record["user_data"]) if "user_data" in record else {},
+            settings=config,
         )
         started = time.monotonic()
         try:

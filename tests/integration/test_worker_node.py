@@ -25,7 +25,13 @@ def spool_of(node) -> Path:
 
 
 def report_hashes(view) -> dict[str, str]:
-    return {item["name"]: item["value"] for item in view["tc_report"][0]["info"]["file"]["hashes"]}
+    """The four digests; the engine adds others (tlsh, imphash) to the same list."""
+    digests = ("md5", "sha1", "sha256", "sha512")
+    return {
+        item["name"]: item["value"]
+        for item in view["tc_report"][0]["info"]["file"]["hashes"]
+        if item["name"] in digests
+    }
 
 
 async def test_lifecycle_upload_analyze_report_and_empty_spool(worker_nodes):

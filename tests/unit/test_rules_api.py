@@ -1,0 +1,98 @@
+"""YARA endpoints of the Worker API: GET /yara, GET /v2/sync-status, POST /pull/all."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from common.settings import DEFAULT_RULES_DIR
+
+TOKEN_ADMIN = "A" * 40
+
+
+async def sweeper_started(api) -> None:
+    """Wait for the app's retention sweeper to finish its first Redis call.
+
+    Closing the app while that call is in flight cancels it inside fakeredis, which then
+    never returns; handlers that never touch Redis (417 here) would close that early.
+    """
+    from common.store import Keys
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while not await api.redis.exists(Keys(api.settings.key_prefix).sweeper_lock):
+        assert asyncio.get_running_loop().time() < deadline, "the sweeper never started"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "rules"
+    shutil.copytree(DEFAULT_RULES_DIR, target)
+    return target
+
+
+async def test_yara_id_changes_when_a_rule_file_changes(make_worker_api, rules_dir: Path):
+    api = await make_worker_api(yara_rules_dir=rules_dir, yara_check_interval_seconds=0)
+    first = await (await api.client.get("/api/tiscale/v1/yara")).json()
+    assert len(first["id"]) == 40
+    again = await (await api.client.get("/api/tiscale/v1/yara")).json()
+    assert again == first
+    (rules_dir / "extra.yar").write_text('rule Extra { strings: $a = "extra-marker" condition: $a }\n')
+    changed = await (await api.client.get("/api/tiscale/v1/yara")).json()
+    assert changed["id"] != first["id"]
+
+
+async def test_sync_status_lists_rulesets_and_shows_a_broken_one_with_its_error(make_worker_api, rules_dir):
+    (rules_dir / "broken.yar").write_text("rule Broken { condition: nonsense( }\n")
+    api = await make_worker_api(yara_rules_dir=rules_dir, yara_check_interval_seconds=0)
+    response = await api.client.get("/api/tiscale/v2/sync-status")
+    assert response.status == 200
+    body = await response.json()
+    assert isinstance(body["revision"], int)
+    keys = {item["key"]: item for item in body["rulesets"]}
+    assert {
+        "eicar.yar",
+        "office_macros.yar",
+        "pe_overlay.yar",
+        "script_downloaders.yar",
+        "broken.yar",
+    } <= set(keys)
+    assert keys["eicar.yar"]["errors"] == []
+    assert keys["broken.yar"]["errors"] and "nonsense" in keys["broken.yar"]["errors"][0]
+    assert set(keys["eicar.yar"]) == {"revision", "key", "hash", "errors"}
+    errors_only = await (await api.client.get("/api/tiscale/v2/sync-status?errorOnly=true")).json()
+    assert [item["key"] for item in errors_only["rulesets"]] == ["broken.yar"]
+    bad = await api.client.get("/api/tiscale/v2/sync-status?errorOnly=maybe")
+    assert bad.status == 400
+
+
+async def test_pull_all_rereads_rules_at_once_despite_the_check_interval(make_worker_api, rules_dir):
+    api = await make_worker_api(yara_rules_dir=rules_dir, yara_check_interval_seconds=3600)
+    first = (await (await api.client.get("/api/tiscale/v1/yara")).json())["id"]
+    (rules_dir / "extra.yar").write_text('rule Extra { strings: $a = "extra-marker" condition: $a }\n')
+    assert (await (await api.client.get("/api/tiscale/v1/yara")).json())["id"] == first
+    response = await api.client.post("/api/tiscale/v1/pull/all")
+    assert response.status == 200
+    body = await response.json()
+    assert body["id"] != first
+    assert (await (await api.client.get("/api/tiscale/v1/yara")).json())["id"] == body["id"]
+
+
+async def test_pull_all_is_417_when_synchronization_is_disabled(make_worker_api, rules_dir):
+    api = await make_worker_api(yara_rules_dir=rules_dir, yara_sync_enabled=False)
+    await sweeper_started(api)
+    response = await api.client.post("/api/tiscale/v1/pull/all")
+    assert response.status == 417
+    assert "disabled" in (await response.json())["message"]
+
+
+async def test_yara_endpoints_belong_to_the_admin_token_group(make_worker_api, rules_dir):
+    api = await make_worker_api(yara_rules_dir=rules_dir, admin_tokens=[TOKEN_ADMIN])
+    assert (await api.client.get("/api/tiscale/v1/yara")).status == 401
+    wrong = await api.client.get("/api/tiscale/v1/yara", headers={"Authorization": "Token " + "B" * 40})
+    assert wrong.status == 403
+    ok = await api.client.get("/api/tiscale/v1/yara", headers={"Authorization": f"Token {TOKEN_ADMIN}"})
+    assert ok.status == 200

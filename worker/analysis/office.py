@@ -1,0 +1,100 @@
+"""Office documents (oletools): VBA macros present, auto-executing and suspicious keywords."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from oletools import olevba
+
+from worker.analysis.context import FileContext, Findings, indicator, verdict
+
+OFFICE_SUBTYPES = ("Word", "Excel", "PowerPoint", "OLE", "OOXML", "RTF")
+MAX_KEYWORDS = 50
+
+# olevba logs every oddity of a damaged document at warning level.
+logging.getLogger("olevba").setLevel(logging.CRITICAL)
+
+
+def keywords_by_type(parser: Any) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for kind, keyword, _description in parser.analyze_macros() or []:
+        values = found.setdefault(kind, [])
+        if keyword not in values and len(values) < MAX_KEYWORDS:
+            values.append(str(keyword))
+    return found
+
+
+def analyze(context: FileContext) -> Findings:
+    if not context.is_a("Document", *OFFICE_SUBTYPES):
+        return {}
+    parser = olevba.VBA_Parser(str(context.path))
+    try:
+        has_macros = bool(parser.detect_vba_macros())
+        keywords: dict[str, list[str]] = {}
+        errors: list[str] = []
+        if has_macros:
+            try:
+                keywords = keywords_by_type(parser)
+            except Exception as error:  # the project is there but its source does not parse
+                errors.append(f"macro source not readable: {type(error).__name__}: {error}")
+        document = {
+            "format": parser.type,
+            "macros": has_macros,
+            "auto_exec": keywords.get("AutoExec", []),
+            "suspicious_keywords": keywords.get("Suspicious", []),
+            "iocs": keywords.get("IOC", [])[:MAX_KEYWORDS],
+        }
+    finally:
+        parser.close()
+    findings: Findings = {"metadata": {"document": {"office": document}}}
+    if errors:
+        findings["metadata"]["document"]["office"]["errors"] = errors
+    if not has_macros:
+        return findings
+    findings["tags"] = ["macro"]
+    indicators = [indicator("office:macros", "macro", "Contains VBA macros", 5)]
+    verdicts = []
+    auto_exec, suspicious = document["auto_exec"], document["suspicious_keywords"]
+    if auto_exec:
+        indicators.append(indicator("office:auto-exec", "macro", "Runs a macro automatically", 8, auto_exec))
+    if suspicious:
+        indicators.append(
+            indicator("office:suspicious-vba", "macro", "Macro uses suspicious functions", 7, suspicious)
+        )
+    if auto_exec and suspicious:
+        verdicts.append(
+            verdict(
+                "Format heuristics",
+                "heuristic",
+                "malicious",
+                4,
+                "Document.Trojan.AutoExecMacro",
+                f"auto-executing macro ({', '.join(auto_exec[:3])}) using {', '.join(suspicious[:3])}",
+            )
+        )
+    elif auto_exec:
+        verdicts.append(
+            verdict(
+                "Format heuristics",
+                "heuristic",
+                "suspicious",
+                3,
+                "Document.Suspicious.AutoExecMacro",
+                f"auto-executing macro ({', '.join(auto_exec[:3])})",
+            )
+        )
+    else:
+        verdicts.append(
+            verdict(
+                "Format heuristics",
+                "heuristic",
+                "suspicious",
+                1,
+                "Document.Suspicious.Macro",
+                "contains VBA macros",
+            )
+        )
+    findings["indicators"] = indicators
+    findings["scan_results"] = verdicts
+    return findings

@@ -1,0 +1,89 @@
+"""PDF actions by a bounded scan of the raw bytes: JavaScript, OpenAction/AA, Launch, embedded files.
+
+Names are normalized (`/J#61vaScript` is `/JavaScript`). Objects inside compressed object
+streams are not seen; their count is reported so a reader knows what was not looked at.
+"""
+
+from __future__ import annotations
+
+import re
+
+from worker.analysis.context import FileContext, Findings, indicator, verdict
+
+SCAN_BYTES = 32 * 1024 * 1024
+NAME = re.compile(rb"/[A-Za-z0-9#_.\-]{1,64}")
+HEX_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
+WATCHED = {
+    b"/JavaScript": "javascript",
+    b"/JS": "javascript",
+    b"/OpenAction": "open_action",
+    b"/AA": "additional_actions",
+    b"/Launch": "launch",
+    b"/EmbeddedFile": "embedded_files",
+    b"/EmbeddedFiles": "embedded_files",
+    b"/URI": "uri",
+    b"/SubmitForm": "submit_form",
+    b"/AcroForm": "acroform",
+    b"/XFA": "xfa",
+    b"/ObjStm": "object_streams",
+    b"/Encrypt": "encrypted",
+}
+
+
+def count_names(data: bytes) -> dict[str, int]:
+    counts = dict.fromkeys(sorted(set(WATCHED.values())), 0)
+    for match in NAME.finditer(data):
+        name = match.group(0)
+        if b"#" in name:
+            name = HEX_ESCAPE.sub(lambda escape: bytes([int(escape.group(1), 16)]), name)
+        key = WATCHED.get(name)
+        if key:
+            counts[key] += 1
+    return counts
+
+
+def analyze(context: FileContext) -> Findings:
+    if not context.is_a("Document", "PDF"):
+        return {}
+    with context.path.open("rb") as handle:
+        data = handle.read(SCAN_BYTES)
+    version = re.search(rb"%PDF-(\d\.\d)", data[:1024])
+    counts = count_names(data)
+    pdf = {
+        "version": version.group(1).decode() if version else "",
+        "objects": len(re.findall(rb"\d+\s+\d+\s+obj\b", data)),
+        "scanned_bytes": len(data),
+        **counts,
+    }
+    findings: Findings = {"metadata": {"document": {"pdf": pdf}}, "indicators": [], "scan_results": []}
+    indicators, verdicts = findings["indicators"], findings["scan_results"]
+    auto_action = counts["open_action"] or counts["additional_actions"]
+    if counts["javascript"]:
+        indicators.append(indicator("pdf:javascript", "execution", "Contains JavaScript", 6))
+    if auto_action:
+        indicators.append(indicator("pdf:auto-action", "execution", "Runs an action when opened", 5))
+    if counts["launch"]:
+        indicators.append(indicator("pdf:launch", "execution", "Can launch a program", 8))
+    if counts["embedded_files"]:
+        indicators.append(indicator("pdf:embedded-file", "document", "Carries embedded files", 4))
+    if counts["javascript"] and auto_action:
+        verdicts.append(
+            verdict(
+                "Format heuristics",
+                "heuristic",
+                "suspicious",
+                3,
+                "Document.Suspicious.PDFJavaScript",
+                "JavaScript run on open",
+            )
+        )
+    elif counts["javascript"] or counts["launch"]:
+        reason = "launch action" if counts["launch"] else "contains JavaScript"
+        verdicts.append(
+            verdict(
+                "Format heuristics", "heuristic", "suspicious", 2, "Document.Suspicious.PDFAction", reason
+            )
+        )
+    if counts["javascript"]:
+        findings["tags"] = ["pdf-javascript"]
+    return findings
