@@ -489,9 +489,10 @@ def create_app(
         networks = fetch.parse_networks(settings.submit_url_allowed_networks)
         app[FETCH_SESSION] = fetch.guarded_session(networks, settings.submit_url_timeout_seconds)
         app[DOWNLOADS] = set()
-        sweeper = asyncio.create_task(run_sweeper(app[STORE], settings))
+        stop_sweeper = asyncio.Event()
+        sweeper = asyncio.create_task(run_sweeper(app[STORE], settings, stop_sweeper))
         yield
-        sweeper.cancel()
+        stop_sweeper.set()
         for download in list(app[DOWNLOADS]):
             download.cancel()
         await asyncio.gather(sweeper, *app[DOWNLOADS], return_exceptions=True)

@@ -7,6 +7,7 @@ Redis TTLs expire finished records (design §2); this sweeper does the rest once
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -68,9 +69,15 @@ async def sweep_once(store: TaskStore, settings: WorkerSettings, now: float | No
     return SweepResult(canceled, pruned, orphans)
 
 
-async def run_sweeper(store: TaskStore, settings: WorkerSettings) -> None:
+async def run_sweeper(store: TaskStore, settings: WorkerSettings, stop: asyncio.Event) -> None:
+    """Sweep every interval until `stop` is set.
+
+    Stopping goes through an event rather than task cancellation alone: a cancellation that
+    lands inside a Redis call can be swallowed by the client library, and the sweeper would
+    then sleep out a whole interval while the service waits to shut down.
+    """
     interval = settings.sweep_interval_seconds
-    while True:
+    while not stop.is_set():
         try:
             if await store.take_sweeper_lock(interval * 0.9):
                 await sweep_once(store, settings)
@@ -78,4 +85,5 @@ async def run_sweeper(store: TaskStore, settings: WorkerSettings) -> None:
             raise
         except Exception:
             log.exception("retention sweep failed; retrying in %s s", interval)
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

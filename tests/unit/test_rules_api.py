@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 
@@ -11,20 +10,6 @@ import pytest
 from common.settings import DEFAULT_RULES_DIR
 
 TOKEN_ADMIN = "A" * 40
-
-
-async def sweeper_started(api) -> None:
-    """Wait for the app's retention sweeper to finish its first Redis call.
-
-    Closing the app while that call is in flight cancels it inside fakeredis, which then
-    never returns; handlers that never touch Redis (417 here) would close that early.
-    """
-    from common.store import Keys
-
-    deadline = asyncio.get_running_loop().time() + 10
-    while not await api.redis.exists(Keys(api.settings.key_prefix).sweeper_lock):
-        assert asyncio.get_running_loop().time() < deadline, "the sweeper never started"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -83,7 +68,6 @@ async def test_pull_all_rereads_rules_at_once_despite_the_check_interval(make_wo
 
 async def test_pull_all_is_417_when_synchronization_is_disabled(make_worker_api, rules_dir):
     api = await make_worker_api(yara_rules_dir=rules_dir, yara_sync_enabled=False)
-    await sweeper_started(api)
     response = await api.client.post("/api/tiscale/v1/pull/all")
     assert response.status == 417
     assert "disabled" in (await response.json())["message"]
