@@ -1,0 +1,200 @@
+"""`make bench`: the engine's own limit and the cluster end to end, on the same corpus.
+
+For each corpus (small, medium, large, mixed) it measures:
+- the engine limit: `analyze_file` alone, in-process, one process per core;
+- end to end through the Hub of a local cluster started as `make run` starts it (two Worker
+  nodes), and the same load sent straight to one Worker, so the Hub's cost is a ratio;
+- latency from upload to `processed` at half of the measured small-file throughput;
+- the RSS of every process during each run.
+It prints a table and writes every figure to bench/results/<time>.json.
+
+    python -m bench [--quick] [--duration 10] [--corpora small,medium,large,mixed] [--soak 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import engine
+from bench.cluster import ClusterBench
+from bench.corpus import KINDS, generate, total_bytes
+
+RESULTS = Path(__file__).parent / "results"
+# How many files each corpus holds, and how many uploads are in flight against it.
+COUNTS = {"small": 400, "medium": 60, "large": 6, "mixed": 300}
+CONCURRENCY = {"small": 32, "medium": 16, "large": 4, "mixed": 24}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny corpora and short runs: checks the bench works"
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of measured load per run")
+    parser.add_argument("--corpora", default=",".join(KINDS))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--soak", type=float, default=0.0, help="also a half-load soak of this many seconds")
+    parser.add_argument("--output", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def engine_limit(kind: str, samples, processes: int) -> dict[str, Any]:
+    from common.settings import DEFAULT_RULES_DIR
+
+    with tempfile.TemporaryDirectory(prefix="scanhub-engine-") as temp:
+        paths = engine.write_corpus(samples, Path(temp) / "corpus")
+        return engine.measure(paths, DEFAULT_RULES_DIR, processes, Path(temp))
+
+
+def run(options: argparse.Namespace) -> dict[str, Any]:
+    scale = 0.05 if options.quick else 1.0
+    duration = 2.0 if options.quick else options.duration
+    warmup = 0.5 if options.quick else 2.0
+    processes = os.cpu_count() or 1
+    kinds = [kind for kind in options.corpora.split(",") if kind]
+    corpora = {
+        kind: generate(kind, max(4, COUNTS[kind] // (10 if options.quick else 1)), options.seed, scale)
+        for kind in kinds
+    }
+    results: dict[str, Any] = {
+        "machine": {"cores": processes, "python": os.sys.version.split()[0]},
+        "options": {"quick": options.quick, "duration_s": duration, "seed": options.seed},
+        "corpora": {},
+    }
+    for kind, samples in corpora.items():
+        results["corpora"][kind] = {
+            "files": len(samples),
+            "bytes": total_bytes(samples),
+            "engine": engine_limit(kind, samples, processes),
+        }
+        print(
+            f"engine limit, {kind}: {results['corpora'][kind]['engine']['files_per_second']} files/s",
+            flush=True,
+        )
+
+    with ClusterBench(workers=2) as cluster:
+        for kind, samples in corpora.items():
+            common = {
+                "duration": duration,
+                "warmup": warmup,
+                "concurrency": CONCURRENCY[kind],
+                "poll_interval": 0.05,
+            }
+            for label, target in (("hub", cluster.hub_url), ("direct", cluster.worker_urls[0])):
+                load, memory = cluster.load(target, samples, **common)
+                results["corpora"][kind][label] = {**load.summary(), "rss": memory}
+                print(f"{label}, {kind}: {load.summary()['completed_per_s']} files/s completed", flush=True)
+        if "small" in corpora:
+            capacity = results["corpora"]["small"]["hub"]["completed_per_s"]
+            rate = max(1.0, capacity / 2)
+            load, memory = cluster.load(
+                cluster.hub_url, corpora["small"], duration=duration, warmup=warmup,
+                concurrency=256, rate=rate, poll_interval=0.01,
+            )  # fmt: skip
+            results["half_load_small"] = {"rate_per_s": round(rate, 1), **load.summary(), "rss": memory}
+            if options.soak:
+                load, memory = cluster.load(
+                    cluster.hub_url, corpora["small"], duration=options.soak, warmup=warmup,
+                    concurrency=256, rate=rate, poll_interval=0.05,
+                )  # fmt: skip
+                results["soak_small"] = {"rate_per_s": round(rate, 1), **load.summary(), "rss": memory}
+    results["ratios"] = ratios(results)
+    results["targets"] = {
+        name: {"value": value, "met": met} for name, (value, met) in target_check(results).items()
+    }
+    return results
+
+
+def ratios(results: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind, figures in results["corpora"].items():
+        engine_rate = figures["engine"]["files_per_second"]
+        hub_rate = figures["hub"]["completed_per_s"]
+        direct_rate = figures["direct"]["completed_per_s"]
+        out[kind] = {
+            "e2e_over_engine": round(hub_rate / engine_rate, 2) if engine_rate else None,
+            "hub_over_direct": round(hub_rate / direct_rate, 2) if direct_rate else None,
+        }
+    return out
+
+
+def target_check(results: dict[str, Any]) -> dict[str, tuple[Any, bool]]:
+    """The issue's targets against this run's figures (only those this run measured)."""
+    corpora, checks = results["corpora"], {}
+    if "mixed" in corpora:
+        value = results["ratios"]["mixed"]["e2e_over_engine"]
+        checks["mixed e2e / engine >= 0.6"] = (value, value is not None and value >= 0.6)
+    if "small" in corpora:
+        value = corpora["small"]["hub"]["completed_per_s"]
+        checks["small files/s through the Hub >= 500"] = (value, value >= 500)
+        value = results["ratios"]["small"]["hub_over_direct"]
+        checks["small Hub / direct >= 0.85"] = (value, value is not None and value >= 0.85)
+    if "half_load_small" in results:
+        value = results["half_load_small"]["latency_ms"]["p99"]
+        checks["small p99 at half load < 250 ms"] = (value, value is not None and value < 250)
+    value = max_growth(results)
+    checks["RSS growth of any process < 100 MB"] = (value, value < 100)
+    return checks
+
+
+def max_growth(results: dict[str, Any]) -> float:
+    runs = [figures[label] for figures in results["corpora"].values() for label in ("hub", "direct")]
+    runs += [results[key] for key in ("half_load_small", "soak_small") if key in results]
+    return max((process["growth_mb"] for run in runs for process in run["rss"].values()), default=0.0)
+
+
+def print_table(results: dict[str, Any]) -> None:
+    header = (
+        f"{'corpus':8} {'files':>6} {'MB':>7} | {'engine f/s':>10} {'MB/s':>6} | "
+        f"{'hub f/s':>8} {'p50':>6} {'p99':>6} | {'direct f/s':>10} | {'e2e/eng':>7} {'hub/dir':>7}"
+    )
+    print("\n" + header + "\n" + "-" * len(header))
+    for kind, figures in results["corpora"].items():
+        hub, direct, ratio = figures["hub"], figures["direct"], results["ratios"][kind]
+        print(
+            f"{kind:8} {figures['files']:>6} {figures['bytes'] / 1e6:>7.1f} | "
+            f"{figures['engine']['files_per_second']:>10} {figures['engine']['mb_per_second']:>6} | "
+            f"{hub['completed_per_s']:>8} {hub['latency_ms']['p50'] or 0:>6} "
+            f"{hub['latency_ms']['p99'] or 0:>6} | {direct['completed_per_s']:>10} | "
+            f"{ratio['e2e_over_engine']!s:>7} {ratio['hub_over_direct']!s:>7}"
+        )
+    if "half_load_small" in results:
+        half = results["half_load_small"]
+        print(
+            f"\nsmall files at half load ({half['rate_per_s']}/s through the Hub): "
+            f"p50 {half['latency_ms']['p50']} ms, p90 {half['latency_ms']['p90']} ms, "
+            f"p99 {half['latency_ms']['p99']} ms, max {half['latency_ms']['max']} ms"
+        )
+    print(f"largest RSS growth of any process in any run: {max_growth(results)} MB")
+    for name, (value, met) in target_check(results).items():
+        print(f"target {name}: {value} -> {'met' if met else 'MISSED'}")
+    errors = {
+        kind: f["hub"]["errors_by_status"]
+        for kind, f in results["corpora"].items()
+        if f["hub"]["errors_by_status"]
+    }
+    print(f"upload errors by status: {errors or 'none'}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    options = parse_args(argv)
+    results = run(options)
+    print_table(results)
+    output = (
+        options.output
+        or RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}{'-quick' if options.quick else ''}.json"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2))
+    print(f"figures written to {output}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
