@@ -94,19 +94,40 @@ def task_url(request: web.Request, settings: WorkerSettings, task_id: int) -> st
     return f"{base.rstrip('/')}{API}/task/{task_id}"
 
 
-async def refuse_when_overloaded(store: TaskStore, settings: WorkerSettings) -> None:
-    depth = await store.queue_depth()
-    if depth >= settings.max_queue_depth:
-        raise ApiError(
-            503,
-            f"the Worker is overloaded: {depth} tasks are queued (limit {settings.max_queue_depth})",
-            {"Retry-After": str(settings.retry_after_seconds)},
-        )
-    free = shutil.disk_usage(settings.spool_dir).free
-    if free < settings.min_free_spool_bytes:
-        raise ApiError(
-            503, "the Worker's spool disk is full", {"Retry-After": str(settings.retry_after_seconds)}
-        )
+class Admission:
+    """Refuses new submissions (503) while the queue is at its limit or the spool disk is full.
+
+    The queue depth and free space are read at most every `max_age` seconds instead of on
+    every upload; each submission admitted in between counts towards the depth, so the
+    estimate can only err high (refusing a little early, never late) until the next read.
+    """
+
+    def __init__(self, store: TaskStore, settings: WorkerSettings, max_age: float = 0.25):
+        self.store, self.settings, self.max_age = store, settings, max_age
+        self.read_at = float("-inf")
+        self.depth = 0
+        self.free = 0
+
+    async def check(self) -> None:
+        settings = self.settings
+        if time.monotonic() - self.read_at > self.max_age:
+            self.depth = await self.store.queue_depth()
+            self.free = shutil.disk_usage(settings.spool_dir).free
+            self.read_at = time.monotonic()
+        retry_after = {"Retry-After": str(settings.retry_after_seconds)}
+        if self.depth >= settings.max_queue_depth:
+            message = (
+                f"the Worker is overloaded: {self.depth} tasks are queued (limit {settings.max_queue_depth})"
+            )
+            raise ApiError(503, message, retry_after)
+        if self.free < settings.min_free_spool_bytes:
+            raise ApiError(503, "the Worker's spool disk is full", retry_after)
+
+    def admitted(self) -> None:
+        self.depth += 1
+
+
+ADMISSION = web.AppKey("admission", Admission)
 
 
 @routes.post(f"{API}/upload")
@@ -114,12 +135,13 @@ async def refuse_when_overloaded(store: TaskStore, settings: WorkerSettings) -> 
 async def upload(request: web.Request) -> web.Response:
     """Upload a file (multipart `file`, optional `custom_data`, `user_data`); answers its task_url."""
     settings, store = request.app[SETTINGS], request.app[STORE]
-    if not request.content_type.startswith("multipart/"):
+    # The raw header: aiohttp's content_type parses it with the (slow) email package.
+    if not request.headers.get("Content-Type", "").lstrip().lower().startswith("multipart/"):
         raise ApiError(400, "send the file as multipart/form-data in a part named 'file'")
     overhead = 4 * settings.max_form_field_bytes + 64 * 1024
     if request.content_length and request.content_length > settings.max_upload_bytes + overhead:
         raise ApiError(413, f"the upload is larger than the limit of {settings.max_upload_bytes} bytes")
-    await refuse_when_overloaded(store, settings)
+    await request.app[ADMISSION].check()
 
     spooled: spool.SpooledFile | None = None
     fields: dict[str, str] = {}
@@ -158,6 +180,7 @@ async def upload(request: web.Request) -> web.Response:
             size=spooled.size,
             **spooled.digests,
         )
+        request.app[ADMISSION].admitted()
         spooled.path.rename(spool.task_spool_path(settings.spool_dir, task_id))
         spooled = None
     except BaseException:
@@ -243,7 +266,7 @@ async def submit_url(request: web.Request) -> web.Response:
     task with the reason in `error`.
     """
     settings, store = request.app[SETTINGS], request.app[STORE]
-    await refuse_when_overloaded(store, settings)
+    await request.app[ADMISSION].check()
     body = await read_json_body(request, 4 * settings.max_form_field_bytes)
     if not isinstance(body, dict) or not isinstance(body.get("url"), str):
         raise ApiError(400, "the JSON body needs a 'url' string")
@@ -267,6 +290,7 @@ async def submit_url(request: web.Request) -> web.Response:
         file_name=(target.name or target.host or "")[:1024],
         source_url=body["url"],
     )
+    request.app[ADMISSION].admitted()
     download = asyncio.create_task(download_and_queue(request.app, task_id, body["url"], headers, digest))
     request.app[DOWNLOADS].add(download)
     download.add_done_callback(request.app[DOWNLOADS].discard)
@@ -485,6 +509,7 @@ def create_app(
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
         client = redis_client or aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
         app[STORE] = TaskStore(client, Keys(settings.key_prefix), settings.retention())
+        app[ADMISSION] = Admission(app[STORE], settings)
         app[PUBLISHER] = JobPublisher(send_jobs or celery_sender(settings), settings.max_job_batch)
         networks = fetch.parse_networks(settings.submit_url_allowed_networks)
         app[FETCH_SESSION] = fetch.guarded_session(networks, settings.submit_url_timeout_seconds)

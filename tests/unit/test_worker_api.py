@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 
@@ -338,3 +339,12 @@ async def test_openapi_document_lists_every_served_route_with_its_token_group(wo
     task = document["paths"]["/api/tiscale/v1/task/{task_id}"]["get"]
     assert task["parameters"][0]["name"] == "task_id"
     assert "security" not in document["paths"]["/health"]["get"]
+
+
+async def test_uploads_are_admitted_again_once_the_queue_drains(make_worker_api):
+    api = await make_worker_api(max_queue_depth=1)
+    assert (await api.upload()).status == 200
+    assert (await api.upload()).status == 503
+    await api.redis.delete("scanhub:queued")  # as if the analysis processes took the job
+    await asyncio.sleep(0.3)  # past the admission check's refresh interval
+    assert (await api.upload()).status == 200
