@@ -37,7 +37,7 @@ def parse_token_list(value: Any) -> list[str]:
 TokenList = Annotated[list[str], NoDecode]
 
 
-class _ServiceSettings(BaseSettings):
+class ServiceSettings(BaseSettings):
     """What both services read: environment variables prefixed SCANHUB_, or a config file.
 
     `SCANHUB_CONFIG` may name a `.env`-style file whose keys are the same variable names;
@@ -88,7 +88,7 @@ class _ServiceSettings(BaseSettings):
         return (init_settings, env_settings)
 
 
-class WorkerSettings(_ServiceSettings):
+class WorkerSettings(ServiceSettings):
     """One Worker node: its API process and its Celery worker read the same settings."""
 
     redis_url: str = Field(
@@ -239,7 +239,7 @@ def parse_worker_urls(value: Any) -> list[str]:
     return urls
 
 
-class HubSettings(_ServiceSettings):
+class HubSettings(ServiceSettings):
     """The Hub: its Workers, how it checks them, and how it spools and forwards submissions.
 
     Its own client tokens are the inherited token groups (`submit` for upload and

@@ -16,10 +16,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from common.auth import Authenticator, auth_middleware, token_endpoint, token_group
-from common.errors import ApiError, json_errors, json_response
-from common.metrics import METRICS, ServiceMetrics, metrics_route
-from common.openapi import openapi_route
+from common.auth import token_group
+from common.errors import ApiError, json_response
+from common.metrics import METRICS
+from common.service import service_app
 from common.settings import HubSettings
 from hub.forward import MemoryBudget, forward_submission
 from hub.pool import Worker, WorkerPool, check_all, run_health_checks
@@ -123,24 +123,13 @@ def remove_stale_bodies(settings: HubSettings) -> None:
 
 
 def create_app(settings: HubSettings) -> web.Application:
-    authenticator = Authenticator(
-        {"submit": settings.submit_tokens, "tasks": settings.tasks_tokens, "admin": settings.admin_tokens},
-        settings.bearer_secret,
-    )
-    service_metrics = ServiceMetrics("hub")
-    app = web.Application(
-        middlewares=[service_metrics.middleware(), json_errors, auth_middleware(authenticator)]
-    )
-    app[METRICS] = service_metrics
+    app = service_app("hub", settings, refresh_gauges)
     app[SETTINGS] = settings
     app[BODY_MEMORY] = MemoryBudget(settings.memory_budget_bytes)
     app[POOL] = WorkerPool(
         [Worker(url, settings.worker_token(index)) for index, url in enumerate(settings.worker_urls)]
     )
     app.add_routes(routes)
-    app.add_routes(
-        [token_endpoint(authenticator), metrics_route(refresh_gauges), openapi_route("scanhub Hub API")]
-    )
     app.cleanup_ctx.append(resources)
     return app
 

@@ -18,10 +18,10 @@ import redis.asyncio as aioredis
 from aiohttp import BodyPartReader, web
 
 from common import reports
-from common.auth import Authenticator, auth_middleware, token_endpoint, token_group
-from common.errors import ApiError, json_errors, json_response
-from common.metrics import METRICS, ServiceMetrics, metrics_route
-from common.openapi import openapi_route
+from common.auth import token_group
+from common.errors import ApiError, json_response
+from common.metrics import METRICS
+from common.service import service_app
 from common.settings import WorkerSettings
 from common.store import QUEUED, Keys, TaskStore, normalize_filter_token, task_view
 from worker import fetch, license_api, rules_api, spool
@@ -489,21 +489,11 @@ def create_app(
     send_jobs: SendJobs | None = None,
 ) -> web.Application:
     """The Worker API. Tests may pass a fake Redis client and a job sender of their own."""
-    authenticator = Authenticator(
-        {"submit": settings.submit_tokens, "tasks": settings.tasks_tokens, "admin": settings.admin_tokens},
-        settings.bearer_secret,
-    )
-    service_metrics = ServiceMetrics("worker")
-    app = web.Application(
-        middlewares=[service_metrics.middleware(), json_errors, auth_middleware(authenticator)]
-    )
-    app[METRICS] = service_metrics
+    app = service_app("worker", settings, refresh_gauges)
     app[SETTINGS] = settings
     app.add_routes(routes)
-    app.add_routes([token_endpoint(authenticator)])
     app.add_routes(license_api.routes)
     app.add_routes(rules_api.routes)
-    app.add_routes([metrics_route(refresh_gauges), openapi_route("scanhub Worker API")])
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
