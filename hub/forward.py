@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 
 WRITE_BLOCK = 1024 * 1024
 # Worker answers that say "not this Worker, not now" rather than "not this submission".
-RETRY_ELSEWHERE_STATUSES = frozenset({401, 403, 408, 429})
+# A 500 is not among them: it may be about the submission itself, and retrying a poisonous
+# body on every Worker would take them all out of rotation.
+RETRY_ELSEWHERE_STATUSES = frozenset({401, 403, 408, 429, 502, 503, 504})
 RELAYED_HEADERS = ("Content-Type", "Retry-After")
 
 
@@ -244,7 +246,7 @@ async def send_to_workers(
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             reason = f"forward failed: {describe(error)}"
         else:
-            if answer.status < 500 and answer.status not in RETRY_ELSEWHERE_STATUSES:
+            if answer.status not in RETRY_ELSEWHERE_STATUSES:
                 if 200 <= answer.status < 300:
                     pool.record_forwarded(worker)
                 return web.Response(body=answer.body, status=answer.status, headers=answer.headers)

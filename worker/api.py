@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from common import reports
 from common.auth import token_group
@@ -47,7 +48,7 @@ MAX_FORWARDED_HOPS = 32
 
 def parse_task_id(request: web.Request) -> int:
     text = request.match_info["task_id"]
-    if not text.isdigit() or len(text) > 18:
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise ApiError(400, f"task id must be a positive integer, not {text[:40]!r}")
     return int(text)
 
@@ -58,7 +59,7 @@ def parse_age(request: web.Request, required: bool) -> int | None:
         if required:
             raise ApiError(400, "the 'age' parameter (seconds) is required; age=0 deletes all")
         return None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ApiError(400, f"'age' must be a non-negative integer number of seconds, not {text[:40]!r}")
     return int(text)
 
@@ -161,7 +162,7 @@ async def upload(request: web.Request) -> web.Response:
                     text = await read_small_field(part, settings.max_form_field_bytes)
                     if part.name in ("custom_data", "user_data"):
                         fields[part.name] = text
-        except (ValueError, AssertionError) as error:
+        except (ValueError, AssertionError, HttpProcessingError) as error:
             raise ApiError(400, f"malformed multipart body: {error}") from None
         if spooled is None:
             raise ApiError(400, "the upload has no 'file' part")

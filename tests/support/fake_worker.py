@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from aiohttp.test_utils import TestServer
 
-ACCEPT, REFUSE, DIE, REJECT = "accept", "refuse", "die", "reject"
+ACCEPT, REFUSE, DIE, REJECT, ERROR = "accept", "refuse", "die", "reject", "error500"
 
 
 @dataclass
@@ -63,6 +63,8 @@ class FakeWorker:
         received = Received(request.path, dict(request.headers), request.remote)
         if self.mode == REFUSE:
             return web.json_response({"message": "the Worker is overloaded"}, status=503)
+        if self.mode == ERROR:
+            return web.json_response({"message": "internal server error"}, status=500)
         if self.mode == DIE:
             await request.content.readexactly(min(1000, request.content_length or 1000))
             assert request.transport is not None

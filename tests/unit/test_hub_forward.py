@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from common.settings import HubSettings
 from hub.api import BODY_MEMORY, POOL, SETTINGS, create_app
-from tests.support.fake_worker import DIE, REFUSE, REJECT, FakeWorker
+from tests.support.fake_worker import DIE, ERROR, REFUSE, REJECT, FakeWorker
 
 UPLOAD = "/api/tiscale/v1/upload"
 CLIENT_TOKEN = "C" * 40
@@ -335,3 +335,32 @@ async def test_hub_openapi_document_lists_its_routes_and_token_groups(fake_worke
     assert document["paths"]["/api/tiscale/v1/submit-url"]["post"]["security"][0] == {"token": ["submit"]}
     assert document["paths"]["/api/hub/v1/workers"]["get"]["security"][0] == {"token": ["admin"]}
     assert "/health" in document["paths"]
+
+
+def poisonous_multipart() -> tuple[bytes, dict[str, str]]:
+    """A part header line longer than aiohttp accepts (it raises LineTooLong, not ValueError)."""
+    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\nX-Long: ' + b"a" * 70_000
+    body += b"\r\n\r\ndata\r\n--b--\r\n"
+    return body, {"Content-Type": "multipart/form-data; boundary=b"}
+
+
+async def test_a_poisonous_upload_is_a_400_and_takes_no_worker_out_of_rotation(make_worker_api, make_hub):
+    workers = [await make_worker_api(), await make_worker_api()]
+    for api in workers:  # as a live Celery worker would, so both are healthy for the Hub
+        await api.redis.set("scanhub:celery:heartbeat:node@host", "1", px=60_000)
+    hub = await make_hub([str(api.client.make_url("")).rstrip("/") for api in workers])
+    body, headers = poisonous_multipart()
+    response = await hub.post(UPLOAD, data=body, headers=headers)
+    assert response.status == 400
+    assert [worker.healthy for worker in hub.app[POOL].workers] == [True, True]
+    assert (await hub.post(UPLOAD, data=upload_form(b"innocent"))).status == 200
+
+
+async def test_a_worker_answering_500_is_relayed_not_retried_elsewhere(fake_workers, make_hub):
+    broken, other = await fake_workers(2)
+    broken.mode = ERROR
+    hub = await make_hub([broken.url, other.url])
+    response = await hub.post(UPLOAD, data=upload_form())
+    assert response.status == 500
+    assert other.received == []
+    assert hub.app[POOL].workers[0].healthy

@@ -164,7 +164,7 @@ async def test_upload_over_queue_depth_is_503_with_retry_after(make_worker_api):
     assert api.queued == [1, 2]
 
 
-@pytest.mark.parametrize("task_id", ["abc", "-1", "1.5", "9" * 30])
+@pytest.mark.parametrize("task_id", ["abc", "-1", "1.5", "9" * 30, "%C2%B2"])
 async def test_non_integer_task_id_is_400(worker_api, task_id):
     for method in ("GET", "DELETE"):
         response = await worker_api.client.request(method, f"{API}/task/{task_id}")
@@ -348,3 +348,9 @@ async def test_uploads_are_admitted_again_once_the_queue_drains(make_worker_api)
     await api.redis.delete("scanhub:queued")  # as if the analysis processes took the job
     await asyncio.sleep(0.3)  # past the admission check's refresh interval
     assert (await api.upload()).status == 200
+
+
+async def test_unicode_digits_in_age_are_400_not_500(worker_api):
+    for method in ("GET", "DELETE"):
+        response = await worker_api.client.request(method, f"{API}/task?age=%C2%B2")
+        assert response.status == 400
