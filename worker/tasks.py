@@ -96,6 +96,15 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
             return "skipped"
         log.info("task %s done in %.3f s", task_id, time.monotonic() - started)
         return "done"
+    except Exception as error:
+        # Anything escaping after start() (a Redis error while storing, a time limit arriving
+        # late) must still end the record; left "analyzing" it would never finish.
+        log.exception("task %s failed outside the engine", task_id)
+        with contextlib.suppress(Exception):
+            store.fail(
+                task_id, f"internal error: {type(error).__name__}: {error}", int(time.time()), identity
+            )
+        return "failed"
     finally:
         discard(spool_path)
 

@@ -147,3 +147,43 @@ def test_redelivered_batch_skips_files_already_done(setup, monkeypatch):
     queue(2, b"two")
     assert tasks.analyze_batch.run([1]) == ["done"]
     assert tasks.analyze_batch.run([1, 2]) == ["skipped", "done"]
+
+
+def swallowing_engine(submission: Submission):
+    """An analyzer raising the time limit inside the engine's `except Exception` guards."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from worker.analysis import engine
+
+    def slow(context):
+        raise SoftTimeLimitExceeded("soft limit")
+
+    original = engine.ANALYZERS
+    engine.ANALYZERS = (("slow", slow), *original)
+    try:
+        return engine.analyze_file(submission)
+    finally:
+        engine.ANALYZERS = original
+
+
+def test_a_time_limit_inside_an_analyzer_fails_the_task_instead_of_being_recorded(setup):
+    settings, _, store, queue = setup
+    settings = settings.model_copy(update={"engine": "tests.unit.test_analysis_task:swallowing_engine"})
+    path = queue(1, b"x")
+    assert run_analysis(1, store, settings) == "failed"
+    assert "time limit" in store.get(1)["error"]
+    assert not path.exists()
+
+
+def test_an_error_while_storing_the_report_still_ends_the_task(setup, monkeypatch):
+    settings, _, store, queue = setup
+    queue(1, b"x")
+
+    def broken_finish(*args, **kwargs):
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr(store, "finish", broken_finish)
+    assert run_analysis(1, store, settings) == "failed"
+    record = store.get(1)
+    assert record["status"] == "failed"
+    assert "Redis went away" in record["error"]

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from common.settings import WorkerSettings
 from worker.analysis import (
     classify,
@@ -114,6 +116,8 @@ def new_entry(walk: Walk, path: Path, file_name: str, file_path: str, digests: d
     errors: list[dict[str, str]] = []
     try:
         identity = identify.identify(stats["head"][: identify.MAGIC_BYTES])
+    except SoftTimeLimitExceeded:
+        raise  # the task's time limit must end the task, not one analyzer
     except Exception as error:  # libmagic trouble must not fail the task
         log.warning("identification failed for %s: %s", path, error)
         errors.append({"analyzer": "identify", "error": str(error)})
@@ -169,6 +173,8 @@ def run_analyzers(entry: dict[str, Any], context: FileContext) -> None:
             continue
         try:
             findings = analyzer(context)
+        except SoftTimeLimitExceeded:
+            raise  # the task's time limit must end the task, not one analyzer
         except Exception as error:
             log.info("analyzer %s failed on %s: %s", name, context.file_path, error)
             entry.setdefault("errors", []).append(
@@ -195,6 +201,8 @@ def analyze_one(
     run_analyzers(entry, context)
     try:
         extraction = unpack.unpack(context, walk.budget)
+    except SoftTimeLimitExceeded:
+        raise  # the task's time limit must end the task, not one analyzer
     except Exception as error:
         entry.setdefault("errors", []).append(
             {"analyzer": "unpack", "error": f"{type(error).__name__}: {error}"}
@@ -248,6 +256,8 @@ def load_ruleset(settings: WorkerSettings) -> tuple[Any, str | None]:
             settings.yara_rules_dir, settings.yara_check_interval_seconds, pull_marker=pull_marker
         )
         return rules, None
+    except SoftTimeLimitExceeded:
+        raise  # the task's time limit must end the task, not one analyzer
     except Exception as error:  # no rules is a degraded report, not a failed task
         log.exception("YARA rules could not be loaded")
         return None, f"{type(error).__name__}: {error}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from oletools import olevba
 
 from worker.analysis.context import FileContext, Findings, indicator, verdict
@@ -36,6 +37,8 @@ def analyze(context: FileContext) -> Findings:
         if has_macros:
             try:
                 keywords = keywords_by_type(parser)
+            except SoftTimeLimitExceeded:
+                raise  # the task's time limit must end the task, not one analyzer
             except Exception as error:  # the project is there but its source does not parse
                 errors.append(f"macro source not readable: {type(error).__name__}: {error}")
         document = {
