@@ -121,11 +121,14 @@ async def fetch_to_spool(
     allowed_networks: Sequence[Network],
 ) -> spool.SpooledFile:
     current = url
+    origin = URL(url).origin()
     for _ in range(max_redirects + 1):
         try:
             target = check_url(current, allowed_networks)
         except ValueError as error:
             raise FetchError(str(error)) from None
+        if target.origin() != origin:
+            headers = {}  # the caller's credentials are for the first origin only
         try:
             async with session.get(target, headers=headers, allow_redirects=False) as response:
                 if response.status in REDIRECT_CODES and "Location" in response.headers:

@@ -193,3 +193,23 @@ async def test_submit_url_with_malformed_options_is_400(make_worker_api, origin,
     api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32")
     body = {"url": str(origin.make_url("/sample.exe")), **extra}
     assert (await api.client.post(f"{API}/submit-url", json=body)).status == 400
+
+
+async def test_custom_headers_are_not_sent_to_another_origin_after_a_redirect(make_worker_api, origin):
+    api = await make_worker_api(submit_url_allowed_networks="127.0.0.0/8")
+    other_origin = f"http://localhost:{origin.port}/sample.exe"  # another host name, same server
+    url = str(origin.make_url("/redirect").with_query(to=other_origin))
+    body = {"url": url, "custom_header_authorization": {"X-Api-Key": "secret-for-the-first-host"}}
+    assert (await api.client.post(f"{API}/submit-url", json=body)).status == 200
+    record = await wait_until_settled(api, 1)
+    assert record["status"] == "queued", record
+    assert "X-Api-Key" not in origin.seen_headers[-1]
+
+
+async def test_custom_headers_follow_a_redirect_within_the_same_origin(make_worker_api, origin):
+    api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32")
+    url = str(origin.make_url("/redirect").with_query(to="/sample.exe"))
+    body = {"url": url, "custom_header_authorization": {"X-Api-Key": "secret"}}
+    await api.client.post(f"{API}/submit-url", json=body)
+    assert (await wait_until_settled(api, 1))["status"] == "queued"
+    assert origin.seen_headers[-1]["X-Api-Key"] == "secret"
