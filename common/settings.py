@@ -157,6 +157,8 @@ class WorkerSettings(ServiceSettings):
         default_factory=lambda: ["infected", "malware", "virus", "password", "1234"]
     )
     # Interesting strings: bytes read from each file, values kept per category.
+    # Largest document (or zip member of one) handed to oletools, which reads it whole.
+    office_max_bytes: int = 64 * 1024**2
     strings_scan_bytes: int = 2 * 1024**2
     strings_max_per_category: int = 50
     # A JSON file of extra report types {"name": {"include": [...], "exclude": [...]}}.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import zipfile
+from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -26,9 +28,30 @@ def keywords_by_type(parser: Any) -> dict[str, list[str]]:
     return found
 
 
+def too_large_to_parse(path: Path, limit: int) -> str | None:
+    """Why olevba must not read this document, if it must not.
+
+    olevba reads a document, and each OLE member of a zip-based one, whole into memory, so a
+    small .docx holding a hugely compressible member would cost gigabytes. Python's zip
+    reader stops at a member's declared size, so declared sizes bound what can be read.
+    """
+    if path.stat().st_size > limit:
+        return f"document larger than {limit} bytes"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if member.file_size > limit:
+                    return f"member {member.filename[:100]!r} expands to more than {limit} bytes"
+    return None
+
+
 def analyze(context: FileContext) -> Findings:
     if not context.is_a("Document", *OFFICE_SUBTYPES):
         return {}
+    refused = too_large_to_parse(context.path, context.settings.office_max_bytes)
+    if refused:
+        office = {"macros": None, "errors": [f"macro analysis skipped: {refused}"]}
+        return {"metadata": {"document": {"office": office}}}
     parser = olevba.VBA_Parser(str(context.path))
     try:
         has_macros = bool(parser.detect_vba_macros())

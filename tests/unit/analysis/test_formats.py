@@ -137,3 +137,28 @@ def test_an_analyzer_that_raises_is_recorded_in_the_entry_and_the_others_still_r
     entry = analyze(pdf_with_javascript(), "form.pdf")[0]
     assert {"analyzer": "pdf", "error": "ValueError: parser exploded"} in entry["errors"]
     assert entry["info"]["file"]["hashes"]
+
+
+def test_a_docx_with_a_huge_compressed_ole_member_is_not_read_whole(analyze):
+    """olevba reads OLE members whole; a 100 MiB member behind a ~100 KB docx must be refused."""
+    import tracemalloc
+
+    ole_magic = bytes.fromhex("D0CF11E0A1B11AE1")
+    docx = zip_bytes(
+        {
+            "[Content_Types].xml": b"<Types/>",
+            "word/document.xml": b"<w:document/>",
+            "word/vbaProject.bin": ole_magic + bytes(100 * 1024**2),
+        }
+    )
+    assert len(docx) < 1024**2
+    tracemalloc.start()
+    try:
+        entry = analyze(docx, "bomb.docx")[0]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    office = entry["metadata"]["document"]["office"]
+    assert office["macros"] is None
+    assert "expands to more than" in office["errors"][0]
+    assert peak < 64 * 1024**2
