@@ -182,7 +182,9 @@ def task_view(fields: dict[str, str]) -> dict[str, Any]:
         view["error"] = fields.get("error", "")
     # Spec: custom_data is returned only once the file has been processed.
     if view["processed"] and "custom_data" in fields:
-        view["custom_data"] = orjson.loads(fields["custom_data"])
+        # Returned as the client sent it: re-encoding would, say, turn a 30-digit integer
+        # into a float. The text was checked to be valid JSON at upload.
+        view["custom_data"] = orjson.Fragment(fields["custom_data"].encode())
     return view
 
 

@@ -302,8 +302,11 @@ async def submit_url(request: web.Request) -> web.Response:
 async def download_and_queue(
     app: web.Application, task_id: int, url: str, headers: dict[str, str], digest: tuple[str, str] | None
 ) -> None:
+    """Download, verify, then queue one submit-url task; whatever goes wrong fails the task
+    and leaves no file behind, rather than a record queued until the sweeper cancels it."""
     settings, store = app[SETTINGS], app[STORE]
     networks = fetch.parse_networks(settings.submit_url_allowed_networks)
+    spooled: spool.SpooledFile | None = None
     try:
         spooled = await fetch.fetch_to_spool(
             app[FETCH_SESSION],
@@ -314,6 +317,15 @@ async def download_and_queue(
             settings.submit_url_max_redirects,
             networks,
         )
+        if digest is not None and spooled.digests[digest[0]] != digest[1]:
+            calculated = spooled.digests[digest[0]]
+            raise fetch.FetchError(
+                f"integrity check failed: {digest[0]} {calculated} differs from {digest[1]}"
+            )
+        if not await store.update(task_id, {"size": spooled.size, **spooled.digests}, only_if=QUEUED):
+            return  # deleted or canceled while downloading
+        spooled.path.rename(spool.task_spool_path(settings.spool_dir, task_id))
+        spooled = None
     except fetch.FetchError as error:
         log.info("task %s: download of %s failed: %s", task_id, url, error)
         await store.fail(task_id, f"download failed: {error}", int(time.time()))
@@ -321,15 +333,14 @@ async def download_and_queue(
     except asyncio.CancelledError:
         await store.fail(task_id, "download interrupted: the Worker API stopped", int(time.time()))
         raise
-    if digest is not None and spooled.digests[digest[0]] != digest[1]:
-        spooled.discard()
-        reason = f"integrity check failed: {digest[0]} {spooled.digests[digest[0]]} differs from {digest[1]}"
-        await store.fail(task_id, reason, int(time.time()))
+    except Exception as error:
+        log.exception("task %s: submit-url failed", task_id)
+        with contextlib.suppress(Exception):
+            await store.fail(task_id, f"internal error: {type(error).__name__}: {error}", int(time.time()))
         return
-    if not await store.update(task_id, {"size": spooled.size, **spooled.digests}, only_if=QUEUED):
-        spooled.discard()  # deleted or canceled while downloading
-        return
-    spooled.path.rename(spool.task_spool_path(settings.spool_dir, task_id))
+    finally:
+        if spooled is not None:
+            spooled.discard()
     with contextlib.suppress(ApiError):  # publish() has already failed the task
         await publish(app, task_id)
 

@@ -213,3 +213,22 @@ async def test_custom_headers_follow_a_redirect_within_the_same_origin(make_work
     await api.client.post(f"{API}/submit-url", json=body)
     assert (await wait_until_settled(api, 1))["status"] == "queued"
     assert origin.seen_headers[-1]["X-Api-Key"] == "secret"
+
+
+async def test_an_unexpected_error_after_the_download_fails_the_task_and_leaves_no_file(
+    make_worker_api, origin, monkeypatch
+):
+    from worker.api import STORE
+
+    api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32")
+    app_store = api.client.app[STORE]
+
+    async def broken_update(*args, **kwargs):
+        raise ConnectionError("Redis went away")
+
+    monkeypatch.setattr(app_store, "update", broken_update)
+    await api.client.post(f"{API}/submit-url", json={"url": str(origin.make_url("/sample.exe"))})
+    record = await wait_until_settled(api, 1)
+    assert record["status"] == "failed"
+    assert "Redis went away" in record["error"]
+    assert api.spool_files() == []

@@ -354,3 +354,13 @@ async def test_unicode_digits_in_age_are_400_not_500(worker_api):
     for method in ("GET", "DELETE"):
         response = await worker_api.client.request(method, f"{API}/task?age=%C2%B2")
         assert response.status == 400
+
+
+async def test_custom_data_comes_back_exactly_as_sent_even_beyond_float_precision(worker_api):
+    await worker_api.upload(
+        custom_data='{"id": 123456789012345678901234567890, "ratio": 0.1000000000000000055511}'
+    )
+    fields = done_fields([], {}, int(time.time()))
+    await worker_api.redis.hset("scanhub:task:1", mapping=fields)
+    text = await (await worker_api.client.get(f"{API}/task/1")).text()
+    assert '"custom_data":{"id": 123456789012345678901234567890, "ratio": 0.1000000000000000055511}' in text
