@@ -327,8 +327,11 @@ class SevenZipFactory(py7zr.io.WriterFactory):
 
 
 def unpack_7z(context: FileContext, budget: Budget, extraction: Extraction) -> None:
-    with py7zr.SevenZipFile(context.path) as probe:
-        encrypted = probe.needs_password()
+    try:
+        with py7zr.SevenZipFile(context.path) as probe:
+            encrypted = probe.needs_password()
+    except py7zr.exceptions.PasswordRequired:
+        encrypted = True  # even the file names are encrypted (7z -mhe=on)
     candidates = password_candidates(context) if encrypted else [(b"", "")]
     for number, (password, source) in enumerate(candidates):
         factory = SevenZipFactory(context, budget, extraction)
@@ -342,8 +345,8 @@ def unpack_7z(context: FileContext, budget: Budget, extraction: Extraction) -> N
             factory.drop_unfinished()
             raise
         except (
-            py7zr.exceptions.Bad7zFile,
-            py7zr.exceptions.CrcError,
+            py7zr.exceptions.ArchiveError,
+            py7zr.exceptions.PasswordRequired,
             lzma.LZMAError,
             ValueError,
             OSError,
@@ -390,7 +393,8 @@ def unpack(context: FileContext, budget: Budget) -> Extraction | None:
     except (
         zipfile.BadZipFile,
         tarfile.TarError,
-        py7zr.exceptions.Bad7zFile,
+        py7zr.exceptions.ArchiveError,
+        py7zr.exceptions.PasswordRequired,
         EOFError,
         OSError,
         ValueError,

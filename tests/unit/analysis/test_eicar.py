@@ -106,12 +106,12 @@ def test_eicar_in_bz2_and_xz_streams_is_found(analyze):
         assert report[0]["classification"]["classification"] == MALICIOUS
 
 
-def test_eicar_in_7z_including_a_password_protected_one_is_found(analyze, tmp_path):
+def test_eicar_in_7z_including_password_protected_ones_with_encrypted_names_is_found(analyze, tmp_path):
     import py7zr
 
-    for password in (None, "infected"):
-        target = tmp_path / f"sample-{password}.7z"
-        with py7zr.SevenZipFile(target, "w", password=password) as archive:
+    for password, encrypted_names in ((None, False), ("infected", False), ("infected", True)):
+        target = tmp_path / f"sample-{password}-{encrypted_names}.7z"
+        with py7zr.SevenZipFile(target, "w", password=password, header_encryption=encrypted_names) as archive:
             archive.writestr(EICAR, "dir/eicar.com")
         report = analyze(target.read_bytes(), "sample.7z")
         assert by_path(report, "dir/eicar.com")["classification"]["classification"] == MALICIOUS
