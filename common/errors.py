@@ -21,10 +21,6 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def json_dumps(value: object) -> str:
-    return orjson.dumps(value).decode()
-
-
 def json_response(value: object, status: int = 200, headers: dict[str, str] | None = None):
     return web.Response(
         body=orjson.dumps(value), status=status, headers=headers, content_type="application/json"

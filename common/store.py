@@ -369,7 +369,3 @@ def _flatten(fields: dict[str, str]) -> list[str]:
 def _batches(items: list[int], size: int) -> Iterable[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def now_seconds() -> int:
-    return int(time.time())

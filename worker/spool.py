@@ -9,6 +9,7 @@ upload costs bounded memory and never stalls the event loop.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import secrets
@@ -74,6 +75,13 @@ async def receive(source: ChunkSource, spool_dir: Path, max_bytes: int) -> Spool
             elif pending:
                 # A thread hop costs more than hashing and writing a small tail in place.
                 _write_and_hash(handle, hashers, bytes(pending))
+    except OSError as error:
+        discard(path)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ApiError(
+                503, "the Worker's spool disk is full; try again later", {"Retry-After": "30"}
+            ) from None
+        raise
     except BaseException:
         discard(path)
         raise

@@ -70,6 +70,10 @@ async def wait_until_settled(api, task_id: int) -> dict:
         "http://0.0.0.0/x",
         "http://[::ffff:127.0.0.1]/x",
         "http://localhost/x",
+        "http://[64:ff9b::a9fe:a9fe]/x",  # NAT64 form of 169.254.169.254
+        "http://[2002:7f00:1::]/x",  # 6to4 form of 127.0.0.1
+        "http://[::127.0.0.1]/x",  # IPv4-compatible form
+        "http://[fec0::1]/x",  # deprecated site-local
     ],
 )
 async def test_submit_url_to_a_non_public_target_is_400(worker_api, url):

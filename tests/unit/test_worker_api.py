@@ -364,3 +364,19 @@ async def test_custom_data_comes_back_exactly_as_sent_even_beyond_float_precisio
     await worker_api.redis.hset("scanhub:task:1", mapping=fields)
     text = await (await worker_api.client.get(f"{API}/task/1")).text()
     assert '"custom_data":{"id": 123456789012345678901234567890, "ratio": 0.1000000000000000055511}' in text
+
+
+async def test_a_full_spool_disk_during_an_upload_is_503_and_leaves_no_file(worker_api, monkeypatch):
+    import errno
+
+    from worker import spool
+
+    def disk_full(handle, hashers, block):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool, "_write_and_hash", disk_full)
+    response = await worker_api.upload(b"x" * 1000)
+    assert response.status == 503
+    assert "Retry-After" in response.headers
+    assert worker_api.spool_files() == []
+    assert worker_api.queued == []
