@@ -24,6 +24,10 @@ def create_celery(settings: WorkerSettings) -> Celery:
         # running it dies, so no accepted file is lost to a crash.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # A job killed at the hard time limit goes back to the queue rather than being
+        # acknowledged with its record left "analyzing"; the attempts counter then fails it
+        # after max_analysis_attempts instead of letting it loop.
+        task_acks_on_timeout=False,
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.analysis_soft_time_limit_seconds,
         task_time_limit=settings.analysis_time_limit_seconds,

@@ -70,6 +70,11 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
             log.error("task %s failed: %s", task_id, reason)
             store.fail(task_id, reason, int(time.time()), identity)
             return "failed"
+        if not spool_path.exists():
+            reason = "the file is gone: an earlier attempt at this task was killed or it was deleted"
+            log.error("task %s failed: %s", task_id, reason)
+            store.fail(task_id, reason, int(time.time()), identity)
+            return "failed"
         submission = Submission(
             path=spool_path,
             file_name=record.get("file_name", ""),

@@ -264,3 +264,21 @@ async def test_concurrent_uploads_all_end_done_whether_sent_alone_or_in_batch_jo
     )
     print(f"\n40 uploads went out in {jobs:g} Celery jobs")
     assert list(spool_of(node).iterdir()) == []
+
+
+async def test_a_file_that_outlives_the_hard_time_limit_ends_failed_not_analyzing(worker_nodes):
+    node = worker_nodes(
+        engine=MARKER_ENGINE,
+        analysis_soft_time_limit_seconds="1",
+        analysis_time_limit_seconds="2",
+        max_analysis_attempts="2",
+        max_job_batch="1",
+        visibility_timeout_seconds="30",
+    )
+    async with aiohttp.ClientSession() as session:
+        stubborn = await submit(session, node.url, b"STUBBORN file")
+        view = await wait_for_task(session, stubborn, timeout=60)
+        assert view["status"] == "failed", view  # not left "analyzing" for ever
+        after = await wait_for_task(session, await submit(session, node.url, b"an ordinary file"))
+        assert after["status"] == "done"
+    assert list(spool_of(node).iterdir()) == []

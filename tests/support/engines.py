@@ -1,12 +1,16 @@
 """Engines for tests, plugged in through SCANHUB_ENGINE: the real engine plus test behaviours.
 
 A file starting with `CRASH` makes the analysis raise; one starting with `SLEEP:<seconds>`
-makes it take that long first. Everything else goes through the real engine unchanged.
+makes it take that long first;
+one starting with `STUBBORN` ignores the soft time limit.
+Everything else goes through the real engine unchanged.
 """
 
 from __future__ import annotations
 
 import time
+
+from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.analysis.engine import Submission, analyze_file
 
@@ -18,4 +22,12 @@ def with_markers(submission: Submission):
         raise RuntimeError("crash requested by the test file")
     if head.startswith(b"SLEEP:"):
         time.sleep(float(head[6:].split()[0]))
+    if head.startswith(b"STUBBORN"):
+        # Ignores the soft time limit, as code stuck in a C library would: only the hard
+        # limit (the process is killed) ends it.
+        while True:
+            try:
+                time.sleep(60)
+            except SoftTimeLimitExceeded:
+                continue
     return analyze_file(submission)
