@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator
@@ -39,11 +37,11 @@ from aiohttp import web
 
 from common.errors import ApiError
 from common.settings import HubSettings
+from common.spooling import WRITE_BLOCK, stream_to_file
 from hub.pool import Worker, WorkerPool, describe
 
 log = logging.getLogger(__name__)
 
-WRITE_BLOCK = 1024 * 1024
 # Worker answers that say "not this Worker, not now" rather than "not this submission".
 # A 500 is not among them: it may be about the submission itself, and retrying a poisonous
 # body on every Worker would take them all out of rotation.
@@ -106,33 +104,9 @@ async def spool_body(
     stream: aiohttp.StreamReader, spool_dir: Path, limit: int, too_large: str
 ) -> SpooledBody:
     """Copy the request body to a fresh spool file; 413 (and no file left) past `limit` bytes."""
-    spooled = SpooledBody(path=spool_dir / f"body-{secrets.token_hex(12)}")
-    loop = asyncio.get_running_loop()
-    pending = bytearray()
-    assert spooled.path is not None
-    fd = os.open(spooled.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            async for chunk in stream.iter_any():
-                spooled.size += len(chunk)
-                if spooled.size > limit:
-                    raise ApiError(413, too_large)
-                pending += chunk
-                if len(pending) >= WRITE_BLOCK:
-                    block, pending = bytes(pending), bytearray()
-                    await loop.run_in_executor(None, handle.write, block)
-            if pending:
-                await loop.run_in_executor(None, handle.write, bytes(pending))
-    except OSError as error:
-        spooled.discard()
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            full = "the Hub's spool disk is full; try again later"
-            raise ApiError(503, full, {"Retry-After": "30"}) from None
-        raise
-    except BaseException:
-        spooled.discard()
-        raise
-    return spooled
+    path = spool_dir / f"body-{secrets.token_hex(12)}"
+    size, _ = await stream_to_file(stream.iter_any(), path, limit, too_large, "Hub")
+    return SpooledBody(path=path, size=size)
 
 
 async def read_blocks(handle: BinaryIO) -> AsyncIterator[bytes]:
