@@ -106,6 +106,10 @@ class Keys:
         return f"{self.prefix}:stats:outcomes"
 
     @property
+    def analyzer_stats(self) -> str:
+        return f"{self.prefix}:stats:analyzers"
+
+    @property
     def sweeper_lock(self) -> str:
         return f"{self.prefix}:sweeper:lock"
 
@@ -308,6 +312,15 @@ class TaskStore:
         counts = cast(dict[str, str], await self.redis.hgetall(self.keys.outcomes))
         return {status: int(counts.get(status, 0)) for status in (DONE, FAILED)}
 
+    async def analyzer_stats(self) -> dict[str, dict[str, float]]:
+        """Per analyzer: runs, errors, limits and seconds, summed over every file analyzed."""
+        raw = cast(dict[str, str], await self.redis.hgetall(self.keys.analyzer_stats))
+        stats: dict[str, dict[str, float]] = {}
+        for field, value in raw.items():
+            name, _, measure = field.rpartition(":")
+            stats.setdefault(name, {})[measure] = float(value)
+        return stats
+
     async def live_celery_workers(self) -> list[str]:
         names = []
         async for key in self.redis.scan_iter(match=self.keys.celery_heartbeat_pattern):
@@ -353,6 +366,24 @@ class SyncTaskStore:
     def finish(self, task_id: int, report: Any, worker_identity: dict[str, Any], now: int) -> bool:
         fields = done_fields(report, worker_identity, now)
         return self._apply(task_id, self.retention.done_seconds, ANALYZING, "", fields) > 0
+
+    def add_analyzer_stats(self, report: list[dict[str, Any]]) -> None:
+        """Add each analyzer's runs, outcomes and seconds in `report` to the node's totals."""
+        totals: dict[str, float] = {}
+        for entry in report:
+            for run in entry.get("info", {}).get("analyzers", []):
+                name = run["name"]
+                totals[f"{name}:runs"] = totals.get(f"{name}:runs", 0) + 1
+                totals[f"{name}:seconds"] = totals.get(f"{name}:seconds", 0) + run["duration_ms"] / 1000
+                if run["outcome"] != "ok":
+                    key = f"{name}:{run['outcome']}s"
+                    totals[key] = totals.get(key, 0) + 1
+        if not totals:
+            return
+        pipeline = self.redis.pipeline(transaction=False)
+        for field, amount in totals.items():
+            pipeline.hincrbyfloat(self.keys.analyzer_stats, field, amount)
+        pipeline.execute()
 
     def fail(self, task_id: int, reason: str, now: int, worker_identity=None) -> bool:
         fields = failed_fields(reason, now, worker_identity)

@@ -470,6 +470,21 @@ async def refresh_gauges(app: web.Application) -> None:
         publisher.jobs_sent
     )
     metrics.gauge("scanhub_analysis_tasks_sent", "Tasks sent in those jobs").set(publisher.tasks_sent)
+    analyzer_measures = {
+        "runs": metrics.gauge("scanhub_analyzer_runs", "Files each analyzer ran on", ("analyzer",)),
+        "seconds": metrics.gauge(
+            "scanhub_analyzer_seconds", "Seconds each analyzer spent, all files together", ("analyzer",)
+        ),
+        "errors": metrics.gauge(
+            "scanhub_analyzer_errors", "Files on which an analyzer failed", ("analyzer",)
+        ),
+        "limits": metrics.gauge(
+            "scanhub_analyzer_limits", "Files on which an extractor hit an unpacking limit", ("analyzer",)
+        ),
+    }
+    for analyzer, measures in (await store.analyzer_stats()).items():
+        for measure, gauge in analyzer_measures.items():
+            gauge.labels(analyzer).set(measures.get(measure, 0))
 
 
 def celery_sender(settings: WorkerSettings) -> SendJobs:

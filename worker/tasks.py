@@ -15,11 +15,12 @@ from typing import Any
 
 import orjson
 import redis
+from billiard.pool import SIG_SOFT_TIMEOUT, soft_timeout_sighandler
 from celery.exceptions import SoftTimeLimitExceeded
 
 from common.settings import WorkerSettings
 from common.store import Keys, SyncTaskStore
-from worker.analysis.engine import Submission
+from worker.analysis.engine import AnalysisTimeout, Submission
 from worker.celery_app import app
 from worker.identity import worker_identity
 from worker.spool import discard, task_spool_path
@@ -85,7 +86,7 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
         started = time.monotonic()
         try:
             report = load_engine(config.engine)(submission)
-        except SoftTimeLimitExceeded:
+        except (AnalysisTimeout, SoftTimeLimitExceeded):
             reason = f"analysis exceeded the time limit of {config.analysis_soft_time_limit_seconds:g} s"
             log.warning("task %s failed: %s", task_id, reason)
             store.fail(task_id, reason, int(time.time()), identity)
@@ -96,12 +97,16 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
                 task_id, f"analysis failed: {type(error).__name__}: {error}", int(time.time()), identity
             )
             return "failed"
+        try:
+            store.add_analyzer_stats(report)
+        except Exception as error:  # statistics are not worth failing a finished task
+            log.warning("task %s: analyzer statistics not recorded: %s", task_id, error)
         if not store.finish(task_id, report, identity, int(time.time())):
             log.info("task %s finished but its record was deleted meanwhile", task_id)
             return "skipped"
         log.info("task %s done in %.3f s", task_id, time.monotonic() - started)
         return "done"
-    except Exception as error:
+    except (Exception, AnalysisTimeout) as error:
         # Anything escaping after start() (a Redis error while storing, a time limit arriving
         # late) must still end the record; left "analyzing" it would never finish.
         log.exception("task %s failed outside the engine", task_id)
@@ -114,9 +119,24 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
         discard(spool_path)
 
 
+def raise_analysis_timeout(signum: int, frame: object) -> None:
+    raise AnalysisTimeout("the job's soft time limit was reached")
+
+
+def map_soft_time_limit() -> None:
+    """Make Celery's soft time limit raise the engine's AnalysisTimeout in this process.
+
+    Celery's SoftTimeLimitExceeded is an ordinary Exception that any analyzer's or library's
+    error guard would swallow; AnalysisTimeout is not. The pool installs its handler after
+    the process initializers run, so this is done when a job starts, once per process.
+    """
+    if SIG_SOFT_TIMEOUT is not None and signal.getsignal(SIG_SOFT_TIMEOUT) is soft_timeout_sighandler:
+        signal.signal(SIG_SOFT_TIMEOUT, raise_analysis_timeout)
+
+
 @contextlib.contextmanager
 def file_time_limit(seconds: float) -> Iterator[None]:
-    """Raise SoftTimeLimitExceeded in this file's analysis after `seconds`.
+    """Raise AnalysisTimeout in this file's analysis after `seconds`.
 
     Inside a batch job Celery's own soft limit covers the whole job, so each file gets its
     own timer here (SIGALRM, which Celery's pool processes leave unused). Only possible in
@@ -127,7 +147,7 @@ def file_time_limit(seconds: float) -> Iterator[None]:
         return
 
     def expire(signum: int, frame: object) -> None:
-        raise SoftTimeLimitExceeded(f"file time limit of {seconds:g} s exceeded")
+        raise AnalysisTimeout(f"file time limit of {seconds:g} s exceeded")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -140,6 +160,7 @@ def file_time_limit(seconds: float) -> Iterator[None]:
 
 @app.task(name="scanhub.analyze")
 def analyze(task_id: int) -> str:
+    map_soft_time_limit()
     return run_analysis(task_id, task_store(), settings())
 
 
@@ -150,6 +171,7 @@ def analyze_batch(task_ids: list[int]) -> list[str]:
     If the process dies mid-batch the whole job is re-delivered; files already finished
     are skipped by `run_analysis`, so each file is still analyzed to completion once.
     """
+    map_soft_time_limit()
     store, config = task_store(), settings()
     outcomes = []
     for task_id in task_ids:

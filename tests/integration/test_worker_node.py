@@ -257,6 +257,10 @@ async def test_concurrent_uploads_all_end_done_whether_sent_alone_or_in_batch_jo
     for content, view in zip(contents, views, strict=True):
         assert report_hashes(view)["sha1"] == hashlib.sha1(content).hexdigest()
     assert "scanhub_analysis_tasks_sent 40.0" in metrics
+    # Every file went through identification and YARA, and their time is in the metrics.
+    assert 'scanhub_analyzer_runs{analyzer="identify"} 40.0' in metrics
+    assert 'scanhub_analyzer_runs{analyzer="yara"} 40.0' in metrics
+    assert 'scanhub_analyzer_seconds{analyzer="yara"}' in metrics
     jobs = next(
         float(line.split()[1])
         for line in metrics.splitlines()

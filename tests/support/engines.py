@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import time
 
-from celery.exceptions import SoftTimeLimitExceeded
-
-from worker.analysis.engine import Submission, analyze_file
+from worker.analysis.engine import AnalysisTimeout, Submission, analyze_file
 
 
 def with_markers(submission: Submission):
@@ -28,6 +26,6 @@ def with_markers(submission: Submission):
         while True:
             try:
                 time.sleep(60)
-            except SoftTimeLimitExceeded:
+            except AnalysisTimeout:
                 continue
     return analyze_file(submission)

@@ -150,20 +150,14 @@ def test_redelivered_batch_skips_files_already_done(setup, monkeypatch):
 
 
 def swallowing_engine(submission: Submission):
-    """An analyzer raising the time limit inside the engine's `except Exception` guards."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    from worker.analysis import engine
+    """An analyzer hit by the time limit inside the engine's `except Exception` guards."""
+    from worker.analysis import engine, registry
+    from worker.analysis.context import AnalysisTimeout, Analyzer
 
     def slow(context):
-        raise SoftTimeLimitExceeded("soft limit")
+        raise AnalysisTimeout("soft limit")
 
-    original = engine.ANALYZERS
-    engine.ANALYZERS = (("slow", slow), *original)
-    try:
-        return engine.analyze_file(submission)
-    finally:
-        engine.ANALYZERS = original
+    return engine.analyze_file(submission, (Analyzer("slow", "1", slow), *registry.ANALYZERS))
 
 
 def test_a_time_limit_inside_an_analyzer_fails_the_task_instead_of_being_recorded(setup):

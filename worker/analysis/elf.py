@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
+from elftools.elf.segments import InterpSegment
 
-from worker.analysis.context import FileContext, Findings, indicator
+from worker.analysis.context import Analyzer, FileContext, Findings, hit
 
 MAX_SECTIONS = 200
 MAX_LIBRARIES = 200
 
 
 def analyze(context: FileContext) -> Findings:
-    if not context.is_a("ELF"):
-        return {}
     with context.path.open("rb") as handle:
         elf = ELFFile(handle)
         sections = []
@@ -28,10 +27,11 @@ def analyze(context: FileContext) -> Findings:
             if isinstance(section, DynamicSection):
                 for tag in section.iter_tags():
                     if tag.entry.d_tag == "DT_NEEDED" and len(libraries) < MAX_LIBRARIES:
-                        libraries.append(tag.needed)
+                        # pyelftools sets `needed` on DT_NEEDED tags only, so it is not in its types.
+                        libraries.append(str(getattr(tag, "needed", "")))
         interpreter = ""
         for segment in elf.iter_segments():
-            if segment["p_type"] == "PT_INTERP":
+            if isinstance(segment, InterpSegment):
                 interpreter = segment.get_interp_name()
         metadata = {
             "class": f"ELF{elf.elfclass}",
@@ -48,7 +48,8 @@ def analyze(context: FileContext) -> Findings:
         }
     findings: Findings = {"metadata": {"application": {"elf": metadata}}}
     if elf.num_sections() == 0:
-        findings["indicators"] = [
-            indicator("elf:no-sections", "evasion", "Has no section headers (stripped or packed)", 3)
-        ]
+        findings["heuristics"] = [hit("elf:no-sections")]
     return findings
+
+
+ANALYZER = Analyzer(name="elf", version="1", run=analyze, accepts=("ELF",))

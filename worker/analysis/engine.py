@@ -1,9 +1,14 @@
-"""The analysis engine: turns one spooled file into a `tc_report` list (design §4.1).
+"""The analysis engine: turns one spooled file into a `tc_report` list.
 
-Entry 0 is the submitted file; every file unpacked from it follows, depth first, with its
-`file_path` inside its parent and a `parent_relationship`. Each analyzer in `ANALYZERS` is
-run over every file; one analyzer failing on one file is recorded in that file's entry
-(`errors`) and never fails the task.
+Entry 0 is the submitted file; every file extracted from it follows, depth first, with its
+`file_path` inside its parent and a `parent_relationship`. Each file is routed to the
+analyzers of the registry that accept it (`Analyzer.wants`), in registry order; the engine
+times each one (`info.analyzers` in the entry), records a failure under the analyzer's name
+(`errors`) without failing the task, and merges the findings. Children an analyzer extracted
+are analyzed once their parent is done, under the task's shared extraction budget.
+
+`AnalysisTimeout` is the only exception that ends a task's analysis; it is raised by the
+Celery task's timers, never caught here.
 """
 
 from __future__ import annotations
@@ -12,44 +17,29 @@ import functools
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
-
 from common.settings import WorkerSettings
-from worker.analysis import (
-    classify,
-    content,
-    elf,
-    fuzzy,
-    identify,
-    office,
-    pdf,
-    pe,
-    ruleset,
-    strings,
-    unpack,
-    yara_scan,
+from worker.analysis import classify, content, heuristics, identify, registry, ruleset
+from worker.analysis.context import (
+    CLASSIFICATION_CODES,
+    AnalysisTimeout,
+    Analyzer,
+    Budget,
+    FileContext,
+    Findings,
+    LimitReached,
+    child_name,
+    hit,
 )
-from worker.analysis.context import CLASSIFICATION_CODES, Analyzer, FileContext, Findings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CLASSIFICATION_CODES", "Submission", "analyze_file"]
+__all__ = ["CLASSIFICATION_CODES", "AnalysisTimeout", "Submission", "analyze_file"]
 
-# Run in this order over every file; `identify` first so the others see the refined type.
-ANALYZERS: tuple[tuple[str, Analyzer], ...] = (
-    ("identify", identify.refine),
-    ("fuzzy_hash", fuzzy.analyze),
-    ("strings", strings.analyze),
-    ("yara", yara_scan.analyze),
-    ("pe", pe.analyze),
-    ("elf", elf.analyze),
-    ("office", office.analyze),
-    ("pdf", pdf.analyze),
-)
 UNKNOWN_IDENTITY = {"file_type": "Binary", "file_subtype": "None", "mime_type": "", "description": ""}
+MAX_SKIPPED_REPORTED = 100
 
 
 @dataclass
@@ -70,8 +60,9 @@ class Walk:
 
     settings: WorkerSettings
     user_data: dict[str, Any]
-    budget: unpack.Budget
+    budget: Budget
     ruleset: Any
+    analyzers: tuple[Analyzer, ...]
     entries: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -80,26 +71,23 @@ def environment_settings() -> WorkerSettings:
     return WorkerSettings()
 
 
-def empty_classification() -> dict[str, Any]:
-    return classify.classify([])
-
-
 def merge(entry: dict[str, Any], findings: Findings, context: FileContext) -> None:
     info = entry["info"]["file"]
     if "identity" in findings:
-        context.identity.update(findings["identity"])
-        info.update({key: findings["identity"][key] for key in ("file_type", "file_subtype")})
+        identity = findings["identity"]
+        context.identity.update(identity)
+        info.update({key: value for key, value in identity.items() if key in info})
+    resolved = heuristics.resolve(findings.get("heuristics", []))
     info["hashes"].extend(findings.get("hashes", []))
     deep_update(entry["metadata"], findings.get("metadata", {}))
-    entry["indicators"].extend(findings.get("indicators", []))
+    entry["indicators"].extend([*findings.get("indicators", []), *resolved["indicators"]])
     entry["interesting_strings"].extend(findings.get("interesting_strings", []))
-    entry["_scan_results"].extend(findings.get("scan_results", []))
+    entry["_scan_results"].extend([*findings.get("scan_results", []), *resolved["scan_results"]])
     entry["_story"].extend(findings.get("story", []))
-    for tag in findings.get("tags", []):
+    for tag in [*findings.get("tags", []), *resolved["tags"]]:
         if tag not in entry["tags"]:
             entry["tags"].append(tag)
-    for error in findings.get("errors", []):
-        entry.setdefault("errors", []).append({"analyzer": "unpack", "error": error})
+            context.tags.add(tag)
 
 
 def deep_update(target: dict[str, Any], source: dict[str, Any]) -> None:
@@ -110,14 +98,18 @@ def deep_update(target: dict[str, Any], source: dict[str, Any]) -> None:
             target[key] = value
 
 
-def new_entry(walk: Walk, path: Path, file_name: str, file_path: str, digests: dict[str, str], depth: int):
-    """Identify and hash one file; returns its entry and the context analyzers get."""
+def record_error(entry: dict[str, Any], analyzer: str, error: str) -> None:
+    entry.setdefault("errors", []).append({"analyzer": analyzer, "error": error})
+
+
+def new_entry(
+    walk: Walk, path: Path, file_name: str, file_path: str, digests: dict[str, str], depth: int
+) -> tuple[dict[str, Any], FileContext]:
+    """Hash and identify one file; returns its entry and the context analyzers get."""
     stats = content.scan(path, digests)
     errors: list[dict[str, str]] = []
     try:
         identity = identify.identify(stats["head"][: identify.MAGIC_BYTES])
-    except SoftTimeLimitExceeded:
-        raise  # the task's time limit must end the task, not one analyzer
     except Exception as error:  # libmagic trouble must not fail the task
         log.warning("identification failed for %s: %s", path, error)
         errors.append({"analyzer": "identify", "error": str(error)})
@@ -135,8 +127,8 @@ def new_entry(walk: Walk, path: Path, file_name: str, file_path: str, digests: d
     }
     entry: dict[str, Any] = {
         "index": len(walk.entries),
-        "info": {"file": info_file},
-        "classification": empty_classification(),
+        "info": {"file": info_file, "analyzers": []},
+        "classification": classify.classify([]),
         "indicators": [],
         "interesting_strings": [],
         "metadata": {},
@@ -159,29 +151,90 @@ def new_entry(walk: Walk, path: Path, file_name: str, file_path: str, digests: d
         deadline=time.monotonic() + walk.settings.analysis_file_time_limit_seconds,
         user_data=walk.user_data,
         ruleset=walk.ruleset,
+        budget=walk.budget,
     )
     return entry, context
 
 
-def run_analyzers(entry: dict[str, Any], context: FileContext) -> None:
-    for name, analyzer in ANALYZERS:
+def run_one(analyzer: Analyzer, entry: dict[str, Any], context: FileContext) -> None:
+    """Run one analyzer on one file: timed, limited, its failure recorded under its name."""
+    file_deadline = context.deadline
+    if analyzer.time_limit is not None:
+        context.deadline = min(file_deadline, time.monotonic() + analyzer.time_limit)
+    if analyzer.extracts and not context.extraction.format:
+        context.extraction.format = analyzer.name
+    started = time.perf_counter()
+    findings: Findings = {}
+    outcome = "ok"
+    try:
+        findings = analyzer.run(context)
+    except LimitReached as limit:
+        context.extraction.limits.append({"limit": limit.limit, "detail": limit.detail})
+        outcome = "limit"
+    except AnalysisTimeout:
+        raise
+    except Exception as error:
+        log.info("analyzer %s failed on %s: %s", analyzer.name, context.file_path, error)
+        record_error(entry, analyzer.name, f"{type(error).__name__}: {error}")
+        outcome = "error"
+    finally:
+        context.deadline = file_deadline
+        entry["info"]["analyzers"].append(
+            {
+                "name": analyzer.name,
+                "version": analyzer.version,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "outcome": outcome,
+            }
+        )
+    for error_text in findings.get("errors", []):
+        record_error(entry, analyzer.name, error_text)
+    try:
+        merge(entry, findings, context)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:  # malformed findings
+        record_error(entry, analyzer.name, f"findings not usable: {type(error).__name__}: {error}")
+
+
+def run_analyzers(walk: Walk, entry: dict[str, Any], context: FileContext) -> None:
+    max_depth = walk.settings.unpack_max_depth
+    depth_noted = False
+    for analyzer in walk.analyzers:
+        if not analyzer.wants(context):
+            continue
         if time.monotonic() > context.deadline:
             limit = context.settings.analysis_file_time_limit_seconds
-            entry.setdefault("errors", []).append(
-                {"analyzer": name, "error": f"skipped: the file's time limit of {limit:g} s was reached"}
-            )
+            record_error(entry, analyzer.name, f"skipped: the file's time limit of {limit:g} s was reached")
             continue
-        try:
-            findings = analyzer(context)
-        except SoftTimeLimitExceeded:
-            raise  # the task's time limit must end the task, not one analyzer
-        except Exception as error:
-            log.info("analyzer %s failed on %s: %s", name, context.file_path, error)
-            entry.setdefault("errors", []).append(
-                {"analyzer": name, "error": f"{type(error).__name__}: {error}"}
-            )
+        if analyzer.extracts and context.depth >= max_depth:
+            if not depth_noted:
+                detail = f"not unpacked: nested {context.depth} levels deep (limit {max_depth})"
+                context.extraction.limits.append({"limit": "depth", "detail": detail})
+                context.extraction.format = context.extraction.format or analyzer.name
+                depth_noted = True
             continue
-        merge(entry, findings, context)
+        run_one(analyzer, entry, context)
+
+
+def extraction_findings(context: FileContext) -> Findings:
+    """The container's own report: what it held, what was skipped, which limits were hit."""
+    log_ = context.extraction
+    archive: dict[str, Any] = {
+        "format": log_.format,
+        "members": max(log_.members, len(log_.children)),
+        "extracted": len(log_.children),
+        "skipped": log_.skipped[:MAX_SKIPPED_REPORTED],
+        "limits_hit": log_.limits,
+    }
+    if log_.password_source:
+        archive["password_source"] = log_.password_source
+    findings: Findings = {
+        "metadata": {"archive": archive},
+        "heuristics": [hit(f"unpack:limit:{limit['limit']}", limit["detail"]) for limit in log_.limits],
+        "story": [
+            f"Unpacking stopped at the {limit['limit']} limit: {limit['detail']}." for limit in log_.limits
+        ],
+    }
+    return findings
 
 
 def analyze_one(
@@ -191,37 +244,33 @@ def analyze_one(
     file_path: str,
     digests: dict[str, str],
     depth: int,
-    parent_index: int | None,
+    parent: tuple[int, str] | None,
 ) -> None:
-    """Analyze one file, then, depth first, everything unpacked from it."""
+    """Analyze one file, then, depth first, every child its analyzers extracted."""
     entry, context = new_entry(walk, path, file_name, file_path, digests, depth)
-    if parent_index is not None:
-        entry["parent_relationship"] = {"parent_index": parent_index, "relationship": "container"}
+    if parent is not None:
+        entry["parent_relationship"] = {"parent_index": parent[0], "relationship": parent[1]}
     walk.entries.append(entry)
-    run_analyzers(entry, context)
     try:
-        extraction = unpack.unpack(context, walk.budget)
-    except SoftTimeLimitExceeded:
-        raise  # the task's time limit must end the task, not one analyzer
-    except Exception as error:
-        entry.setdefault("errors", []).append(
-            {"analyzer": "unpack", "error": f"{type(error).__name__}: {error}"}
-        )
-        extraction = None
-    if extraction is not None:
-        merge(entry, unpack.findings(extraction), context)
-    entry["classification"] = classify.classify(entry.pop("_scan_results"))
-    if extraction is None:
-        return
-    try:
-        for child in extraction.children:
+        run_analyzers(walk, entry, context)
+        if context.extraction.used:
+            merge(entry, extraction_findings(context), context)
+        entry["classification"] = classify.classify(entry.pop("_scan_results"))
+        for child in context.extraction.children:
             try:
-                child_name = PurePosixPath(child.file_path).name or child.file_path
-                analyze_one(walk, child.path, child_name, child.file_path, {}, depth + 1, entry["index"])
+                analyze_one(
+                    walk,
+                    child.path,
+                    child_name(child.file_path),
+                    child.file_path,
+                    {},
+                    depth + 1,
+                    (entry["index"], child.relationship),
+                )
             finally:
                 child.path.unlink(missing_ok=True)
     finally:
-        extraction.discard()
+        context.extraction.discard()
 
 
 def file_stats(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -256,24 +305,27 @@ def load_ruleset(settings: WorkerSettings) -> tuple[Any, str | None]:
             settings.yara_rules_dir, settings.yara_check_interval_seconds, pull_marker=pull_marker
         )
         return rules, None
-    except SoftTimeLimitExceeded:
-        raise  # the task's time limit must end the task, not one analyzer
     except Exception as error:  # no rules is a degraded report, not a failed task
         log.exception("YARA rules could not be loaded")
         return None, f"{type(error).__name__}: {error}"
 
 
-def analyze_file(submission: Submission) -> list[dict[str, Any]]:
-    """The engine entry point (SCANHUB_ENGINE): the report list for one submitted file."""
+def analyze_file(
+    submission: Submission, analyzers: tuple[Analyzer, ...] | None = None
+) -> list[dict[str, Any]]:
+    """The engine entry point (SCANHUB_ENGINE): the report list for one submitted file.
+
+    `analyzers` defaults to the registry's; a test or a site may pass its own selection.
+    """
     settings = submission.settings or environment_settings()
     rules, rules_error = load_ruleset(settings)
     user_data = submission.user_data if isinstance(submission.user_data, dict) else {}
-    walk = Walk(settings, user_data, unpack.Budget.from_settings(settings), rules)
+    walk = Walk(settings, user_data, Budget.from_settings(settings), rules, analyzers or registry.ANALYZERS)
     analyze_one(
         walk, submission.path, submission.file_name, submission.file_name, submission.digests, 0, None
     )
     if rules_error:
-        walk.entries[0].setdefault("errors", []).append({"analyzer": "yara", "error": rules_error})
+        record_error(walk.entries[0], "yara", rules_error)
     classify.propagate(walk.entries)
     children: dict[int, int] = {}
     for entry in walk.entries:

@@ -10,15 +10,13 @@ import time
 
 import tlsh
 
-from worker.analysis.context import FileContext, Findings
+from worker.analysis.context import Analyzer, FileContext, Findings
 
 READ_BLOCK = 1024 * 1024
 MIN_BYTES = 50  # TLSH needs this much input to say anything
 
 
 def analyze(context: FileContext) -> Findings:
-    if context.size < MIN_BYTES:
-        return {}
     hasher = tlsh.Tlsh()
     with context.path.open("rb") as handle:
         while block := handle.read(READ_BLOCK):
@@ -30,3 +28,8 @@ def analyze(context: FileContext) -> Findings:
     if not value or value == "TNULL":  # too little variety in the bytes
         return {}
     return {"hashes": [{"name": "tlsh", "value": value}]}
+
+
+ANALYZER = Analyzer(
+    name="fuzzy_hash", version="1", run=analyze, when=lambda context: context.size >= MIN_BYTES
+)

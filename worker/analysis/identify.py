@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import bz2
 import functools
+import gzip
+import io
+import lzma
 import zipfile
 from pathlib import Path
 from typing import Any
+
+from worker.analysis.context import Analyzer, FileContext, Findings
 
 
 @functools.cache
@@ -191,7 +197,28 @@ def script_subtype(head: bytes, file_name: str) -> str | None:
     return None
 
 
-def refine(context: Any) -> dict[str, Any]:
+TAR_MAGIC_OFFSET = 257
+COMPRESSED_TAR_OPENERS: dict[str, Any] = {
+    "GZIP": lambda buffer: gzip.GzipFile(fileobj=buffer),
+    "BZIP2": bz2.BZ2File,
+    "XZ": lzma.LZMAFile,
+}
+
+
+def holds_tar(head: bytes, compression: str) -> bool:
+    """Whether a compressed stream starts with a tar header (a .tgz, .tar.bz2, .tar.xz...)."""
+    opener = COMPRESSED_TAR_OPENERS.get(compression)
+    if opener is None:
+        return False
+    try:
+        with opener(io.BytesIO(head)) as stream:
+            block = stream.read(512)
+    except (OSError, EOFError, lzma.LZMAError, ValueError):
+        return False
+    return len(block) == 512 and block[TAR_MAGIC_OFFSET : TAR_MAGIC_OFFSET + 5] == b"ustar"
+
+
+def refine(context: FileContext) -> Findings:
     """Analyzer: sharpen libmagic's identification of the file in `context`."""
     head, identity = context.head, context.identity
     found: tuple[str, str] | None = None
@@ -208,6 +235,11 @@ def refine(context: Any) -> dict[str, Any]:
         found, tags = (zipped[0], zipped[1]), zipped[2]
     elif identity["file_type"] == "Text" and (script := script_subtype(head, context.file_name)):
         found, tags = ("Text", script), ["script"]
+    elif identity["file_type"] == "Archive" and holds_tar(head, identity["file_subtype"]):
+        tags = ["compressed-tar"]
     if found is None or found == (identity["file_type"], identity["file_subtype"]):
         return {"tags": tags} if tags else {}
     return {"identity": {"file_type": found[0], "file_subtype": found[1]}, "tags": tags}
+
+
+ANALYZER = Analyzer(name="identify", version="1", run=refine)

@@ -7,10 +7,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from celery.exceptions import SoftTimeLimitExceeded
 from oletools import olevba
 
-from worker.analysis.context import FileContext, Findings, indicator, verdict
+from worker.analysis.context import Analyzer, FileContext, Findings, HeuristicHit, hit
 
 OFFICE_SUBTYPES = ("Word", "Excel", "PowerPoint", "OLE", "OOXML", "RTF")
 MAX_KEYWORDS = 50
@@ -46,8 +45,6 @@ def too_large_to_parse(path: Path, limit: int) -> str | None:
 
 
 def analyze(context: FileContext) -> Findings:
-    if not context.is_a("Document", *OFFICE_SUBTYPES):
-        return {}
     refused = too_large_to_parse(context.path, context.settings.office_max_bytes)
     if refused:
         office = {"macros": None, "errors": [f"macro analysis skipped: {refused}"]}
@@ -60,8 +57,6 @@ def analyze(context: FileContext) -> Findings:
         if has_macros:
             try:
                 keywords = keywords_by_type(parser)
-            except SoftTimeLimitExceeded:
-                raise  # the task's time limit must end the task, not one analyzer
             except Exception as error:  # the project is there but its source does not parse
                 errors.append(f"macro source not readable: {type(error).__name__}: {error}")
         document = {
@@ -78,49 +73,20 @@ def analyze(context: FileContext) -> Findings:
         findings["metadata"]["document"]["office"]["errors"] = errors
     if not has_macros:
         return findings
-    findings["tags"] = ["macro"]
-    indicators = [indicator("office:macros", "macro", "Contains VBA macros", 5)]
-    verdicts = []
     auto_exec, suspicious = document["auto_exec"], document["suspicious_keywords"]
+    hits: list[HeuristicHit] = [hit("office:macros")]
     if auto_exec:
-        indicators.append(indicator("office:auto-exec", "macro", "Runs a macro automatically", 8, auto_exec))
+        hits.append(hit("office:auto-exec", *auto_exec))
     if suspicious:
-        indicators.append(
-            indicator("office:suspicious-vba", "macro", "Macro uses suspicious functions", 7, suspicious)
-        )
+        hits.append(hit("office:suspicious-vba", *suspicious))
     if auto_exec and suspicious:
-        verdicts.append(
-            verdict(
-                "Format heuristics",
-                "heuristic",
-                "malicious",
-                4,
-                "Document.Trojan.AutoExecMacro",
-                f"auto-executing macro ({', '.join(auto_exec[:3])}) using {', '.join(suspicious[:3])}",
-            )
-        )
+        hits.append(hit("office:auto-exec-suspicious-macro", *auto_exec[:3], *suspicious[:3]))
     elif auto_exec:
-        verdicts.append(
-            verdict(
-                "Format heuristics",
-                "heuristic",
-                "suspicious",
-                3,
-                "Document.Suspicious.AutoExecMacro",
-                f"auto-executing macro ({', '.join(auto_exec[:3])})",
-            )
-        )
-    else:
-        verdicts.append(
-            verdict(
-                "Format heuristics",
-                "heuristic",
-                "suspicious",
-                1,
-                "Document.Suspicious.Macro",
-                "contains VBA macros",
-            )
-        )
-    findings["indicators"] = indicators
-    findings["scan_results"] = verdicts
+        hits.append(hit("office:auto-exec-macro", *auto_exec[:3]))
+    findings["heuristics"] = hits
     return findings
+
+
+ANALYZER = Analyzer(
+    name="office", version="1", run=analyze, accepts=tuple(f"Document/{kind}" for kind in OFFICE_SUBTYPES)
+)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from worker.analysis.context import FileContext, Findings, indicator, verdict
+from worker.analysis.context import Analyzer, FileContext, Findings, HeuristicHit, hit
 
 SCAN_BYTES = 32 * 1024 * 1024
 NAME = re.compile(rb"/[A-Za-z0-9#_.\-]{1,64}")
@@ -43,8 +43,6 @@ def count_names(data: bytes) -> dict[str, int]:
 
 
 def analyze(context: FileContext) -> Findings:
-    if not context.is_a("Document", "PDF"):
-        return {}
     with context.path.open("rb") as handle:
         data = handle.read(SCAN_BYTES)
     version = re.search(rb"%PDF-(\d\.\d)", data[:1024])
@@ -55,35 +53,21 @@ def analyze(context: FileContext) -> Findings:
         "scanned_bytes": len(data),
         **counts,
     }
-    findings: Findings = {"metadata": {"document": {"pdf": pdf}}, "indicators": [], "scan_results": []}
-    indicators, verdicts = findings["indicators"], findings["scan_results"]
+    hits: list[HeuristicHit] = []
     auto_action = counts["open_action"] or counts["additional_actions"]
     if counts["javascript"]:
-        indicators.append(indicator("pdf:javascript", "execution", "Contains JavaScript", 6))
+        hits.append(hit("pdf:javascript"))
     if auto_action:
-        indicators.append(indicator("pdf:auto-action", "execution", "Runs an action when opened", 5))
+        hits.append(hit("pdf:auto-action"))
     if counts["launch"]:
-        indicators.append(indicator("pdf:launch", "execution", "Can launch a program", 8))
+        hits.append(hit("pdf:launch"))
     if counts["embedded_files"]:
-        indicators.append(indicator("pdf:embedded-file", "document", "Carries embedded files", 4))
+        hits.append(hit("pdf:embedded-file"))
     if counts["javascript"] and auto_action:
-        verdicts.append(
-            verdict(
-                "Format heuristics",
-                "heuristic",
-                "suspicious",
-                3,
-                "Document.Suspicious.PDFJavaScript",
-                "JavaScript run on open",
-            )
-        )
+        hits.append(hit("pdf:javascript-on-open"))
     elif counts["javascript"] or counts["launch"]:
-        reason = "launch action" if counts["launch"] else "contains JavaScript"
-        verdicts.append(
-            verdict(
-                "Format heuristics", "heuristic", "suspicious", 2, "Document.Suspicious.PDFAction", reason
-            )
-        )
-    if counts["javascript"]:
-        findings["tags"] = ["pdf-javascript"]
-    return findings
+        hits.append(hit("pdf:active-content", "launch action" if counts["launch"] else "JavaScript"))
+    return {"metadata": {"document": {"pdf": pdf}}, "heuristics": hits}
+
+
+ANALYZER = Analyzer(name="pdf", version="1", run=analyze, accepts=("Document/PDF",))

@@ -10,7 +10,7 @@ from typing import Any
 
 import pefile
 
-from worker.analysis.context import FileContext, Findings, indicator, verdict
+from worker.analysis.context import Analyzer, FileContext, Findings, HeuristicHit, hit
 
 MAX_IMPORTED_FUNCTIONS = 200
 MAX_EXPORTS = 200
@@ -107,8 +107,6 @@ def overlay(pe: pefile.PE, context: FileContext) -> dict[str, Any] | None:
 
 
 def analyze(context: FileContext) -> Findings:
-    if not context.is_a("PE"):
-        return {}
     pe = pefile.PE(str(context.path), fast_load=True)
     try:
         pe.parse_data_directories(
@@ -149,56 +147,32 @@ def analyze(context: FileContext) -> Findings:
         }
     finally:
         pe.close()
-    findings: Findings = {"metadata": {"application": {"pe": metadata}}, "indicators": [], "scan_results": []}
+    findings: Findings = {"metadata": {"application": {"pe": metadata}}, "heuristics": heuristics(metadata)}
     if imphash:
         findings["hashes"] = [{"name": "imphash", "value": imphash}]
-    heuristics(metadata, findings)
     return findings
 
 
-def heuristics(metadata: dict[str, Any], findings: Findings) -> None:
-    indicators, verdicts = findings["indicators"], findings["scan_results"]
+def heuristics(metadata: dict[str, Any]) -> list[HeuristicHit]:
+    hits: list[HeuristicHit] = []
     wx = [s["name"] for s in metadata["sections"] if s["executable"] and s["writable"]]
     if wx:
-        indicators.append(
-            indicator("pe:wx-section", "evasion", "Has a section both writable and executable", 4, wx)
-        )
+        hits.append(hit("pe:wx-section", *wx))
     packed = [s["name"] for s in metadata["sections"] if s["entropy"] > 7.2 and s["raw_size"] > 1024]
     if packed:
-        indicators.append(
-            indicator("pe:packed", "evasion", "Has high-entropy (packed or encrypted) sections", 4, packed)
-        )
-    if metadata["overlay"] and metadata["overlay"]["entropy"] > 7.5 and metadata["overlay"]["size"] >= 4096:
-        indicators.append(
-            indicator(
-                "pe:overlay",
-                "evasion",
-                "Carries a high-entropy overlay",
-                4,
-                [f"{metadata['overlay']['size']} bytes"],
-            )
-        )
+        hits.append(hit("pe:packed", *packed))
+    overlay_info = metadata["overlay"]
+    if overlay_info and overlay_info["entropy"] > 7.5 and overlay_info["size"] >= 4096:
+        hits.append(hit("pe:overlay", f"{overlay_info['size']} bytes"))
     if not metadata["imports"] and not metadata["is_dotnet"]:
-        indicators.append(
-            indicator("pe:no-imports", "evasion", "Imports nothing (resolves APIs at run time)", 3)
-        )
+        hits.append(hit("pe:no-imports"))
     functions = {f for library in metadata["imports"] for f in library["functions"]}
     injection = sorted(INJECTION_APIS & functions)
     if len(injection) == len(INJECTION_APIS):
-        indicators.append(
-            indicator(
-                "pe:injection", "execution", "Can write code into another process and run it", 7, injection
-            )
-        )
-        verdicts.append(
-            verdict(
-                "Format heuristics",
-                "heuristic",
-                "suspicious",
-                2,
-                "Win32.Suspicious.Injector",
-                "imports process-injection APIs",
-            )
-        )
+        hits.append(hit("pe:injection", *injection))
     if metadata["signature"]["present"]:
-        findings.setdefault("tags", []).append("signed")
+        hits.append(hit("pe:signed"))
+    return hits
+
+
+ANALYZER = Analyzer(name="pe", version="1", run=analyze, accepts=("PE",))

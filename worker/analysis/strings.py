@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from worker.analysis.context import FileContext, Findings
+from worker.analysis.context import Analyzer, FileContext, Findings
 
 # Simple patterns (Python's re is slow with look-arounds over megabytes); candidates are
 # checked in Python afterwards.
@@ -127,11 +127,11 @@ def extract(data: bytes, cap: int) -> dict[str, list[str]]:
         if text.count(":") < 2 or len(text) < 6 or ("::" not in text and text.count(":") != 7):
             continue
         try:
-            address = ipaddress.IPv6Address(text)
+            address6 = ipaddress.IPv6Address(text)
         except ValueError:
             continue
-        if not address.is_loopback and not address.is_unspecified:
-            add(found, "ipv6", str(address), cap)
+        if not address6.is_loopback and not address6.is_unspecified:
+            add(found, "ipv6", str(address6), cap)
     for match in candidates(DOMAIN, data):
         if match.group(1).decode().lower() in KNOWN_TLDS:
             add(found, "domain", match.group(0).decode().lower(), cap)
@@ -152,3 +152,6 @@ def analyze(context: FileContext) -> Findings:
     strings = [{"category": category, "values": values} for category, values in found.items() if values]
     tags = ["network-strings"] if any(found[c] for c in ("http", "https", "ftp", "ipv4", "ipv6")) else []
     return {"interesting_strings": strings, "tags": tags}
+
+
+ANALYZER = Analyzer(name="strings", version="1", run=analyze)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.analysis.context import CLASSIFICATION_CODES, FileContext, Findings, indicator, verdict
+from worker.analysis.context import CLASSIFICATION_CODES, Analyzer, FileContext, Findings, indicator, verdict
 
 ENGINE = "YARA"
 
@@ -18,10 +18,12 @@ def meta_text(meta: dict[str, Any], name: str, default: str = "") -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def has_rules(context: FileContext) -> bool:
+    return context.ruleset is not None and context.ruleset.rules is not None
+
+
 def analyze(context: FileContext) -> Findings:
     ruleset = context.ruleset
-    if ruleset is None or ruleset.rules is None:
-        return {}
     timeout = max(1, int(min(context.settings.yara_scan_timeout_seconds, context.time_left())))
     matches = ruleset.rules.match(str(context.path), timeout=timeout)
     if not matches:
@@ -45,3 +47,6 @@ def analyze(context: FileContext) -> Findings:
                 )
             )
     return {"indicators": indicators, "scan_results": verdicts, "tags": tags}
+
+
+ANALYZER = Analyzer(name="yara", version="1", run=analyze, when=has_rules)

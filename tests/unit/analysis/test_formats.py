@@ -127,13 +127,18 @@ def test_interesting_strings_are_capped_per_category(analyze):
 
 
 def test_an_analyzer_that_raises_is_recorded_in_the_entry_and_the_others_still_run(analyze, monkeypatch):
-    from worker.analysis import engine
+    import dataclasses
+
+    from worker.analysis import registry
 
     def broken(context):
         raise ValueError("parser exploded")
 
-    analyzers = tuple((name, broken if name == "pdf" else function) for name, function in engine.ANALYZERS)
-    monkeypatch.setattr(engine, "ANALYZERS", analyzers)
+    analyzers = tuple(
+        dataclasses.replace(analyzer, run=broken) if analyzer.name == "pdf" else analyzer
+        for analyzer in registry.ANALYZERS
+    )
+    monkeypatch.setattr(registry, "ANALYZERS", analyzers)
     entry = analyze(pdf_with_javascript(), "form.pdf")[0]
     assert {"analyzer": "pdf", "error": "ValueError: parser exploded"} in entry["errors"]
     assert entry["info"]["file"]["hashes"]

@@ -1,0 +1,28 @@
+"""The analyzers of the engine, in the order they run on each file.
+
+`identify` comes first so the others are routed by the refined type; format analyzers come
+before the extractors, whose children are analyzed after their parent. Adding an analyzer
+is one module declaring `ANALYZER = Analyzer(...)` and one line here.
+"""
+
+from __future__ import annotations
+
+from worker.analysis import elf, fuzzy, identify, office, pdf, pe, strings, yara_scan
+from worker.analysis.context import Analyzer
+from worker.analysis.extractors import compressed, sevenzip, tar, ziparchive
+
+ANALYZERS: tuple[Analyzer, ...] = (
+    identify.ANALYZER,
+    fuzzy.ANALYZER,
+    strings.ANALYZER,
+    yara_scan.ANALYZER,
+    pe.ANALYZER,
+    elf.ANALYZER,
+    office.ANALYZER,
+    pdf.ANALYZER,
+    # Extractors
+    ziparchive.ANALYZER,
+    tar.ANALYZER,
+    compressed.ANALYZER,
+    sevenzip.ANALYZER,
+)
