@@ -1,4 +1,6 @@
-"""File identification: libmagic's MIME type and description, mapped to report file types."""
+"""File identification: libmagic's MIME type and description and our signatures, mapped by the
+table in `filetypes.py` to report types; then refined by our own checks on the file (PE/ELF
+subtypes, what a ZIP holds, scripts, compressed tarballs)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.analysis.context import Analyzer, FileContext, Findings
+from worker.analysis.filetypes import classify_kind
 
 
 @functools.cache
@@ -29,65 +32,13 @@ def _magic() -> tuple[Any, Any]:
 # signatures sit in the first few KiB.
 MAGIC_BYTES = 16 * 1024
 
-# (MIME prefix or exact type, file_type, file_subtype); first match wins.
-MIME_TYPES: tuple[tuple[str, str, str], ...] = (
-    ("application/x-dosexec", "PE", "Exe"),
-    ("application/vnd.microsoft.portable-executable", "PE", "Exe"),
-    ("application/x-executable", "ELF", "Exe"),
-    ("application/x-pie-executable", "ELF", "Exe"),
-    ("application/x-sharedlib", "ELF", "Library"),
-    ("application/x-object", "ELF", "Object"),
-    ("application/x-mach-binary", "MachO", "Exe"),
-    ("application/pdf", "Document", "PDF"),
-    ("application/msword", "Document", "Word"),
-    ("application/vnd.ms-excel", "Document", "Excel"),
-    ("application/vnd.ms-powerpoint", "Document", "PowerPoint"),
-    ("application/vnd.openxmlformats-officedocument.wordprocessingml", "Document", "Word"),
-    ("application/vnd.openxmlformats-officedocument.spreadsheetml", "Document", "Excel"),
-    ("application/vnd.openxmlformats-officedocument.presentationml", "Document", "PowerPoint"),
-    ("application/x-ole-storage", "Document", "OLE"),
-    ("application/CDFV2", "Document", "OLE"),
-    ("application/rtf", "Document", "RTF"),
-    ("text/rtf", "Document", "RTF"),
-    ("application/zip", "Archive", "ZIP"),
-    ("application/java-archive", "Archive", "JAR"),
-    ("application/x-tar", "Archive", "TAR"),
-    ("application/gzip", "Archive", "GZIP"),
-    ("application/x-gzip", "Archive", "GZIP"),
-    ("application/x-bzip2", "Archive", "BZIP2"),
-    ("application/x-xz", "Archive", "XZ"),
-    ("application/x-7z-compressed", "Archive", "7ZIP"),
-    ("application/x-rar", "Archive", "RAR"),
-    ("application/vnd.rar", "Archive", "RAR"),
-    ("text/x-shellscript", "Text", "Shell"),
-    ("text/x-script.python", "Text", "Python"),
-    ("text/x-python", "Text", "Python"),
-    ("text/html", "Text", "HTML"),
-    ("text/xml", "Text", "XML"),
-    ("application/json", "Text", "JSON"),
-    ("application/javascript", "Text", "JavaScript"),
-    ("text/javascript", "Text", "JavaScript"),
-    ("text/", "Text", "None"),
-    ("image/", "Image", "None"),
-    ("audio/", "Media", "Audio"),
-    ("video/", "Media", "Video"),
-    ("inode/x-empty", "None", "Empty"),
-)
-
-
-def file_types(mime_type: str) -> tuple[str, str]:
-    for prefix, file_type, file_subtype in MIME_TYPES:
-        if mime_type.startswith(prefix):
-            return file_type, file_subtype
-    return "Binary", "None"
-
 
 def identify(head: bytes) -> dict[str, str]:
     """Identify a file from its first bytes (libmagic needs no more than that)."""
     by_mime, by_description = _magic()
     mime_type = by_mime.from_buffer(head) if head else "inode/x-empty"
     description = by_description.from_buffer(head) if head else "empty"
-    file_type, file_subtype = file_types(mime_type)
+    file_type, file_subtype = classify_kind(head, mime_type, description)
     return {
         "file_type": file_type,
         "file_subtype": file_subtype,
