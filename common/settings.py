@@ -145,13 +145,17 @@ class WorkerSettings(ServiceSettings):
     yara_sync_enabled: bool = True
     yara_scan_timeout_seconds: int = 20
     # Unpacking limits, enforced on the bytes actually decompressed (headers are never trusted).
-    unpack_max_depth: int = 10
+    # As deep as widely used scanners go (ClamAV's default is 17).
+    unpack_max_depth: int = 17
     unpack_max_children: int = 1000  # per task, all levels together
     unpack_max_total_bytes: int = 1024**3  # per task, all children together
     # Expanded bytes per compressed byte for one member, checked once it passes 1 MiB.
     unpack_max_ratio: float = 100
     # Time for one file's own analysis and extraction (its children get their own).
     analysis_file_time_limit_seconds: float = 30
+    # Passwords tried per encrypted container, the submitter's first: each wrong one costs
+    # a decryption attempt, so a long list is a CPU denial of service.
+    password_list_max: int = 100
     # Tried after `user_data.password_list` on encrypted archives.
     default_password_list: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["infected", "malware", "virus", "password", "1234"]

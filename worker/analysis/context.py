@@ -174,14 +174,17 @@ class FileContext:
             return handle.read(size)
 
     def passwords(self) -> list[tuple[bytes, str]]:
-        """Passwords to try on an encrypted container: the submitter's, then the node's."""
+        """Passwords to try on an encrypted container: the submitter's, then the node's.
+
+        At most `password_list_max` of them; extractors check the time between attempts.
+        """
         given = self.user_data.get("password_list") if isinstance(self.user_data, dict) else None
         candidates: list[tuple[bytes, str]] = []
         for password in given if isinstance(given, list) else []:
             candidates.append((str(password).encode("utf-8"), "user_data.password_list"))
         for password in self.settings.default_password_list:
             candidates.append((password.encode("utf-8"), "default_password_list"))
-        return candidates
+        return candidates[: self.settings.password_list_max]
 
     def skip(self, name: str, reason: str) -> None:
         """Record a member that is reported but not extracted (a link, a wrong password...)."""

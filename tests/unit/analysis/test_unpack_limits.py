@@ -134,3 +134,35 @@ def test_corrupt_archive_is_reported_as_an_error_not_a_failed_task(analyze):
     report = analyze(b"PK\x03\x04" + b"\xff" * 200, "broken.zip")
     assert len(report) == 1
     assert report[0]["classification"]["classification"] == 0
+
+
+def test_password_list_is_cut_at_password_list_max_so_a_huge_list_cannot_stall_a_worker(analyze):
+    from tests.support.samples import aes_zip_bytes
+
+    archive = aes_zip_bytes({"eicar.com": EICAR}, b"secret-50")
+    decoys = [f"wrong-{n}" for n in range(200)]
+    found = analyze(archive, "a.zip", user_data={"password_list": [*decoys[:49], "secret-50"]})
+    assert found[0]["metadata"]["archive"]["password_source"] == "user_data.password_list"
+    too_far = analyze(
+        aes_zip_bytes({"eicar.com": EICAR}, b"secret-150"),
+        "b.zip",
+        user_data={"password_list": [*decoys[:149], "secret-150"]},
+    )
+    assert too_far[0]["metadata"]["archive"]["skipped"] == [
+        {"file_path": "eicar.com", "reason": "no password matched"}
+    ]
+    assert "password-unknown" in too_far[0]["tags"]
+    assert any(item["id"] == "archive:password-unknown" for item in too_far[0]["indicators"])
+
+
+def test_the_file_time_limit_is_checked_between_password_attempts(analyze):
+    from tests.support.samples import aes_zip_bytes
+
+    archive = aes_zip_bytes({f"m{n}.bin": b"x" for n in range(50)}, b"nobody-knows")
+    report = analyze(
+        archive,
+        "slow.zip",
+        user_data={"password_list": [f"wrong-{n}" for n in range(100)]},
+        analysis_file_time_limit_seconds=0.01,
+    )
+    assert limits_hit(report[0]) == ["time"]

@@ -86,6 +86,7 @@ def extract(context: FileContext) -> Findings:
     candidates = context.passwords() if encrypted else [(b"", "")]
     extraction = context.extraction
     for number, (password, source) in enumerate(candidates):
+        context.check_time("trying passwords on the 7z archive")
         factory = ChildFactory(context)
         kept_before = len(extraction.children)
         try:

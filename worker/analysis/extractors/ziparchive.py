@@ -42,6 +42,7 @@ def extract(context: FileContext) -> Findings:
             encrypted = bool(info.flag_bits & 0x1)
             candidates = context.passwords() if encrypted else [(b"", "")]
             for number, (password, source) in enumerate(candidates):
+                context.check_time(f"trying passwords on {info.filename[:100]}")
                 try:
                     with archive.open(info, pwd=password or None) as member:
                         context.extract(info.filename, member, packed)
