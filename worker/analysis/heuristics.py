@@ -14,6 +14,8 @@ from typing import Any
 from worker.analysis.context import HeuristicHit, indicator, verdict
 
 ENGINE = "Format heuristics"
+# The extraction budget's limits (see context.py), each reported as unpack:limit:<name>.
+UNPACK_LIMITS = ("depth", "children", "total_bytes", "ratio", "time")
 VERSION = "1"
 
 
@@ -118,28 +120,15 @@ TABLE: tuple[Heuristic, ...] = (
         6,
         tags=("encrypted-archive", "password-unknown"),
     ),
-    Heuristic(
-        "unpack:limit:depth", "unpacking", "Unpacking stopped by the depth limit", 6, tags=("unpack-limit",)
-    ),
-    Heuristic(
-        "unpack:limit:children",
-        "unpacking",
-        "Unpacking stopped by the children limit",
-        6,
-        tags=("unpack-limit",),
-    ),
-    Heuristic(
-        "unpack:limit:total_bytes",
-        "unpacking",
-        "Unpacking stopped by the total_bytes limit",
-        6,
-        tags=("unpack-limit",),
-    ),
-    Heuristic(
-        "unpack:limit:ratio", "unpacking", "Unpacking stopped by the ratio limit", 6, tags=("unpack-limit",)
-    ),
-    Heuristic(
-        "unpack:limit:time", "unpacking", "Unpacking stopped by the time limit", 6, tags=("unpack-limit",)
+    *(
+        Heuristic(
+            f"unpack:limit:{limit}",
+            "unpacking",
+            f"Unpacking stopped by the {limit} limit",
+            6,
+            tags=("unpack-limit",),
+        )
+        for limit in UNPACK_LIMITS
     ),
     Heuristic(
         "unpack:tool-missing",

@@ -8,12 +8,17 @@ import bz2
 import functools
 import gzip
 import io
+import itertools
 import lzma
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import pyzipper
+
 from worker.analysis.context import Analyzer, FileContext, Findings
+from worker.analysis.extractors.zipdirectory import StreamingZipFile
 from worker.analysis.filetypes import classify_kind
 
 
@@ -70,6 +75,8 @@ SHEBANG_INTERPRETERS = (
     (b"pwsh", "PowerShell"),
     (b"sh", "Shell"),
 )
+# Names looked at to tell OOXML, JAR and APK apart; a hostile directory may hold far more.
+ZIP_NAMES_READ = 5000
 OOXML_KINDS = (("word/", "Word"), ("xl/", "Excel"), ("ppt/", "PowerPoint"))
 IMAGE_FILE_DLL = 0x2000
 COM_DESCRIPTOR_DIRECTORY = 14
@@ -112,9 +119,9 @@ def elf_subtype(head: bytes) -> str | None:
 def zip_subtype(path: Path) -> tuple[str, str, list[str]] | None:
     """Office Open XML, JAR or APK by the names in the zip's central directory."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()[:5000]
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+        with StreamingZipFile(path) as archive:
+            names = [entry.filename for entry in itertools.islice(archive.entries(), ZIP_NAMES_READ)]
+    except (zipfile.BadZipFile, pyzipper.BadZipFile, OSError, ValueError, NotImplementedError, struct.error):
         return None
     name_set = set(names)
     if "AndroidManifest.xml" in name_set and any(name.endswith(".dex") for name in names):

@@ -166,3 +166,19 @@ def test_the_file_time_limit_is_checked_between_password_attempts(analyze):
         analysis_file_time_limit_seconds=0.01,
     )
     assert limits_hit(report[0]) == ["time"]
+
+
+def test_a_zip_directory_of_200k_entries_stops_at_the_children_limit_without_parsing_it_all(analyze):
+    from tests.support.samples import many_entries_zip_bytes
+
+    archive = many_entries_zip_bytes(200_000)
+    tracemalloc.start()
+    try:
+        report = analyze(archive, "many.zip", unpack_max_children=50)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Parsing the whole directory up front costs ~100 MB of ZipInfo objects for this file.
+    assert peak < 32 * 1024**2, f"peak Python memory {peak} bytes"
+    assert len(report) == 1 + 50
+    assert limits_hit(report[0]) == ["children"]

@@ -1,8 +1,9 @@
 """ZIP extractor (pyzipper): stored and deflated members, ZipCrypto and AES with the password list.
 
 pyzipper rather than zipfile because it decrypts WinZip AES, the encryption real malware
-archives use. Members are read one block at a time through the extraction budget, so a
-lying header cannot get past the ratio limit.
+archives use. The central directory is read one entry at a time (`zipdirectory.py`) and
+members one block at a time through the extraction budget, so neither a huge directory nor
+a lying header gets past the limits.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import zlib
 import pyzipper
 
 from worker.analysis.context import Analyzer, FileContext, Findings, HeuristicHit, hit
+from worker.analysis.extractors.zipdirectory import StreamingZipFile
 
 # pyzipper raises its own BadZipFile, not zipfile's.
 BAD_ZIP = (zipfile.BadZipFile, pyzipper.BadZipFile)
@@ -32,8 +34,8 @@ def is_zip(context: FileContext) -> bool:
 def extract(context: FileContext) -> Findings:
     hits: list[HeuristicHit] = []
     locked: list[str] = []
-    with pyzipper.AESZipFile(context.path) as archive:
-        for info in archive.infolist():
+    with StreamingZipFile(context.path) as archive:
+        for info in archive.entries():
             if info.is_dir():
                 continue
             context.extraction.members += 1
