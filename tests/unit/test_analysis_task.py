@@ -181,3 +181,41 @@ def test_an_error_while_storing_the_report_still_ends_the_task(setup, monkeypatc
     record = store.get(1)
     assert record["status"] == "failed"
     assert "Redis went away" in record["error"]
+
+
+def test_celerys_soft_time_limit_signal_raises_the_engines_analysis_timeout_once_mapped():
+    import os
+    import signal
+
+    from billiard.pool import SIG_SOFT_TIMEOUT, soft_timeout_sighandler
+
+    from worker import tasks
+    from worker.analysis.context import AnalysisTimeout
+
+    previous = signal.signal(SIG_SOFT_TIMEOUT, soft_timeout_sighandler)  # as a pool process has it
+    try:
+        tasks.map_soft_time_limit()
+        assert signal.getsignal(SIG_SOFT_TIMEOUT) is tasks.raise_analysis_timeout
+        with pytest.raises(AnalysisTimeout):
+            os.kill(os.getpid(), SIG_SOFT_TIMEOUT)
+            signal.sigtimedwait([], 0)  # let the handler run before leaving the block
+    finally:
+        signal.signal(SIG_SOFT_TIMEOUT, previous)
+
+
+def test_a_per_file_timer_in_a_batch_fails_that_file_with_a_time_limit_reason(setup, monkeypatch):
+    from worker import tasks
+
+    settings, _, store, queue = setup
+    settings = settings.model_copy(
+        update={
+            "engine": "tests.support.engines:with_markers",
+            "analysis_soft_time_limit_seconds": 0.2,
+        }
+    )
+    monkeypatch.setattr(tasks, "task_store", lambda: store)
+    monkeypatch.setattr(tasks, "settings", lambda: settings)
+    queue(1, b"SLEEP:5")
+    queue(2, b"quick")
+    assert tasks.analyze_batch.run([1, 2]) == ["failed", "done"]
+    assert "time limit" in store.get(1)["error"]
