@@ -23,9 +23,11 @@ def _magic() -> tuple[Any, Any]:
     try:
         import magic
     except ImportError:
-        # No system libmagic: use the copy that the pylibmagic wheel carries.
-        import magic
+        # No system libmagic: use the copy that the pylibmagic wheel carries. Importing
+        # pylibmagic first points ctypes and $MAGIC at that copy; then python-magic finds it.
         import pylibmagic  # noqa: F401
+
+        import magic
     return magic.Magic(mime=True), magic.Magic()
 
 
@@ -77,6 +79,12 @@ SCRIPT_SUFFIXES = {
     ".csv": "CSV",
     ".ini": "INI",
     ".inf": "INI",
+    ".service": "INI",
+    ".desktop": "INI",
+    ".cfg": "INI",
+    ".toml": "TOML",
+    ".css": "CSS",
+    ".rst": "RST",
     ".md": "Markdown",
     ".markdown": "Markdown",
     ".yml": "YAML",

@@ -114,6 +114,10 @@ def test_bytes_matching_no_row_are_binary_none():
     [
         ("README.md", b"# Title\n\nSome *text*.\n", "Markdown"),
         ("settings.ini", b"[section]\nkey = value\n", "INI"),
+        ("dirmngr.service", b"[Unit]\nDescription=x\n\n[Service]\nExecStart=/bin/true\n", "INI"),
+        ("style.css", b"body { color: red; }\n.note { margin: 0 }\n", "CSS"),
+        ("CONTRIBUTING.rst", b"Contributing\n============\n\nSee ``docs``.\n", "RST"),
+        ("pyproject.toml", b'[project]\nname = "x"\n', "TOML"),
         ("schema.sql", b"SELECT name FROM users WHERE id = 1;\n", "SQL"),
         ("compose.yml", b"services:\n  web:\n    image: nginx\n", "YAML"),
         ("run.ps1", b"Write-Output 'hello'\n", "PowerShell"),
@@ -182,3 +186,32 @@ def test_engine_reports_the_identified_type_with_libmagic_description(analyze, b
     assert (info["file_type"], info["file_subtype"]) == expected
     assert info["description"] and info["mime_type"]
     assert not entry.get("errors")
+
+
+NO_SYSTEM_LIBMAGIC = """
+import ctypes, ctypes.util, json, sys
+ctypes.util.find_library = lambda name: None
+original = ctypes.CDLL.__init__
+def without_system_libmagic(self, name, *args, **kwargs):
+    if name and "magic" in str(name) and "/" not in str(name):
+        raise OSError("no system libmagic")
+    original(self, name, *args, **kwargs)
+ctypes.CDLL.__init__ = without_system_libmagic
+from worker.analysis import identify
+from tests.support.samples_identify import png
+json.dump(identify.identify(png()), sys.stdout)
+"""
+
+
+def test_without_a_system_libmagic_the_pylibmagic_copy_identifies(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", NO_SYSTEM_LIBMAGIC], cwd=root, capture_output=True, check=True, timeout=60
+    )
+    identity = json.loads(done.stdout)
+    assert (identity["file_type"], identity["file_subtype"]) == ("Image", "PNG")
+    assert identity["description"].startswith("PNG image data")
