@@ -44,7 +44,10 @@ class FileKind:
 
     def matches(self, head: bytes, mime_type: str, description: str) -> bool:
         for signature in self.magic:
-            if all(head[offset : offset + len(value)] == value for offset, value in signature):
+            for offset, value in signature:
+                if not head.startswith(value, offset):
+                    break
+            else:
                 return True
         for wanted in self.mime:
             if wanted.endswith(("/", "*")):
