@@ -27,6 +27,7 @@ def _magic() -> tuple[Any, Any]:
         # pylibmagic first points ctypes and $MAGIC at that copy; then python-magic finds it.
         import pylibmagic  # noqa: F401
 
+        # isort: split
         import magic
     return magic.Magic(mime=True), magic.Magic()
 
