@@ -7,11 +7,18 @@ each with the (file_type, file_subtype) it must be identified as.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import importlib.util
+import marshal
+import pickle
+import sqlite3
 import struct
+import tempfile
+import uuid
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.support.samples import ole_bytes, plain_pdf, tar_bytes, zip_bytes
 
@@ -166,8 +173,6 @@ def ole_with_clsid(streams: dict[str, bytes], clsid: str) -> bytes:
     data = bytearray(ole_bytes(streams))
     # Root entry: the first directory entry, in sector 1 (after the header and the FAT sector).
     root = 512 + 512
-    import uuid
-
     data[root + 80 : root + 96] = uuid.UUID(clsid).bytes_le
     return bytes(data)
 
@@ -192,8 +197,6 @@ def summary_information(title: str, application: str) -> bytes:
         table += struct.pack("<II", property_id, offset + len(values))
         values += value
     section = struct.pack("<II", offset + len(values), len(properties)) + table + values
-    import uuid
-
     fmtid = uuid.UUID("f29f85e0-4ff9-1068-ab91-08002b27b3d9").bytes_le
     header = struct.pack("<HHI", 0xFFFE, 0, 0x00020006) + b"\0" * 16 + struct.pack("<I", 1)
     return header + fmtid + struct.pack("<I", 48) + section
@@ -264,8 +267,6 @@ def webassembly() -> bytes:
 
 def python_bytecode() -> bytes:
     """A .pyc of the running Python: its magic number, flags, then a marshalled code object."""
-    import marshal
-
     code = compile("print('hello')\n", "hello.py", "exec")
     return importlib.util.MAGIC_NUMBER + b"\0" * 12 + marshal.dumps(code)
 
@@ -289,8 +290,6 @@ def java_serialized() -> bytes:
 
 
 def python_pickle() -> bytes:
-    import pickle
-
     return pickle.dumps({"key": list(range(10))}, protocol=4)
 
 
@@ -353,8 +352,6 @@ def djvu() -> bytes:
 
 
 def onenote() -> bytes:
-    import uuid
-
     return uuid.UUID("7b5c52e4-d88c-4da7-aeb1-5378d02996d3").bytes_le + filler(512)
 
 
@@ -668,8 +665,6 @@ def midi() -> bytes:
 
 
 def asf() -> bytes:
-    import uuid
-
     header = uuid.UUID("75b22630-668e-11cf-a6d9-00aa0062ce6c").bytes_le
     return header + struct.pack("<QIBB", 30, 0, 1, 2) + filler(64)
 
@@ -815,10 +810,6 @@ def pcf_font() -> bytes:
 
 
 def sqlite_database() -> bytes:
-    import sqlite3
-    import tempfile
-    from pathlib import Path
-
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "sample.sqlite"
         connection = sqlite3.connect(path)
@@ -936,8 +927,6 @@ def wim_image() -> bytes:
 
 
 def uefi_volume() -> bytes:
-    import uuid
-
     guid = uuid.UUID("8c8ce578-8a3d-4f1c-9935-896185c32dd3").bytes_le
     return (
         b"\0" * 16
@@ -983,8 +972,6 @@ def device_tree() -> bytes:
 
 
 def pem(label: str, body: bytes | None = None) -> Builder:
-    import base64
-
     def build() -> bytes:
         data = base64.encodebytes(body if body is not None else filler(300)).replace(b"\n", b"")
         lines = [data[i : i + 64] for i in range(0, len(data), 64)]
@@ -996,21 +983,18 @@ def pem(label: str, body: bytes | None = None) -> Builder:
 
 
 def der_certificate() -> bytes:
-    """An X.509 certificate in DER, built with the `cryptography` package when available."""
-    import base64
-
+    """A real X.509 certificate in DER."""
     return base64.b64decode(CERTIFICATE_B64)
 
 
-# A self-signed certificate for CN=scanhub-test (RSA 1024, 2024), for DER and PEM samples.
+# A self-signed certificate for CN=scanhub-test (ECDSA P-256, made with `openssl req -x509`), in DER.
 CERTIFICATE_B64 = (
-    "MIIBszCCARygAwIBAgIUYJxA4Zt9dPbs+jyzLp/rTmjtKnQwDQYJKoZIhvcNAQELBQAwFzEVMBMGA1UEAwwMc2Nh"
-    "bmh1Yi10ZXN0MB4XDTI0MDEwMTAwMDAwMFoXDTM0MDEwMTAwMDAwMFowFzEVMBMGA1UEAwwMc2Nhbmh1Yi10ZXN0"
-    "MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQC7kB2pSlB0v0q6lS0jvZb+fEi0vP7pXrSNdZYk6sO7VhY/ytJX"
-    "d0n3p0nKfDTcX2AKeGxvuS8WpoZbgV0hHgYl5uOl3gaZ6u0Lg2iWz0K0QmIOB2p+7vO6c9XrJQbwS7Ccov8XVIjT"
-    "M5dGLrYnNLAaL8+K3Uq0S+K8wC0Ycx5bOwIDAQABMA0GCSqGSIb3DQEBCwUAA4GBAF4zp2KxTlnW3wkV7rtMkTdz"
-    "2u8Fm6Ug2xjA3H8ZK0aZ2z4K7o8h6X0kzfuyHfQdRUnO8xPZyk5ZCgDNUkH5dXxf0+U7nF2l9n7vH0HlJ8O8Vbje"
-    "uWk5Wbtd2oeC6Yfh1y0w6JrfQa9jWl8dJZx5Nqf8ZrWuTk2CnYpKj9wNCqXa"
+    "MIIBgjCCASmgAwIBAgIUCeWVrBcwleFjnG2eUqGoKKloevMwCgYIKoZIzj0EAwIwFzEVMBMGA1UEAwwMc2Nhbmh1"
+    "Yi10ZXN0MB4XDTI2MTEyMzIwMjQyOVoXDTM2MTEyMDIwMjQyOVowFzEVMBMGA1UEAwwMc2Nhbmh1Yi10ZXN0MFkw"
+    "EwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEIhRAwn4DSGDW+4KhKa/amUg/VQmgsFF69bFj2/VSs6GxyDifEqvXPPx9"
+    "N0ximYXhpaCj6niGvrWjowbgJarKwqNTMFEwHQYDVR0OBBYEFEDANUt4uahG57V2J/FcVnF1tNMOMB8GA1UdIwQY"
+    "MBaAFEDANUt4uahG57V2J/FcVnF1tNMOMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDRwAwRAIgPbE7/ERm"
+    "Id861iw5L0u2UIoraYt1evhhtjAeq3/u3O0CIAD5urVAuS3eDxETJV0N+9nG/Iqg+3gBQsE0tja8jA2d"
 )
 
 
@@ -1028,8 +1012,6 @@ def java_keystore() -> bytes:
 
 
 def lnk_shortcut() -> bytes:
-    import uuid
-
     header = struct.pack("<I", 0x4C) + uuid.UUID("00021401-0000-0000-c000-000000000046").bytes_le
     header += struct.pack("<II", 0x81, 0x20) + b"\0" * 24 + struct.pack("<IIIHH", 0, 0, 1, 0, 0) + b"\0" * 8
     return header + struct.pack("<H", 0) + b"\0" * 64
@@ -1337,7 +1319,7 @@ IDENTIFICATION_SAMPLES: list[tuple[str, str, Builder]] = [
     ("Firmware", "AndroidBoot", android_boot),
     ("Firmware", "DTB", device_tree),
     # Certificates and keys
-    ("Certificate", "PEM", pem("CERTIFICATE")),
+    ("Certificate", "PEM", pem("CERTIFICATE", base64.b64decode(CERTIFICATE_B64))),
     ("Certificate", "CSR", pem("CERTIFICATE REQUEST")),
     ("Certificate", "CRL", pem("X509 CRL")),
     ("Certificate", "PKCS7", pem("PKCS7")),

@@ -10,6 +10,7 @@ import functools
 import gzip
 import io
 import lzma
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -169,8 +170,6 @@ def ole_class(head: bytes) -> tuple[str, str] | None:
     root = (first_directory_sector + 1) * sector_size
     if sector_size not in (512, 4096) or root + 96 > len(head):
         return None
-    import uuid
-
     class_id = str(uuid.UUID(bytes_le=head[root + 80 : root + 96]))
     return OLE_CLASS_IDS.get(class_id)
 
