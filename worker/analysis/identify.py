@@ -1,6 +1,7 @@
 """File identification: libmagic's MIME type and description and our signatures, mapped by the
-table in `filetypes.py` to report types; then refined by our own checks on the file (PE/ELF
-subtypes, what a ZIP holds, scripts, compressed tarballs)."""
+table in `filetypes.py` to report types; then refined by our own checks on the file (PE, ELF
+and Mach-O subtypes, the class id of an OLE file, what a ZIP holds, scripts, compressed
+tarballs)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import io
 import itertools
 import lzma
 import struct
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import pyzipper
 
 from worker.analysis.context import Analyzer, FileContext, Findings
 from worker.analysis.extractors.zipdirectory import StreamingZipFile
-from worker.analysis.filetypes import classify_kind
+from worker.analysis.filetypes import SHEBANG_KINDS, classify_kind
 
 
 @functools.cache
@@ -27,9 +29,12 @@ def _magic() -> tuple[Any, Any]:
     try:
         import magic
     except ImportError:
-        # No system libmagic: use the copy that the pylibmagic wheel carries.
-        import magic
+        # No system libmagic: use the copy that the pylibmagic wheel carries. Importing
+        # pylibmagic first points ctypes and $MAGIC at that copy; then python-magic finds it.
         import pylibmagic  # noqa: F401
+
+        # isort: split
+        import magic
     return magic.Magic(mime=True), magic.Magic()
 
 
@@ -54,32 +59,69 @@ def identify(head: bytes) -> dict[str, str]:
 
 # Our own checks where libmagic is vague: containers, executables and scripts.
 MACHO_MAGICS = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe")
+MACHO_FILE_TYPES = {1: "Object", 2: "Exe", 6: "Library", 8: "Bundle"}
 SCRIPT_SUFFIXES = {
     ".ps1": "PowerShell",
     ".psm1": "PowerShell",
+    ".psd1": "PowerShell",
     ".vbs": "VBScript",
     ".vbe": "VBScript",
     ".js": "JavaScript",
     ".jse": "JavaScript",
+    ".mjs": "JavaScript",
     ".bat": "Batch",
     ".cmd": "Batch",
     ".sh": "Shell",
+    ".bash": "Shell",
     ".py": "Python",
+    ".pyw": "Python",
+    ".pl": "Perl",
+    ".pm": "Perl",
+    ".rb": "Ruby",
+    ".php": "PHP",
+    ".lua": "Lua",
+    ".tcl": "Tcl",
+    ".awk": "AWK",
     ".hta": "HTML",
+    ".csv": "CSV",
+    ".ini": "INI",
+    ".inf": "INI",
+    ".service": "INI",
+    ".desktop": "INI",
+    ".cfg": "INI",
+    ".toml": "TOML",
+    ".css": "CSS",
+    ".rst": "RST",
+    ".md": "Markdown",
+    ".markdown": "Markdown",
+    ".yml": "YAML",
+    ".yaml": "YAML",
+    ".sql": "SQL",
 }
-SHEBANG_INTERPRETERS = (
-    (b"python", "Python"),
-    (b"perl", "Perl"),
-    (b"ruby", "Ruby"),
-    (b"node", "JavaScript"),
-    (b"pwsh", "PowerShell"),
-    (b"sh", "Shell"),
-)
+# Text kinds that libmagic names itself: a suffix does not override them (a .txt holding
+# C source stays C), only generic text is refined by a suffix or by what the text says.
+GENERIC_TEXT = ("None", "CSV")
 # Names looked at to tell OOXML, JAR and APK apart; a hostile directory may hold far more.
 ZIP_NAMES_READ = 5000
 OOXML_KINDS = (("word/", "Word"), ("xl/", "Excel"), ("ppt/", "PowerPoint"))
 IMAGE_FILE_DLL = 0x2000
 COM_DESCRIPTOR_DIRECTORY = 14
+SUBSYSTEM_NATIVE = 1
+SUBSYSTEMS_EFI = (10, 11, 12, 13)
+OLE_MAGIC = bytes.fromhex("D0CF11E0A1B11AE1")
+# Root-storage class ids (as stored, little-endian GUIDs) of OLE files libmagic may call
+# plain "Composite Document File": installers and Office documents.
+OLE_CLASS_IDS = {
+    "000c1084-0000-0000-c000-000000000046": ("Installer", "MSI"),
+    "000c1086-0000-0000-c000-000000000046": ("Installer", "MSI"),  # patch (.msp)
+    "000c1082-0000-0000-c000-000000000046": ("Installer", "MSI"),  # transform (.mst)
+    "00020906-0000-0000-c000-000000000046": ("Document", "Word"),
+    "00020900-0000-0000-c000-000000000046": ("Document", "Word"),
+    "00020820-0000-0000-c000-000000000046": ("Document", "Excel"),
+    "00020810-0000-0000-c000-000000000046": ("Document", "Excel"),
+    "64818d10-4f9b-11cf-86ea-00aa00b929e8": ("Document", "PowerPoint"),
+    "64818d11-4f9b-11cf-86ea-00aa00b929e8": ("Document", "PowerPoint"),
+}
 
 
 def pe_subtype(head: bytes) -> tuple[str, list[str]] | None:
@@ -98,9 +140,45 @@ def pe_subtype(head: bytes) -> tuple[str, list[str]] | None:
     if com_entry + 8 <= len(head):
         dotnet = int.from_bytes(head[com_entry : com_entry + 4], "little") != 0
     is_dll = bool(characteristics & IMAGE_FILE_DLL)
+    subsystem = int.from_bytes(head[optional + 68 : optional + 70], "little")
     tags = (["dll"] if is_dll else ["exe"]) + (["dotnet"] if dotnet else [])
-    subtype = ("DLL" if is_dll else "Exe") if not dotnet else (".NET DLL" if is_dll else ".NET Exe")
+    if dotnet:
+        subtype = ".NET DLL" if is_dll else ".NET Exe"
+    elif subsystem == SUBSYSTEM_NATIVE:
+        subtype, tags = "Driver", [*tags, "driver"]
+    elif subsystem in SUBSYSTEMS_EFI:
+        subtype, tags = "EFI", [*tags, "efi"]
+    else:
+        subtype = "DLL" if is_dll else "Exe"
     return subtype, tags
+
+
+def mz_subtype(head: bytes) -> tuple[str, str] | None:
+    """A DOS-header file that is not PE: 16-bit Windows (NE) or plain DOS."""
+    if len(head) < 64 or not head.startswith(b"MZ"):
+        return None
+    offset = int.from_bytes(head[0x3C:0x40], "little")
+    if head[offset : offset + 2] == b"NE":
+        return "DOS", "NE"
+    return None
+
+
+def macho_subtype(head: bytes) -> str:
+    order = "little" if head[:4] in (b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe") else "big"
+    return MACHO_FILE_TYPES.get(int.from_bytes(head[12:16], order), "Exe")  # type: ignore[arg-type]
+
+
+def ole_class(head: bytes) -> tuple[str, str] | None:
+    """What the class id of an OLE file's root storage says it is (MSI, Word...), if known."""
+    if not head.startswith(OLE_MAGIC) or len(head) < 512:
+        return None
+    sector_size = 1 << int.from_bytes(head[0x1E:0x20], "little")
+    first_directory_sector = int.from_bytes(head[0x30:0x34], "little")
+    root = (first_directory_sector + 1) * sector_size
+    if sector_size not in (512, 4096) or root + 96 > len(head):
+        return None
+    class_id = str(uuid.UUID(bytes_le=head[root + 80 : root + 96]))
+    return OLE_CLASS_IDS.get(class_id)
 
 
 def elf_subtype(head: bytes) -> str | None:
@@ -137,13 +215,24 @@ def zip_subtype(path: Path) -> tuple[str, str, list[str]] | None:
     return None
 
 
-def script_subtype(head: bytes, file_name: str) -> str | None:
+def shebang_subtype(first_line: bytes) -> str:
+    """The Text subtype a shebang line's interpreter means (`#!/usr/bin/env python3` -> Python)."""
+    words = first_line[2:].decode("latin-1").split()
+    if words and words[0].rsplit("/", 1)[-1] == "env":
+        words = [word for word in words[1:] if not word.startswith("-") and "=" not in word]
+    if not words:
+        return "Shell"
+    interpreter = words[0].rsplit("/", 1)[-1].rstrip("0123456789.")
+    return SHEBANG_KINDS.get(interpreter, "Shell")
+
+
+def script_subtype(head: bytes, file_name: str, generic: bool) -> str | None:
+    """The script language of a text file: shebang, then suffix or content cues for generic text."""
     first_line = head.split(b"\n", 1)[0]
     if first_line.startswith(b"#!"):
-        for needle, kind in SHEBANG_INTERPRETERS:
-            if needle in first_line:
-                return kind
-        return "Shell"
+        return shebang_subtype(first_line)
+    if not generic:
+        return None
     suffix = Path(file_name).suffix.lower()
     if suffix in SCRIPT_SUFFIXES:
         return SCRIPT_SUFFIXES[suffix]
@@ -183,15 +272,21 @@ def refine(context: FileContext) -> Findings:
     tags: list[str] = []
     if head.startswith(b"MZ") and (pe := pe_subtype(head)) is not None:
         found, tags = ("PE", pe[0]), pe[1]
+    elif head.startswith(b"MZ") and (dos := mz_subtype(head)) is not None:
+        found = dos
     elif head.startswith(b"\x7fELF") and (elf := elf_subtype(head)) is not None:
         found = ("ELF", elf)
     elif head[:4] in MACHO_MAGICS:
-        found = ("MachO", "Exe")
+        found = ("MachO", macho_subtype(head))
     elif b"%PDF-" in head[:1024]:
         found = ("Document", "PDF")
+    elif head.startswith(OLE_MAGIC) and (ole := ole_class(head)) is not None:
+        found = ole
     elif head.startswith(b"PK\x03\x04") and (zipped := zip_subtype(context.path)) is not None:
         found, tags = (zipped[0], zipped[1]), zipped[2]
-    elif identity["file_type"] == "Text" and (script := script_subtype(head, context.file_name)):
+    elif identity["file_type"] == "Text" and (
+        script := script_subtype(head, context.file_name, identity["file_subtype"] in GENERIC_TEXT)
+    ):
         found, tags = ("Text", script), ["script"]
     elif identity["file_type"] == "Archive" and holds_tar(head, identity["file_subtype"]):
         tags = ["compressed-tar"]
