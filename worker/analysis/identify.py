@@ -44,10 +44,12 @@ MAGIC_BYTES = 16 * 1024
 
 
 def identify(head: bytes) -> dict[str, str]:
-    """Identify a file from its first bytes (libmagic needs no more than that)."""
+    """Identify a file from its first bytes: libmagic reads `MAGIC_BYTES` of them, the table's
+    signatures all of `head` (an ISO 9660 volume descriptor sits at 32 KiB)."""
     by_mime, by_description = _magic()
-    mime_type = by_mime.from_buffer(head) if head else "inode/x-empty"
-    description = by_description.from_buffer(head) if head else "empty"
+    magic_head = head[:MAGIC_BYTES]
+    mime_type = by_mime.from_buffer(magic_head) if head else "inode/x-empty"
+    description = by_description.from_buffer(magic_head) if head else "empty"
     file_type, file_subtype = classify_kind(head, mime_type, description)
     return {
         "file_type": file_type,
