@@ -104,7 +104,9 @@ KINDS: tuple[FileKind, ...] = (
     FileKind("Archive", "LZMA", at0(b"\x5d\x00\x00"), ("application/x-lzma",)),
     FileKind("Archive", "COMPRESS", at0(b"\x1f\x9d"), ("application/x-compress",)),
     FileKind("Archive", "ARJ", at0(b"\x60\xea"), ("application/x-arj",)),
-    FileKind("Archive", "LZH", (sig((2, b"-l"), (6, b"-")),), ("application/x-lzh-compressed", "application/x-lha")),
+    FileKind(
+        "Archive", "LZH", (sig((2, b"-l"), (6, b"-")),), ("application/x-lzh-compressed", "application/x-lha")
+    ),
     FileKind("Archive", "7ZIP", at0(b"7z\xbc\xaf\x27\x1c"), ("application/x-7z-compressed",)),
     FileKind(
         "Archive",

@@ -237,8 +237,10 @@ def decode_huffman(read: Callable[[int], bytes], size: int, method: Method) -> I
         else:
             length = code - (LITERALS - THRESHOLD)
             position_code = position_table.decode(bits)
-            distance = position_code if position_code <= 1 else (1 << (position_code - 1)) + bits.take(
-                position_code - 1
+            distance = (
+                position_code
+                if position_code <= 1
+                else (1 << (position_code - 1)) + bits.take(position_code - 1)
             )
             length = min(length, size - produced)
             history.copy(distance, length)

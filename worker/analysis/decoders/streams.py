@@ -20,7 +20,7 @@ import lz4.frame
 from worker.analysis.decoders import lzw
 
 try:  # the standard library's from Python 3.14
-    from compression import zstd  # type: ignore[import-not-found]
+    from compression import zstd
 except ImportError:
     from backports import zstd
 
@@ -66,22 +66,42 @@ class GeneratedStream(io.RawIOBase):
         return self.position
 
 
-def open_compress(source: BinaryIO) -> BinaryIO:
-    return io.BufferedReader(GeneratedStream(lzw.decompress(source.read)), 64 * 1024)  # type: ignore[return-value]
+def open_gzip(source: BinaryIO) -> BinaryIO:
+    return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[return-value]
+
+
+def open_bzip2(source: BinaryIO) -> BinaryIO:
+    return bz2.BZ2File(source, "rb")  # type: ignore[return-value]
+
+
+def open_xz(source: BinaryIO) -> BinaryIO:
+    return lzma.LZMAFile(source, "rb")  # type: ignore[return-value]
+
+
+def open_lzma_alone(source: BinaryIO) -> BinaryIO:
+    return lzma.LZMAFile(source, "rb", format=lzma.FORMAT_ALONE)  # type: ignore[return-value]
 
 
 def open_zstd(source: BinaryIO) -> BinaryIO:
     options = {zstd.DecompressionParameter.window_log_max: ZSTD_MAX_WINDOW_LOG}
-    return zstd.ZstdFile(source, "rb", options=options)  # type: ignore[return-value]
+    return zstd.ZstdFile(source, "rb", options=options)
+
+
+def open_lz4(source: BinaryIO) -> BinaryIO:
+    return lz4.frame.LZ4FrameFile(source, "rb")
+
+
+def open_compress(source: BinaryIO) -> BinaryIO:
+    return io.BufferedReader(GeneratedStream(lzw.decompress(source.read)), 64 * 1024)
 
 
 OPENERS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
-    "GZIP": lambda source: gzip.GzipFile(fileobj=source, mode="rb"),  # type: ignore[return-value]
-    "BZIP2": lambda source: bz2.BZ2File(source, "rb"),  # type: ignore[return-value]
-    "XZ": lambda source: lzma.LZMAFile(source, "rb"),  # type: ignore[return-value]
-    "LZMA": lambda source: lzma.LZMAFile(source, "rb", format=lzma.FORMAT_ALONE),  # type: ignore[return-value]
+    "GZIP": open_gzip,
+    "BZIP2": open_bzip2,
+    "XZ": open_xz,
+    "LZMA": open_lzma_alone,
     "ZSTD": open_zstd,
-    "LZ4": lambda source: lz4.frame.LZ4FrameFile(source, "rb"),  # type: ignore[return-value]
+    "LZ4": open_lz4,
     "COMPRESS": open_compress,
 }
 # What a damaged or truncated stream raises, whatever its format (lz4 says RuntimeError).

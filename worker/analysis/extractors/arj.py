@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 from worker.analysis.context import Analyzer, FileContext, Findings, hit
 from worker.analysis.decoders import lzhuff
+from worker.analysis.extractors import lzh
 from worker.analysis.extractors.members import bounded_reader, write_member
 
 HEADER_ID = b"\x60\xea"
@@ -84,7 +85,7 @@ def read_header(handle: BinaryIO) -> Header | None:
 def decoded(header: Header, handle: BinaryIO) -> Iterator[bytes]:
     read = bounded_reader(handle, header.packed)
     if header.method == STORED:
-        return iter(lambda: read(1024 * 1024), b"")
+        return lzh.stored(read)
     if header.method == FASTEST:
         return lzhuff.decode_fast(read, header.size)
     return lzhuff.decode_huffman(read, header.size, lzhuff.ARJ)
@@ -109,7 +110,9 @@ def extract(context: FileContext) -> Findings:
             try:
                 header = read_header(handle)
             except HeaderError as error:
-                errors.append(f"ARJ header at offset {offset} unreadable ({error}); members after it not read")
+                errors.append(
+                    f"ARJ header at offset {offset} unreadable ({error}); members after it not read"
+                )
                 break
             if header is None:
                 break
@@ -125,7 +128,13 @@ def extract(context: FileContext) -> Findings:
                 context.skip(header.name, f"unsupported method {header.method}")
             else:
                 damage = write_member(
-                    context, header.name, decoded(header, handle), header.packed, header.size, crc32, header.crc
+                    context,
+                    header.name,
+                    decoded(header, handle),
+                    header.packed,
+                    header.size,
+                    crc32,
+                    header.crc,
                 )
                 if damage:
                     errors.append(damage)

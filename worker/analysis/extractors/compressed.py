@@ -1,4 +1,4 @@
-"""Single-stream decompressors: gzip, bzip2, xz, LZMA alone, Zstandard, LZ4 frames and compress (.Z), each giving one child.
+"""Single-stream decompressors: gzip, bzip2, xz, LZMA alone, Zstandard, LZ4 and .Z, each giving one child.
 
 The child's name comes from the file's (`report.pdf.gz` gives `report.pdf`). The stream is
 decoded one block at a time into the child writer, so the limits stop a bomb while it

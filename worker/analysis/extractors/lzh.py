@@ -8,7 +8,7 @@ header at a time and decodes each member in bounded blocks (`decoders.lzhuff`).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -141,6 +141,11 @@ def read_member(handle: BinaryIO) -> Member | None:
     return Member(method, full or "unnamed", packed, size, crc)
 
 
+def stored(read: Callable[[int], bytes]) -> Iterator[bytes]:
+    while block := read(1024 * 1024):
+        yield block
+
+
 def extract(context: FileContext) -> Findings:
     errors: list[str] = []
     with context.path.open("rb") as handle:
@@ -150,7 +155,9 @@ def extract(context: FileContext) -> Findings:
             try:
                 member = read_member(handle)
             except HeaderError as error:
-                errors.append(f"LHA header at offset {offset} unreadable ({error}); members after it not read")
+                errors.append(
+                    f"LHA header at offset {offset} unreadable ({error}); members after it not read"
+                )
                 break
             if member is None:
                 break
@@ -162,7 +169,7 @@ def extract(context: FileContext) -> Findings:
             read = bounded_reader(handle, member.packed)
             blocks: Iterator[bytes]
             if member.method in STORED_METHODS:
-                blocks = iter(lambda: read(1024 * 1024), b"")
+                blocks = stored(read)
             elif member.method in HUFFMAN_METHODS:
                 blocks = lzhuff.decode_huffman(read, member.size, HUFFMAN_METHODS[member.method])
             else:

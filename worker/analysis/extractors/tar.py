@@ -1,4 +1,4 @@
-"""TAR extractor: v7, ustar, GNU (long names, sparse files) and pax tarballs, plain or compressed, in one level.
+"""TAR extractor: v7, ustar, GNU (long names, sparse) and pax tarballs, plain or compressed, in one level.
 
 A compressed tarball (.tgz, .tar.bz2, .tar.xz, .tar.lzma, .tar.zst, .tar.lz4, .tar.Z) is
 read through its decompressor straight into its members, so the tarball inside is not
@@ -49,7 +49,7 @@ def walk(context: FileContext, stream: BinaryIO) -> list[str]:
                     errors.append(damage)
                 break
             # tarfile keeps every header it has read (for links, which are skipped here).
-            archive.members.clear()
+            archive.members.clear()  # type: ignore[attr-defined]
             if member.isdir():
                 continue
             context.extraction.members += 1
