@@ -192,9 +192,9 @@ class History:
 
     def copy(self, distance: int, length: int) -> None:
         out = self.out
-        start = len(out) - distance - 1
-        if start < len(out) - self.keep - 1 or start < 0:
+        if distance >= self.keep:
             raise DecodeError("match reaches past the dictionary")
+        start = len(out) - distance - 1  # the history always holds `keep` bytes
         if distance + 1 >= length:
             out += out[start : start + length]
         else:
