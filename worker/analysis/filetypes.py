@@ -195,6 +195,15 @@ KINDS: tuple[FileKind, ...] = (
     FileKind("Archive", "GZIP", at0(b"\x1f\x8b"), ("application/gzip", "application/x-gzip")),
     FileKind("Archive", "BZIP2", at0(b"BZh"), ("application/x-bzip2",)),
     FileKind("Archive", "XZ", at0(b"\xfd7zXZ\x00"), ("application/x-xz",)),
+    FileKind("Archive", "ZSTD", at0(b"\x28\xb5\x2f\xfd"), ("application/zstd",)),
+    FileKind("Archive", "LZ4", at0(b"\x04\x22\x4d\x18"), ("application/x-lz4",)),
+    # .lzma ("LZMA alone"): properties byte 0x5D (the usual lc/lp/pb), then the dictionary size.
+    FileKind("Archive", "LZMA", at0(b"\x5d\x00\x00"), ("application/x-lzma",)),
+    FileKind("Archive", "COMPRESS", at0(b"\x1f\x9d"), ("application/x-compress",)),
+    FileKind("Archive", "ARJ", at0(b"\x60\xea"), ("application/x-arj",)),
+    FileKind(
+        "Archive", "LZH", (sig((2, b"-l"), (6, b"-")),), ("application/x-lzh-compressed", "application/x-lha")
+    ),
     FileKind("Archive", "7ZIP", at0(b"7z\xbc\xaf\x27\x1c"), ("application/x-7z-compressed",)),
     FileKind(
         "Archive",

@@ -1,17 +1,14 @@
 """File identification: libmagic's MIME type and description and our signatures, mapped by the
 table in `filetypes.py` to report types; then refined by our own checks on the file (PE, ELF
 and Mach-O subtypes, the class id of an OLE file, what a ZIP holds, scripts, compressed
-tarballs)."""
+tarballs of every flavour)."""
 
 from __future__ import annotations
 
-import bz2
 import functools
-import gzip
-import io
 import itertools
-import lzma
 import struct
+import tarfile
 import uuid
 import zipfile
 from pathlib import Path
@@ -20,6 +17,7 @@ from typing import Any
 import pyzipper
 
 from worker.analysis.context import Analyzer, FileContext, Findings
+from worker.analysis.decoders.streams import STREAM_ERRORS, open_stream
 from worker.analysis.extractors.zipdirectory import StreamingZipFile
 from worker.analysis.filetypes import SHEBANG_KINDS, classify_kind
 
@@ -246,25 +244,33 @@ def script_subtype(head: bytes, file_name: str, generic: bool) -> str | None:
     return None
 
 
-TAR_MAGIC_OFFSET = 257
-COMPRESSED_TAR_OPENERS: dict[str, Any] = {
-    "GZIP": lambda buffer: gzip.GzipFile(fileobj=buffer),
-    "BZIP2": bz2.BZ2File,
-    "XZ": lzma.LZMAFile,
-}
+COMPRESSED_KINDS = ("GZIP", "BZIP2", "XZ", "LZMA", "ZSTD", "LZ4", "COMPRESS")
 
 
-def holds_tar(head: bytes, compression: str) -> bool:
-    """Whether a compressed stream starts with a tar header (a .tgz, .tar.bz2, .tar.xz...)."""
-    opener = COMPRESSED_TAR_OPENERS.get(compression)
-    if opener is None:
+def is_tar_header(block: bytes) -> bool:
+    """Whether a 512-byte block is a tar header of any flavour (v7, ustar, GNU, pax): its checksum holds."""
+    if len(block) != tarfile.BLOCKSIZE or not block.strip(b"\0"):
         return False
     try:
-        with opener(io.BytesIO(head)) as stream:
-            block = stream.read(512)
-    except (OSError, EOFError, lzma.LZMAError, ValueError):
+        tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.HeaderError:
         return False
-    return len(block) == 512 and block[TAR_MAGIC_OFFSET : TAR_MAGIC_OFFSET + 5] == b"ustar"
+    return True
+
+
+def holds_tar(path: Path, compression: str) -> bool:
+    """Whether a compressed stream starts with a tar header (a .tgz, .tar.zst, .tar.Z...).
+
+    Only the first 512 decompressed bytes are decoded: at most one block of the format.
+    """
+    if compression not in COMPRESSED_KINDS:
+        return False
+    try:
+        with path.open("rb") as raw, open_stream(compression, raw) as stream:
+            block = stream.read(tarfile.BLOCKSIZE)
+    except STREAM_ERRORS:
+        return False
+    return is_tar_header(block)
 
 
 def refine(context: FileContext) -> Findings:
@@ -290,7 +296,7 @@ def refine(context: FileContext) -> Findings:
         script := script_subtype(head, context.file_name, identity["file_subtype"] in GENERIC_TEXT)
     ):
         found, tags = ("Text", script), ["script"]
-    elif identity["file_type"] == "Archive" and holds_tar(head, identity["file_subtype"]):
+    elif identity["file_type"] == "Archive" and holds_tar(context.path, identity["file_subtype"]):
         tags = ["compressed-tar"]
     if found is None or found == (identity["file_type"], identity["file_subtype"]):
         return {"tags": tags} if tags else {}

@@ -1,28 +1,28 @@
-"""Single-stream decompressors: gzip, bzip2 and xz, each giving one child.
+"""Single-stream decompressors: gzip, bzip2, xz, LZMA alone, Zstandard, LZ4 and .Z, each giving one child.
 
-The child's name comes from the file's (`report.pdf.gz` gives `report.pdf`). A truncated
-stream still yields what came before the damage, with an error saying where it stopped.
+The child's name comes from the file's (`report.pdf.gz` gives `report.pdf`). The stream is
+decoded one block at a time into the child writer, so the limits stop a bomb while it
+expands. A truncated stream still yields what came before the damage, with an error
+saying where it stopped.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
-import zlib
-from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Any
 
 from worker.analysis.context import Analyzer, FileContext, Findings, LimitReached
+from worker.analysis.decoders.streams import STREAM_ERRORS, open_stream
 
 SUFFIXES = {
     "GZIP": {".gz": "", ".tgz": ".tar", ".gzip": ""},
     "BZIP2": {".bz2": "", ".tbz2": ".tar", ".tbz": ".tar"},
     "XZ": {".xz": "", ".txz": ".tar"},
+    "LZMA": {".lzma": "", ".tlz": ".tar"},
+    "ZSTD": {".zst": "", ".zstd": "", ".tzst": ".tar"},
+    "LZ4": {".lz4": ""},
+    "COMPRESS": {".z": "", ".taz": ".tar"},
 }
-OPENERS: dict[str, Callable[..., Any]] = {"GZIP": gzip.open, "BZIP2": bz2.open, "XZ": lzma.open}
-STREAM_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error)
+BLOCK = 1024 * 1024
 
 
 def child_name(file_name: str, kind: str) -> str:
@@ -37,12 +37,13 @@ def extract(context: FileContext) -> Findings:
     kind = context.identity["file_subtype"]
     name = child_name(context.file_name, kind)
     context.extraction.members = 1
-    writer = context.child_writer(name)
-    with OPENERS[kind](str(context.path), "rb") as source:
-        errors: list[str] = []
+    errors: list[str] = []
+    with context.path.open("rb") as raw:
+        writer = context.child_writer(name)
         try:
-            while block := source.read(1024 * 1024):
-                writer.write(block)
+            with open_stream(kind, raw) as source:
+                while block := source.read(BLOCK):
+                    writer.write(block)
         except LimitReached:
             writer.drop()
             raise
@@ -61,9 +62,9 @@ def is_single_stream(context: FileContext) -> bool:
 
 ANALYZER = Analyzer(
     name="decompress",
-    version="2",
+    version="3",
     run=extract,
-    accepts=("Archive/GZIP", "Archive/BZIP2", "Archive/XZ"),
+    accepts=tuple(f"Archive/{kind}" for kind in SUFFIXES),
     when=is_single_stream,
     extracts=True,
 )

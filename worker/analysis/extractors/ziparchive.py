@@ -1,17 +1,30 @@
-"""ZIP extractor (pyzipper): stored and deflated members, ZipCrypto and AES with the password list.
+"""ZIP extractor (pyzipper): stored, deflated, Deflate64, bzip2 and LZMA members; ZipCrypto and AES.
 
 pyzipper rather than zipfile because it decrypts WinZip AES, the encryption real malware
 archives use. The central directory is read one entry at a time (`zipdirectory.py`) and
 members one block at a time through the extraction budget, so neither a huge directory nor
-a lying header gets past the limits.
+a lying header gets past the limits. pyzipper inflates with a bound on each
+block's output, but decodes bzip2 and LZMA without one (a few KiB of bzip2 can make
+gigabytes at once), and knows no Deflate64: for those methods pyzipper only decrypts, and
+the data is decoded here with a bound on every block (Deflate64 by inflate64, already
+brought by py7zr). Imploded, shrunk and reduced members (PKZIP 1.x) are reported as
+skipped, unsupported.
 """
 
 from __future__ import annotations
 
+import bz2
+import copy
+import lzma
+import struct
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import inflate64
 import pyzipper
+import pyzipper.zipfile_aes
 
 from worker.analysis.context import Analyzer, FileContext, Findings, HeuristicHit, hit
 from worker.analysis.extractors.zipdirectory import StreamingZipFile
@@ -25,6 +38,119 @@ ACCEPTS = (
     "Archive/APK",
     *(f"Document/{kind}" for kind in OOXML_SUBTYPES),
 )
+
+
+DEFLATE64, BZIP2, LZMA = 9, 12, 14
+OUTPUT_BLOCK = 1024 * 1024
+INPUT_BLOCK = 64 * 1024
+# inflate64 has no output bound: a Deflate64 match of 65538 bytes costs as little as 18
+# bits, so 64 input bytes can give at most about 1.9 MiB.
+DEFLATE64_SLICE = 64
+AES_V2 = 2  # WinZip AES version 2 stores no CRC (the HMAC authenticates the data)
+
+
+class RawMember(pyzipper.zipfile_aes.AESZipExtFile):
+    """A member's stored bytes, decrypted but not decoded; its CRC is checked after decoding."""
+
+    def check_crc(self) -> None:
+        return None
+
+
+def raw_member(archive: pyzipper.AESZipFile, info: zipfile.ZipInfo, password: bytes) -> Any:
+    raw = copy.copy(info)
+    raw.compress_type = zipfile.ZIP_STORED
+    raw.file_size = info.compress_size  # read every stored byte; decoding decides the length
+    archive.zipextfile_cls = RawMember
+    try:
+        return archive.open(raw, pwd=password or None)
+    finally:
+        del archive.zipextfile_cls
+
+
+def bounded(
+    decompress: Callable[[bytes, int], bytes],
+    finished: Callable[[], bool],
+    read: Callable[[int], bytes],
+    needs_input: Callable[[], bool],
+    size: int,
+) -> Iterator[bytes]:
+    produced = 0
+    while not finished():
+        data = read(INPUT_BLOCK) if needs_input() else b""
+        if needs_input() and not data:
+            if produced >= size:  # LZMA without an end marker stops at the stated size
+                return
+            raise EOFError("compressed data ends early")
+        block = decompress(data, OUTPUT_BLOCK)
+        produced += len(block)
+        if block:
+            yield block
+
+
+def decode_bzip2(read: Callable[[int], bytes], size: int) -> Iterator[bytes]:
+    decompressor = bz2.BZ2Decompressor()
+    yield from bounded(
+        decompressor.decompress, lambda: decompressor.eof, read, lambda: decompressor.needs_input, size
+    )
+
+
+def decode_lzma(read: Callable[[int], bytes], size: int) -> Iterator[bytes]:
+    # APPNOTE 5.8.8: version (2 bytes), properties size (2), then LZMA1 properties.
+    header = read(4)
+    if len(header) < 4:
+        raise EOFError("LZMA header truncated")
+    (properties_size,) = struct.unpack_from("<H", header, 2)
+    properties = read(properties_size)
+    filters = [lzma._decode_filter_properties(lzma.FILTER_LZMA1, properties)]  # type: ignore[attr-defined]
+    decompressor = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=filters)
+    yield from bounded(
+        decompressor.decompress, lambda: decompressor.eof, read, lambda: decompressor.needs_input, size
+    )
+
+
+def decode_deflate64(read: Callable[[int], bytes], size: int) -> Iterator[bytes]:
+    inflater = inflate64.Inflater()
+    while not inflater.eof:
+        data = read(INPUT_BLOCK)
+        if not data:
+            raise EOFError("compressed data ends early")
+        for start in range(0, len(data), DEFLATE64_SLICE):
+            if block := inflater.inflate(data[start : start + DEFLATE64_SLICE]):
+                yield block
+            if inflater.eof:
+                break
+
+
+DECODERS: dict[int, Callable[[Callable[[int], bytes], int], Iterator[bytes]]] = {
+    DEFLATE64: decode_deflate64,
+    BZIP2: decode_bzip2,
+    LZMA: decode_lzma,
+}
+
+
+def checked(info: zipfile.ZipInfo, blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """The decoded blocks, then a BadZipFile if the size or the CRC is not the header's."""
+    crc = size = 0
+    for block in blocks:
+        crc = zlib.crc32(block, crc)
+        size += len(block)
+        yield block
+    if size != info.file_size:
+        raise zipfile.BadZipFile(f"{size} bytes decoded, the header says {info.file_size}")
+    if getattr(info, "wz_aes_version", None) != AES_V2 and crc != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+
+
+def extract_member(
+    context: FileContext, archive: pyzipper.AESZipFile, info: zipfile.ZipInfo, password: bytes, packed: int
+) -> None:
+    decoder = DECODERS.get(info.compress_type)
+    if decoder is None:
+        with archive.open(info, pwd=password or None) as member:
+            context.extract(info.filename, member, packed)
+        return
+    with raw_member(archive, info, password) as member:
+        context.extract(info.filename, checked(info, decoder(member.read, info.file_size)), packed)
 
 
 def is_zip(context: FileContext) -> bool:
@@ -46,18 +172,25 @@ def extract(context: FileContext) -> Findings:
             for number, (password, source) in enumerate(candidates):
                 context.check_time(f"trying passwords on {info.filename[:100]}")
                 try:
-                    with archive.open(info, pwd=password or None) as member:
-                        context.extract(info.filename, member, packed)
-                except (RuntimeError, *BAD_ZIP, zlib.error, ValueError, EOFError) as error:
+                    extract_member(context, archive, info, password, packed)
+                except NotImplementedError as error:  # a RuntimeError: caught first
+                    context.skip(info.filename, f"unsupported: {error}")
+                    break
+                except (
+                    RuntimeError,
+                    *BAD_ZIP,
+                    zlib.error,
+                    lzma.LZMAError,
+                    OSError,
+                    ValueError,
+                    EOFError,
+                ) as error:
                     if encrypted and number + 1 < len(candidates):
                         continue  # wrong password: try the next one
                     reason = "no password matched" if encrypted else f"{type(error).__name__}: {error}"
                     context.skip(info.filename, reason)
                     if encrypted:
                         locked.append(info.filename)
-                    break
-                except NotImplementedError as error:
-                    context.skip(info.filename, f"unsupported: {error}")
                     break
                 if encrypted:
                     context.extraction.password_source = source
@@ -74,4 +207,4 @@ def extract(context: FileContext) -> Findings:
     return findings
 
 
-ANALYZER = Analyzer(name="zip", version="2", run=extract, accepts=ACCEPTS, when=is_zip, extracts=True)
+ANALYZER = Analyzer(name="zip", version="3", run=extract, accepts=ACCEPTS, when=is_zip, extracts=True)

@@ -1,0 +1,1 @@
+"""Streaming decoders for compression methods no maintained library covers, each yielding bounded blocks."""
