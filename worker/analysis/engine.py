@@ -109,7 +109,7 @@ def new_entry(
     stats = content.scan(path, digests)
     errors: list[dict[str, str]] = []
     try:
-        identity = identify.identify(stats["head"][: identify.MAGIC_BYTES])
+        identity = identify.identify(stats["head"])
     except Exception as error:  # libmagic trouble must not fail the task
         log.warning("identification failed for %s: %s", path, error)
         errors.append({"analyzer": "identify", "error": str(error)})

@@ -34,10 +34,11 @@ MAGIC_BYTES = 16 * 1024
 
 
 def identify(head: bytes) -> dict[str, str]:
-    """Identify a file from its first bytes (libmagic needs no more than that)."""
+    """Identify a file from its first bytes: libmagic is given the first MAGIC_BYTES of them, our
+    signatures all of them (an ISO 9660 or UDF image says what it is at 32 KiB)."""
     by_mime, by_description = _magic()
-    mime_type = by_mime.from_buffer(head) if head else "inode/x-empty"
-    description = by_description.from_buffer(head) if head else "empty"
+    mime_type = by_mime.from_buffer(head[:MAGIC_BYTES]) if head else "inode/x-empty"
+    description = by_description.from_buffer(head[:MAGIC_BYTES]) if head else "empty"
     file_type, file_subtype = classify_kind(head, mime_type, description)
     return {
         "file_type": file_type,
