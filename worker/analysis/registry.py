@@ -9,7 +9,20 @@ from __future__ import annotations
 
 from worker.analysis import elf, fuzzy, identify, office, pdf, pe, strings, yara_scan
 from worker.analysis.context import Analyzer
-from worker.analysis.extractors import compressed, sevenzip, tar, ziparchive
+from worker.analysis.extractors import (
+    ar,
+    cabinet,
+    chm,
+    compressed,
+    cpio,
+    diskimage,
+    mscompress,
+    rar,
+    rpm,
+    sevenzip,
+    tar,
+    ziparchive,
+)
 
 ANALYZERS: tuple[Analyzer, ...] = (
     identify.ANALYZER,
@@ -25,4 +38,12 @@ ANALYZERS: tuple[Analyzer, ...] = (
     tar.ANALYZER,
     compressed.ANALYZER,
     sevenzip.ANALYZER,
+    rar.ANALYZER,
+    cabinet.ANALYZER,
+    chm.ANALYZER,
+    diskimage.ANALYZER,
+    cpio.ANALYZER,
+    ar.ANALYZER,
+    rpm.ANALYZER,
+    mscompress.ANALYZER,
 )
