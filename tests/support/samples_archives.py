@@ -67,14 +67,47 @@ def rar5_keys(password: bytes, salt: bytes, lg2_count: int) -> tuple[bytes, byte
 
 
 def rar5_bytes(
-    members: dict[str, bytes], password: bytes | None = None, directories: tuple[str, ...] = ()
+    members: dict[str, bytes],
+    password: bytes | None = None,
+    directories: tuple[str, ...] = (),
+    header_password: bytes | None = None,
 ) -> bytes:
-    out = bytearray(RAR5_SIGNATURE)
-    out += rar5_block(1, 0, vint(0))
+    """A RAR 5 archive of stored members; encrypted members with `password`, encrypted headers
+    (the file list too, as `rar -hp` does) with `header_password`."""
+    blocks = rar5_blocks(members, password, directories)
+    if header_password is None:
+        return RAR5_SIGNATURE + b"".join(blocks)
+    salt, lg2_count = b"H" * 16, 15
+    key, check = rar5_keys(header_password, salt, lg2_count)
+    crypt = vint(0) + vint(0x1) + bytes([lg2_count]) + salt + check + hashlib.sha256(check).digest()[:4]
+    out = bytearray(RAR5_SIGNATURE + rar5_block(4, 0, crypt))
+    for block in blocks:
+        header_end = block_header_size(block)
+        header, data = block[:header_end], block[header_end:]
+        iv = bytes([len(out) % 256]) * 16
+        encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+        out += iv + encryptor.update(header + bytes(-len(header) % 16)) + encryptor.finalize() + data
+    return bytes(out)
+
+
+def block_header_size(block: bytes) -> int:
+    size, shift, position = 0, 0, 4
+    while True:
+        byte = block[position]
+        size |= (byte & 0x7F) << shift
+        position, shift = position + 1, shift + 7
+        if not byte & 0x80:
+            return position + size
+
+
+def rar5_blocks(
+    members: dict[str, bytes], password: bytes | None, directories: tuple[str, ...]
+) -> list[bytes]:
+    out = [rar5_block(1, 0, vint(0))]
     for name in directories:
         encoded = name.encode()
         body = vint(0x1) + vint(0) + vint(0o40755) + vint(0) + vint(1) + vint(len(encoded)) + encoded
-        out += rar5_block(2, 0, body, data=b"")
+        out.append(rar5_block(2, 0, body, data=b""))
     for name, content in members.items():
         encoded = name.encode()
         extra = b""
@@ -90,9 +123,9 @@ def rar5_bytes(
             data = encryptor.update(padded) + encryptor.finalize()
         body = vint(0x4) + vint(len(content)) + vint(0o100644) + zlib.crc32(content).to_bytes(4, "little")
         body += vint(0) + vint(1) + vint(len(encoded)) + encoded
-        out += rar5_block(2, 0, body, extra, data)
-    out += rar5_block(5, 0, vint(0))
-    return bytes(out)
+        out.append(rar5_block(2, 0, body, extra, data))
+    out.append(rar5_block(5, 0, vint(0)))
+    return out
 
 
 # --- RAR 4 (stored members) ------------------------------------------------------------

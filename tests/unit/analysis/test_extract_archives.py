@@ -85,6 +85,22 @@ def test_encrypted_rar5_with_an_unknown_password_is_reported_skipped_not_failed(
     assert "errors" not in report[0]
 
 
+def test_rar5_with_encrypted_headers_is_listed_and_unpacked_with_a_password_from_the_list(analyze):
+    archive = rar5_bytes({"dir/eicar.com.gz": EICAR_GZ}, header_password=b"infected")
+    report = analyze(archive, "hidden.rar")
+    assert report[0]["metadata"]["archive"]["password_source"] == "default_password_list"
+    assert_eicar_found_at(report, "dir/eicar.com.gz")
+
+
+def test_rar5_with_encrypted_headers_and_an_unknown_password_is_reported_as_such(analyze):
+    report = analyze(rar5_bytes({"eicar.com.gz": EICAR_GZ}, header_password=b"nobody-knows"), "hidden.rar")
+    assert report[0]["metadata"]["archive"]["skipped"] == [
+        {"file_path": "hidden.rar", "reason": "no password matched"}
+    ]
+    assert any(item["id"] == "archive:password-unknown" for item in report[0]["indicators"])
+    assert len(report) == 1
+
+
 def test_truncated_rar_ends_as_an_error_with_the_report_intact(analyze):
     whole = rar5_bytes({"eicar.com": EICAR, "second.txt": b"x" * 500})
     report = analyze(whole[: len(whole) - 300], "cut.rar")
