@@ -211,6 +211,31 @@ KINDS: tuple[FileKind, ...] = (
         (*at0(b"Rar!\x1a\x07\x00"), *at0(b"Rar!\x1a\x07\x01\x00")),
         ("application/x-rar", "application/vnd.rar"),
     ),
+    FileKind("Archive", "CAB", at0(b"MSCF\0\0\0\0"), ("application/vnd.ms-cab-compressed",)),
+    FileKind("Archive", "CHM", at0(b"ITSF"), ("application/vnd.ms-htmlhelp",)),
+    # UDF's extended-area descriptor follows the ISO 9660 descriptors of a bridge image.
+    FileKind(
+        "Archive",
+        "UDF",
+        tuple(((sector * 2048 + 1, b"BEA01"),) for sector in range(16, 24)),
+        ("application/x-udf-image",),
+        r"^UDF filesystem",
+    ),
+    FileKind("Archive", "ISO", (((0x8001, b"CD001"),),), ("application/x-iso9660-image",)),
+    FileKind("Archive", "RPM", at0(b"\xed\xab\xee\xdb"), ("application/x-rpm",)),
+    FileKind(
+        "Archive", "DEB", (((0, b"!<arch>\ndebian-binary"),),), ("application/vnd.debian.binary-package",)
+    ),
+    FileKind("Archive", "AR", at0(b"!<arch>\n"), ("application/x-archive",)),
+    FileKind("Archive", "SZDD", at0(b"SZDD\x88\xf0\x27\x33"), ("application/x-ms-compress-szdd",)),
+    FileKind("Archive", "KWAJ", at0(b"KWAJ\x88\xf0\x27\xd1"), ("application/x-ms-compress-kwaj",)),
+    # newc, crc, odc, then binary in either byte order (a two-byte magic: last).
+    FileKind(
+        "Archive",
+        "CPIO",
+        (*at0(b"070701"), *at0(b"070702"), *at0(b"070707"), *at0(b"\xc7\x71"), *at0(b"\x71\xc7")),
+        ("application/x-cpio",),
+    ),
     # Mail and encodings
     # Scripts and text
     # A shebang names the interpreter whatever libmagic's version calls the file.

@@ -9,7 +9,22 @@ from __future__ import annotations
 
 from worker.analysis import elf, fuzzy, identify, office, pdf, pe, strings, yara_scan
 from worker.analysis.context import Analyzer
-from worker.analysis.extractors import arj, compressed, lzh, sevenzip, tar, ziparchive
+from worker.analysis.extractors import (
+    ar,
+    arj,
+    cabinet,
+    chm,
+    compressed,
+    cpio,
+    diskimage,
+    lzh,
+    mscompress,
+    rar,
+    rpm,
+    sevenzip,
+    tar,
+    ziparchive,
+)
 
 ANALYZERS: tuple[Analyzer, ...] = (
     identify.ANALYZER,
@@ -27,4 +42,12 @@ ANALYZERS: tuple[Analyzer, ...] = (
     sevenzip.ANALYZER,
     lzh.ANALYZER,
     arj.ANALYZER,
+    rar.ANALYZER,
+    cabinet.ANALYZER,
+    chm.ANALYZER,
+    diskimage.ANALYZER,
+    cpio.ANALYZER,
+    ar.ANALYZER,
+    rpm.ANALYZER,
+    mscompress.ANALYZER,
 )

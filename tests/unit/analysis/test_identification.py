@@ -17,7 +17,7 @@ from tests.support.samples_identify import (
     ole_with_clsid,
     pe_bytes,
 )
-from worker.analysis import filetypes, identify
+from worker.analysis import content, filetypes, identify
 from worker.analysis.context import FileContext
 
 SUPPORT = Path(__file__).resolve().parents[2] / "support"
@@ -45,7 +45,7 @@ def identified(data: bytes, tmp_path: Path, file_name: str = "sample") -> dict[s
     """What the engine's first two steps say: `identify` on the head, then the `refine` analyzer."""
     path = tmp_path / "sample"
     path.write_bytes(data)
-    identity = identify.identify(data[: identify.MAGIC_BYTES])
+    identity = identify.identify(data[: content.HEAD_BYTES])
     context = FileContext(
         path=path,
         file_name=file_name,
@@ -85,7 +85,7 @@ def test_every_signature_row_matches_a_sample_by_its_bytes_alone():
     """Rows with byte signatures or header patterns hold without libmagic (whatever its version)."""
     by_pair: dict[tuple[str, str], list[bytes]] = {}
     for _, (file_type, file_subtype, builder) in SAMPLES:
-        by_pair.setdefault((file_type, file_subtype), []).append(builder()[: identify.MAGIC_BYTES])
+        by_pair.setdefault((file_type, file_subtype), []).append(builder()[: content.HEAD_BYTES])
     unmatched = [
         f"{kind.file_type}/{kind.file_subtype}"
         for kind in filetypes.KINDS
