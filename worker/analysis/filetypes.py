@@ -85,6 +85,10 @@ KINDS: tuple[FileKind, ...] = (
     FileKind(
         "Document", "PowerPoint", (), ("application/vnd.openxmlformats-officedocument.presentationml*",)
     ),
+    FileKind("Document", "ODT", (), ("application/vnd.oasis.opendocument.text*",)),
+    FileKind("Document", "ODS", (), ("application/vnd.oasis.opendocument.spreadsheet*",)),
+    FileKind("Document", "ODP", (), ("application/vnd.oasis.opendocument.presentation*",)),
+    FileKind("Document", "ODF", (), ("application/vnd.oasis.opendocument.*",)),
     FileKind(
         "Document",
         "OLE",

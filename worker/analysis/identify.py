@@ -10,6 +10,7 @@ import gzip
 import io
 import lzma
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,8 @@ SHEBANG_INTERPRETERS = (
     (b"sh", "Shell"),
 )
 OOXML_KINDS = (("word/", "Word"), ("xl/", "Excel"), ("ppt/", "PowerPoint"))
+ODF_MIME_PREFIX = "application/vnd.oasis.opendocument."
+ODF_KINDS = (("text", "ODT"), ("spreadsheet", "ODS"), ("presentation", "ODP"))
 IMAGE_FILE_DLL = 0x2000
 COM_DESCRIPTOR_DIRECTORY = 14
 
@@ -125,9 +128,30 @@ def zip_subtype(path: Path) -> tuple[str, str, list[str]] | None:
             if any(name.startswith(prefix) for name in names):
                 return "Document", kind, tags
         return "Document", "OOXML", tags
+    if "mimetype" in name_set and (odf := odf_subtype(archive_mimetype(path))) is not None:
+        return "Document", odf, ["odf"]
     if "META-INF/MANIFEST.MF" in name_set or any(name.endswith(".class") for name in names[:200]):
         return "Archive", "JAR", ["jar"]
     return None
+
+
+def archive_mimetype(path: Path) -> str:
+    """The `mimetype` member of an OpenDocument package (its first 100 bytes)."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("mimetype") as member:
+            return member.read(100).decode("ascii", "replace").strip()
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, KeyError, EOFError, zlib.error):
+        return ""
+
+
+def odf_subtype(mimetype: str) -> str | None:
+    if not mimetype.startswith(ODF_MIME_PREFIX):
+        return None
+    kind = mimetype[len(ODF_MIME_PREFIX) :]
+    for prefix, subtype in ODF_KINDS:
+        if kind.startswith(prefix):
+            return subtype
+    return "ODF"
 
 
 def script_subtype(head: bytes, file_name: str) -> str | None:
