@@ -31,7 +31,8 @@ from tests.support.samples_documents import (
     xls_with_embedded_storage,
 )
 from tests.unit.analysis.conftest import by_path
-from worker.analysis.extractors import olecompound
+from worker.analysis.context import Budget, FileContext, LimitReached
+from worker.analysis.extractors import olecompound, rtf
 
 MALICIOUS = 3
 
@@ -216,8 +217,8 @@ def test_eicar_in_an_rtf_ole1_package_is_found_under_the_packaged_file_name(anal
 
 
 def test_rtf_object_of_another_class_is_given_as_its_compound_file_then_opened(analyze):
-    rtf = rtf_with_objects(ole1_object(b"Word.Document.8", ole_package_object()))
-    report = analyze(rtf, "letter.rtf")
+    document = rtf_with_objects(ole1_object(b"Word.Document.8", ole_package_object()))
+    report = analyze(document, "letter.rtf")
     storage = by_path(report, "objdata-1-Word.Document.8")
     assert kind(storage) == ("Document", "OLE")
     child = assert_found_through_a_child(report, "eicar.com")
@@ -229,6 +230,44 @@ def test_zip_hidden_in_an_rtf_picture_is_extracted_and_its_eicar_found(analyze):
     hidden = by_path(report, "pict-1.zip")
     assert kind(hidden) == ("Archive", "ZIP")
     assert_found_through_a_child(report, "eicar.com")
+
+
+def test_rtf_objdata_obfuscated_as_word_reads_it_still_yields_the_package(analyze):
+    document = rtf_with_package()
+    start = document.index(b"objdata\n") + len(b"objdata\n")
+    # Word drops an odd hex digit left pending before \'hh; so does the parser.
+    obfuscated = document[: start + 10] + b"f\\'4a" + document[start + 10 :]
+    report = analyze(obfuscated, "obfuscated.rtf")
+    assert_found_through_a_child(report, "eicar.com")
+
+
+def test_large_plain_text_rtf_parses_in_linear_time(analyze):
+    document = b"{\\rtf1 " + b"Lorem ipsum dolor sit amet \\par\n" * 200_000 + b"}"
+    started = time.monotonic()
+    report = analyze(document, "long.rtf")
+    assert time.monotonic() - started < 10  # quadratic concatenation took 15 s for this
+    assert not report[0].get("errors")
+
+
+def test_rtf_parse_stops_at_the_file_deadline(engine_settings, tmp_path):
+    rtf_data = b"{\\rtf1 " + b"Lorem ipsum dolor sit amet \\par\n" * 200_000 + b"}"
+    path = tmp_path / "slow.rtf"
+    path.write_bytes(rtf_data)
+    context = FileContext(
+        path=path,
+        file_name="slow.rtf",
+        file_path="slow.rtf",
+        depth=0,
+        size=len(rtf_data),
+        head=rtf_data[:4096],
+        identity={"file_type": "Document", "file_subtype": "RTF"},
+        settings=engine_settings,
+        deadline=time.monotonic() + 0.01,
+        budget=Budget.from_settings(engine_settings),
+    )
+    with pytest.raises(LimitReached) as stopped:
+        rtf.extract(context)
+    assert stopped.value.limit == "time"
 
 
 def test_malformed_rtf_objdata_is_given_raw_with_an_error_item(analyze):
