@@ -7,6 +7,7 @@ file specifications), at the smallest size the parsers accept.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import zipfile
@@ -116,9 +117,14 @@ def ppt_with_compressed_object(inner: bytes) -> bytes:
     return ole_bytes({"PowerPoint Document": record, "Current User": b"\0" * 32})
 
 
-def docx_with_embedding(embedded: bytes, part: str = "word/embeddings/oleObject1.bin") -> bytes:
+def docx_with_embedding(
+    embedded: bytes, part: str = "word/embeddings/oleObject1.bin", thumbnail: bool = False
+) -> bytes:
+    # A thumbnail of incompressible bytes makes the package larger than 4 KiB when wanted.
+    extra = {"docProps/thumbnail.jpeg": noise(8192)} if thumbnail else {}
     return zip_bytes(
         {
+            **extra,
             "[Content_Types].xml": b'<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/'
             b'package/2006/content-types"><Default Extension="bin" ContentType="application/'
             b'vnd.openxmlformats-officedocument.oleObject"/></Types>',
@@ -128,6 +134,27 @@ def docx_with_embedding(embedded: bytes, part: str = "word/embeddings/oleObject1
             part: embedded,
         }
     )
+
+
+def noise(size: int) -> bytes:
+    """Incompressible, reproducible bytes."""
+    out = bytearray()
+    while len(out) < size:
+        out += hashlib.sha256(len(out).to_bytes(8, "little")).digest()
+    return bytes(out[:size])
+
+
+def encrypted_ooxml(plain: bytes, password: str) -> bytes:
+    """An OOXML package encrypted as Office does (ECMA-376 agile: a compound file), by msoffcrypto.
+
+    msoffcrypto misplaces streams under 4 KiB in the file it writes: give it a larger package.
+    """
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    assert len(plain) > 4096, "msoffcrypto writes packages under 4 KiB wrongly"
+    encrypted = io.BytesIO()
+    OOXMLFile(io.BytesIO(plain)).encrypt(password, encrypted)
+    return encrypted.getvalue()
 
 
 ODF_MIMETYPES = {

@@ -14,6 +14,7 @@ from tests.support.samples_documents import (
     IDENTIFICATION_SAMPLES,
     doc_with_package,
     docx_with_embedding,
+    encrypted_ooxml,
     odf_bytes,
     ole1_object,
     ole_package_object,
@@ -149,6 +150,45 @@ def test_children_limit_stops_a_compound_file_with_many_packages(analyze):
     assert "children" in limits_hit(report[0])
 
 
+def test_encrypted_docx_is_decrypted_with_a_listed_password_and_its_embedded_eicar_found(analyze):
+    document = encrypted_ooxml(docx_with_embedding(ole_package_object(), thumbnail=True), "infected")
+    report = analyze(document, "locked.docx")
+    package = by_path(report, "EncryptedPackage")
+    assert kind(package) == ("Document", "Word")
+    assert report[0]["metadata"]["archive"]["password_source"] == "default_password_list"
+    assert "archive:encrypted" in indicator_ids(report[0])
+    child = assert_found_through_a_child(report, "eicar.com")
+    assert report[0]["classification"]["propagation_source"]["index"] == package["index"]
+    assert child["info"]["file"]["file_path"] == "eicar.com"
+
+
+def test_workbook_encrypted_with_excel_default_password_is_decrypted_first(analyze):
+    document = encrypted_ooxml(
+        docx_with_embedding(b"data", "xl/embeddings/data.bin", True), "VelvetSweatshop"
+    )
+    report = analyze(document, "book.xlsx")
+    assert report[0]["metadata"]["archive"]["password_source"] == "Excel's default password"
+
+
+def test_encrypted_docx_with_unknown_password_is_reported_skipped(analyze):
+    report = analyze(
+        encrypted_ooxml(docx_with_embedding(b"data", thumbnail=True), "nobody-knows"), "locked.docx"
+    )
+    assert len(report) == 1
+    assert report[0]["metadata"]["archive"]["skipped"] == [
+        {"file_path": "locked.docx", "reason": "no password matched"}
+    ]
+    assert "archive:password-unknown" in indicator_ids(report[0])
+
+
+def test_encrypted_docx_with_a_huge_spin_count_is_not_tried(analyze):
+    document = encrypted_ooxml(docx_with_embedding(b"data", thumbnail=True), "infected")
+    document = document.replace(b'spinCount="100000"', b'spinCount="900000"', 1)
+    report = analyze(document, "slow.docx")
+    assert len(report) == 1
+    assert any("spin count 900000" in error for error in errors_of(report[0], "ole"))
+
+
 # --- OOXML and OpenDocument ------------------------------------------------------------
 
 
@@ -182,6 +222,23 @@ def test_odt_object_parts_and_basic_macros_are_extracted_and_labelled_embedded(a
     macros = next(item for item in report[0]["indicators"] if item["id"] == "office:macros")
     assert macros["reasons"] == ["Basic/Standard/Module1.xml"]
     assert report[0]["metadata"]["archive"]["format"] == "office-package"
+
+
+def test_odt_parts_encrypted_with_the_document_password_are_reported_skipped(analyze):
+    manifest = (
+        b'<?xml version="1.0"?><manifest:manifest>'
+        b'<manifest:file-entry manifest:full-path="/" manifest:media-type="text/plain"/>'
+        b'<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml">'
+        b'<manifest:encryption-data manifest:checksum-type="SHA1/1K" manifest:checksum="AAAA">'
+        b'<manifest:algorithm manifest:algorithm-name="Blowfish CFB" manifest:initialisation-vector="AAAA"/>'
+        b"</manifest:encryption-data></manifest:file-entry></manifest:manifest>"
+    )
+    report = analyze(odf_bytes("ODT", {"META-INF/manifest.xml": manifest}), "secret.odt")
+    skipped = report[0]["metadata"]["archive"]["skipped"]
+    assert skipped == [
+        {"file_path": "content.xml", "reason": "encrypted with the document's password (not decrypted)"}
+    ]
+    assert "mimetype" in [entry["info"]["file"]["file_path"] for entry in report[1:]]
 
 
 def test_ooxml_parts_are_extracted_once_by_the_zip_extractor_not_again_by_the_package_analyzer(analyze):

@@ -7,7 +7,8 @@ naming the file, then its bytes), a `Package` stream (an embedded OOXML document
 storage (`ObjectPool/_*` in Word, `MBD*` in Excel and PowerPoint). A PowerPoint 97-2003 file
 keeps its embedded objects as zlib-compressed compound files in records of its `PowerPoint
 Document` stream; each one is decompressed through the extraction budget and becomes a child,
-itself a compound file this extractor then opens.
+itself a compound file this extractor then opens. An encrypted document (an encrypted OOXML
+file is a compound file too) is decrypted with the password list, the result a child.
 
 olefile reads the sector tables and the directory into memory and each stream whole, so
 files above `office_max_bytes` are refused, and so is a directory of more entries than any
@@ -16,10 +17,13 @@ real document has, before olefile builds one object per entry.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 from typing import IO
 
+import msoffcrypto
+import msoffcrypto.exceptions
 import olefile
 from oletools import oleobj, ppt_record_parser
 
@@ -35,9 +39,12 @@ NATIVE_STREAM = "\x01ole10native"
 WHOLE_FILE_STREAMS = ("package", "contents")
 MAX_PPT_RECORDS = 100_000
 PPT_DOCUMENT_STREAM = "PowerPoint Document"
+EXCEL_DEFAULT_PASSWORD = b"VelvetSweatshop"
+# Office writes 100,000; each password tried costs this many hash rounds.
+MAX_SPIN_COUNT = 100_000
 
 # oletools logs every oddity of a damaged file.
-for _name in ("oleobj", "olefile", "ppt_record_parser", "record_base"):
+for _name in ("oleobj", "olefile", "ppt_record_parser", "record_base", "msoffcrypto"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
@@ -137,6 +144,54 @@ def extract_ppt_objects(context: FileContext, notes: list[str]) -> int:
     return found
 
 
+def decrypt(context: FileContext) -> Findings:
+    """An encrypted Office document (msoffcrypto): its decrypted document as a child, if a password fits.
+
+    Encrypted OOXML is a compound file whose `EncryptedPackage` stream is the docx/xlsx/pptx;
+    an encrypted .doc, .xls or .ppt decrypts to another compound file. Excel's default
+    password, which opens a workbook without asking, is tried first. msoffcrypto decrypts in
+    memory what is at most this file's size; the key derivation's spin count, which the file
+    states, is capped so that a file cannot make each password try cost minutes.
+    """
+    with context.path.open("rb") as handle:
+        try:
+            office = msoffcrypto.OfficeFile(handle)
+            if not office.is_encrypted():
+                return {}
+        except Exception:  # not an Office document msoffcrypto knows: nothing to decrypt
+            return {}
+        info = getattr(office, "info", None)
+        spin = info.get("spinValue", 0) if isinstance(info, dict) else 0
+        if spin > MAX_SPIN_COUNT:
+            return {"errors": [f"encrypted document not decrypted: spin count {spin} above {MAX_SPIN_COUNT}"]}
+        candidates = [(EXCEL_DEFAULT_PASSWORD, "Excel's default password"), *context.passwords()]
+        for password, source in candidates:
+            context.check_time("trying document passwords")
+            try:
+                if office.format == "ooxml":
+                    office.load_key(password=password.decode("utf-8", "replace"), verify_password=True)
+                else:
+                    office.load_key(password=password.decode("utf-8", "replace"))
+                plain = io.BytesIO()
+                office.decrypt(plain)
+            except msoffcrypto.exceptions.InvalidKeyError:
+                continue
+            except Exception as error:  # an encryption msoffcrypto does not support, or damage
+                return {"errors": [f"encrypted document not decrypted: {type(error).__name__}: {error}"]}
+            name = "EncryptedPackage" if office.format == "ooxml" else f"decrypted.{office.format[:3]}"
+            context.extract(name, plain.getbuffer(), context.size)
+            context.extraction.password_source = source
+            return {
+                "heuristics": [hit("archive:encrypted", source)],
+                "story": [f"The document is encrypted; it was decrypted with the {source}."],
+            }
+    context.skip(context.file_name or "document", "no password matched")
+    return {
+        "heuristics": [hit("archive:password-unknown", context.file_name)],
+        "story": ["The document is encrypted with a password that is not in the password list."],
+    }
+
+
 def extract(context: FileContext) -> Findings:
     limit = context.settings.office_max_bytes
     if context.size > limit:
@@ -162,12 +217,13 @@ def extract(context: FileContext) -> Findings:
         ole.close()
     if is_ppt:
         extract_ppt_objects(context, notes)
-    findings: Findings = {"errors": notes}
+    findings: Findings = decrypt(context)
+    findings["errors"] = [*notes, *findings.get("errors", [])]
     objects = [child for child in context.extraction.children if child.relationship == "embedded"]
     if objects:
         hits: list[HeuristicHit] = [hit("office:embedded-object", *[c.file_path for c in objects][:5])]
-        findings["heuristics"] = hits
-        findings["story"] = [f"It carries {len(objects)} embedded object(s)."]
+        findings["heuristics"] = [*findings.get("heuristics", []), *hits]
+        findings["story"] = [*findings.get("story", []), f"It carries {len(objects)} embedded object(s)."]
     return findings
 
 
