@@ -34,6 +34,7 @@ from tests.support.samples_documents import (
 from tests.unit.analysis.conftest import by_path
 from worker.analysis.context import Budget, FileContext, LimitReached
 from worker.analysis.extractors import olecompound, rtf
+from worker.analysis.extractors.signatures import file_kind
 
 MALICIOUS = 3
 
@@ -61,6 +62,21 @@ def assert_found_through_a_child(report, file_path: str) -> dict:
     child = by_path(report, file_path)
     assert child["classification"]["classification"] == MALICIOUS
     return child
+
+
+# --- Signatures of hidden files ----------------------------------------------------------
+
+
+def test_mz_counts_as_a_hidden_executable_only_with_the_pe_header_it_points_to():
+    pe = bytearray(
+        b"MZ" + b"\0" * 0x3A + (0x80).to_bytes(4, "little") + b"\0" * 0x40 + b"PE\0\0" + b"\0" * 64
+    )
+    assert file_kind(bytes(pe)) == "PE"
+    pe[0x80:0x84] = b"XX\0\0"
+    assert file_kind(bytes(pe)) is None
+    assert file_kind(b"MZ") is None
+    assert file_kind(b"PK\x03\x04rest") == "ZIP"
+    assert file_kind(b"\x89PNG") is None
 
 
 # --- Identification --------------------------------------------------------------------
@@ -325,6 +341,12 @@ def test_rtf_parse_stops_at_the_file_deadline(engine_settings, tmp_path):
     with pytest.raises(LimitReached) as stopped:
         rtf.extract(context)
     assert stopped.value.limit == "time"
+
+
+def test_rtf_picture_that_is_an_image_is_not_extracted(analyze):
+    png = b"\x89PNG\r\n\x1a\n" + b"\0\0\0\rIHDR" + b"\0" * 200
+    report = analyze(rtf_with_objects(picture=png), "image.rtf")
+    assert len(report) == 1
 
 
 def test_malformed_rtf_objdata_is_given_raw_with_an_error_item(analyze):

@@ -228,6 +228,7 @@ def extract(context: FileContext) -> Findings:
     embedded: list[str] = []
     hidden: list[str] = []
     for number, stream in streams:
+        context.check_time("decoding PDF streams")
         context.extraction.members += 1
         is_embedded = number in names or stream.get("/Type") == NameObject("/EmbeddedFile")
         name = names.get(number) or f"{'embedded' if is_embedded else 'stream'}-{number}"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-SNIFF_BYTES = 64 * 1024
+# Enough for the signatures below and for the PE header an MZ header points to (0x80-0x200 in practice).
+SNIFF_BYTES = 4096
 SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "ZIP"),
     (b"%PDF-", "PDF"),
