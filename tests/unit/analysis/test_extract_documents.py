@@ -469,6 +469,13 @@ def test_malformed_pdf_ends_as_an_error_item_with_the_report_intact(analyze):
     report = analyze(b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages", "broken.pdf")
     assert len(report) == 1
     assert errors_of(report[0], "pdf-files")
+    assert "pdf:embedded-file" not in indicator_ids(report[0])
+
+
+def test_unparseable_pdf_naming_an_embedded_file_still_raises_the_heuristic(analyze):
+    report = analyze(b"%PDF-1.7\n1 0 obj\n<< /Type /EmbeddedFile /Length 5 >>", "broken.pdf")
+    assert errors_of(report[0], "pdf-files")
+    assert indicator_ids(report[0]).count("pdf:embedded-file") == 1
 
 
 def test_pdf_analyzer_leaves_embedded_files_to_the_extractor_unless_it_does_not_look(analyze):

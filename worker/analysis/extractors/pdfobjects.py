@@ -194,10 +194,25 @@ def unlock(context: FileContext, reader: pypdf.PdfReader) -> str | None:
     return None
 
 
+def unreadable(context: FileContext, reason: str) -> Findings:
+    """A PDF pypdf cannot open: the error, and the pdf analyzer's name count stands for embedded files."""
+    from worker.analysis import pdf  # the pdf analyzer imports this module
+
+    findings: Findings = {"errors": [f"PDF not readable: {reason}"]}
+    with context.path.open("rb") as handle:
+        counts = pdf.count_names(handle.read(pdf.SCAN_BYTES))
+    if counts["embedded_files"] + counts["file_attachments"] + counts["embedded_file_specs"]:
+        findings["heuristics"] = [hit("pdf:embedded-file", "named in a PDF that could not be parsed")]
+    return findings
+
+
 def extract(context: FileContext) -> Findings:
     if context.size > MAX_PDF_BYTES:
         return {"errors": [f"PDF larger than {MAX_PDF_BYTES} bytes: embedded files not extracted"]}
-    reader = pypdf.PdfReader(str(context.path), strict=False)
+    try:
+        reader = pypdf.PdfReader(str(context.path), strict=False)
+    except (pypdf.errors.PyPdfError, ValueError, KeyError, TypeError) as error:
+        return unreadable(context, f"{type(error).__name__}: {error}")
     hits: list[HeuristicHit] = []
     if reader.is_encrypted:
         source = unlock(context, reader)
