@@ -165,6 +165,10 @@ KINDS: tuple[FileKind, ...] = (
     ),
     # Other OOXML packages (Visio, XPS-like): libmagic names a few; `refine` reads the zip.
     FileKind("Document", "OOXML", (), ("application/vnd.ms-visio*",), r"^Microsoft OOXML|Microsoft Visio 20"),
+    FileKind("Document", "ODT", (), ("application/vnd.oasis.opendocument.text*",)),
+    FileKind("Document", "ODS", (), ("application/vnd.oasis.opendocument.spreadsheet*",)),
+    FileKind("Document", "ODP", (), ("application/vnd.oasis.opendocument.presentation*",)),
+    FileKind("Document", "ODF", (), ("application/vnd.oasis.opendocument.*",)),
     FileKind(
         "Document",
         "OLE",

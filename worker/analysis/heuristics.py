@@ -105,6 +105,14 @@ TABLE: tuple[Heuristic, ...] = (
         "Document.Trojan.AutoExecMacro",
     ),
     Heuristic("office:embedded-object", "document", "Carries an embedded object", 5, tags=("embedded",)),
+    # Documents: embedded objects and hidden files
+    Heuristic(
+        "document:hidden-file",
+        "document",
+        "Hides a file (an executable, an archive, a document) in its data rather than embedding it",
+        6,
+        tags=("hidden-file",),
+    ),
     # Containers
     Heuristic(
         "archive:encrypted",

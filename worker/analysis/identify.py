@@ -11,6 +11,7 @@ import struct
 import tarfile
 import uuid
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,8 @@ GENERIC_TEXT = ("None", "CSV")
 # Names looked at to tell OOXML, JAR and APK apart; a hostile directory may hold far more.
 ZIP_NAMES_READ = 5000
 OOXML_KINDS = (("word/", "Word"), ("xl/", "Excel"), ("ppt/", "PowerPoint"))
+ODF_MIME_PREFIX = "application/vnd.oasis.opendocument."
+ODF_KINDS = (("text", "ODT"), ("spreadsheet", "ODS"), ("presentation", "ODP"))
 IMAGE_FILE_DLL = 0x2000
 COM_DESCRIPTOR_DIRECTORY = 14
 SUBSYSTEM_NATIVE = 1
@@ -194,12 +197,32 @@ def elf_subtype(head: bytes) -> str | None:
     return {1: "Object", 4: "Core"}.get(elf_type, "Other")
 
 
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    pyzipper.BadZipFile,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    struct.error,
+    EOFError,
+    zlib.error,
+    RuntimeError,
+)
+
+
 def zip_subtype(path: Path) -> tuple[str, str, list[str]] | None:
-    """Office Open XML, JAR or APK by the names in the zip's central directory."""
+    """Office Open XML, OpenDocument, JAR or APK by the names in the zip's central directory
+    (at most ZIP_NAMES_READ of them) and an OpenDocument's `mimetype` member."""
+    mimetype = ""
     try:
         with StreamingZipFile(path) as archive:
-            names = [entry.filename for entry in itertools.islice(archive.entries(), ZIP_NAMES_READ)]
-    except (zipfile.BadZipFile, pyzipper.BadZipFile, OSError, ValueError, NotImplementedError, struct.error):
+            names = []
+            for entry in itertools.islice(archive.entries(), ZIP_NAMES_READ):
+                names.append(entry.filename)
+                if entry.filename == "mimetype" and not entry.flag_bits & 0x1:
+                    with archive.open(entry) as member:
+                        mimetype = member.read(100).decode("ascii", "replace").strip()
+    except ZIP_ERRORS:
         return None
     name_set = set(names)
     if "AndroidManifest.xml" in name_set and any(name.endswith(".dex") for name in names):
@@ -210,9 +233,21 @@ def zip_subtype(path: Path) -> tuple[str, str, list[str]] | None:
             if any(name.startswith(prefix) for name in names):
                 return "Document", kind, tags
         return "Document", "OOXML", tags
+    if (odf := odf_subtype(mimetype)) is not None:
+        return "Document", odf, ["odf"]
     if "META-INF/MANIFEST.MF" in name_set or any(name.endswith(".class") for name in names[:200]):
         return "Archive", "JAR", ["jar"]
     return None
+
+
+def odf_subtype(mimetype: str) -> str | None:
+    if not mimetype.startswith(ODF_MIME_PREFIX):
+        return None
+    kind = mimetype[len(ODF_MIME_PREFIX) :]
+    for prefix, subtype in ODF_KINDS:
+        if kind.startswith(prefix):
+            return subtype
+    return "ODF"
 
 
 def shebang_subtype(first_line: bytes) -> str:

@@ -11,7 +11,8 @@ from oletools import olevba
 
 from worker.analysis.context import Analyzer, FileContext, Findings, HeuristicHit, hit
 
-OFFICE_SUBTYPES = ("Word", "Excel", "PowerPoint", "OLE", "OOXML", "RTF")
+# Not RTF: olevba refuses it (RTF holds no VBA); the RTF extractor opens its objects.
+OFFICE_SUBTYPES = ("Word", "Excel", "PowerPoint", "OLE", "OOXML")
 MAX_KEYWORDS = 50
 
 # olevba logs every oddity of a damaged document at warning level.

@@ -2,6 +2,9 @@
 
 Names are normalized (`/J#61vaScript` is `/JavaScript`). Objects inside compressed object
 streams are not seen; their count is reported so a reader knows what was not looked at.
+Embedded files are the PDF extractor's to report (`pdf:embedded-file`, with their names, and
+the `embedded_files` count): it parses the file, object streams included, and extracts what
+it reports. The name count here stands in only where the extractor does not look.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import re
 
 from worker.analysis.context import Analyzer, FileContext, Findings, HeuristicHit, hit
+from worker.analysis.extractors import pdfobjects
 
 SCAN_BYTES = 32 * 1024 * 1024
 NAME = re.compile(rb"/[A-Za-z0-9#_.\-]{1,64}")
@@ -20,7 +24,8 @@ WATCHED = {
     b"/AA": "additional_actions",
     b"/Launch": "launch",
     b"/EmbeddedFile": "embedded_files",
-    b"/EmbeddedFiles": "embedded_files",
+    b"/FileAttachment": "file_attachments",
+    b"/EF": "embedded_file_specs",
     b"/URI": "uri",
     b"/SubmitForm": "submit_form",
     b"/AcroForm": "acroform",
@@ -61,7 +66,8 @@ def analyze(context: FileContext) -> Findings:
         hits.append(hit("pdf:auto-action"))
     if counts["launch"]:
         hits.append(hit("pdf:launch"))
-    if counts["embedded_files"]:
+    declared = counts["embedded_files"] + counts["file_attachments"] + counts["embedded_file_specs"]
+    if declared and not pdfobjects.opens(context):
         hits.append(hit("pdf:embedded-file"))
     if counts["javascript"] and auto_action:
         hits.append(hit("pdf:javascript-on-open"))
