@@ -130,3 +130,15 @@ def test_clean_text_is_unknown_with_a_story(analyze):
     assert report[0]["classification"]["result"] == ""
     assert report[0]["story"][0]["caption"] == "Summary"
     assert "notes.txt" in report[0]["story"][0]["content"]
+
+
+def test_every_zip_based_format_is_unpacked_whatever_it_is_identified_as(analyze):
+    import zipfile
+
+    epub = zip_bytes({"mimetype": b"application/epub+zip", "OEBPS/payload.exe": EICAR}, zipfile.ZIP_STORED)
+    wheel = zip_bytes({"pkg/__init__.py": b"", "pkg/data/eicar.com": EICAR})
+    for data, name in ((epub, "book.epub"), (wheel, "pkg-1.0-py3-none-any.whl")):
+        report = analyze(data, name)
+        assert report[0]["metadata"]["archive"]["format"] == "zip", name
+        assert any(entry["info"]["file"]["file_name"] in ("payload.exe", "eicar.com") for entry in report[1:])
+        assert report[0]["classification"]["classification"] == MALICIOUS

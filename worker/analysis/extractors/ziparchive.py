@@ -31,13 +31,6 @@ from worker.analysis.extractors.zipdirectory import StreamingZipFile
 
 # pyzipper raises its own BadZipFile, not zipfile's.
 BAD_ZIP = (zipfile.BadZipFile, pyzipper.BadZipFile)
-OOXML_SUBTYPES = ("Word", "Excel", "PowerPoint", "OOXML")
-ACCEPTS = (
-    "Archive/ZIP",
-    "Archive/JAR",
-    "Archive/APK",
-    *(f"Document/{kind}" for kind in OOXML_SUBTYPES),
-)
 
 
 DEFLATE64, BZIP2, LZMA = 9, 12, 14
@@ -207,4 +200,16 @@ def extract(context: FileContext) -> Findings:
     return findings
 
 
-ANALYZER = Analyzer(name="zip", version="3", run=extract, accepts=ACCEPTS, when=is_zip, extracts=True)
+# OpenDocument packages have their own extractor (officepackage.py), which knows which
+# parts the document encrypts.
+OPENDOCUMENT_SUBTYPES = ("ODT", "ODS", "ODP", "ODF")
+
+
+def is_plain_zip(context: FileContext) -> bool:
+    """Every ZIP, whatever it is called once identified (OOXML, JAR, APK, EPUB, XPS, NuGet,
+    wheels... hide files the same way), but OpenDocument."""
+    opendocument = context.is_a("Document", *OPENDOCUMENT_SUBTYPES)
+    return is_zip(context) and not opendocument
+
+
+ANALYZER = Analyzer(name="zip", version="4", run=extract, when=is_plain_zip, extracts=True)
