@@ -1,10 +1,15 @@
 """A node's YARA rulesets: read from the rules directory, compiled once per revision, cached per process.
 
-Every `*.yar` / `*.yara` file in the directory is one ruleset, compiled in its own namespace.
-The ruleset id (`GET /yara`) is a digest of the file names and contents, so it changes exactly
+Every `*.yar` / `*.yara` file under the directory (subdirectories included, as community sets
+ship them) is one ruleset, compiled in its own namespace named by its relative path. The
+ruleset id (`GET /yara`) is a digest of the file names and contents, so it changes exactly
 when the rules change. A process looks at the directory cheaply (names, sizes, mtimes) at most
 once per check interval and recompiles only when the contents' digest changed; a file that
 does not compile is left out with its compiler error, and the others keep working.
+
+Community rule sets (signature-base, YARA-Forge, ...) use the external variables LOKI and
+THOR define; they are declared here with empty defaults (`EXTERNALS`) so such files compile,
+and `worker.analysis.yara_scan` passes each file's own values when it scans.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import re
 import secrets
 import threading
 import time
@@ -25,6 +31,18 @@ log = logging.getLogger(__name__)
 
 RULE_SUFFIXES = (".yar", ".yara")
 Fingerprint = tuple[tuple[str, int, int], ...]
+# The external variables of LOKI / THOR rule sets, plus scanhub's own identification; every
+# ruleset may use them, and a scan sets each file's values (worker.analysis.yara_scan).
+EXTERNALS: dict[str, str] = {
+    "filename": "",
+    "filepath": "",
+    "extension": "",
+    "filetype": "",
+    "owner": "",
+    "scanhub_filetype": "",
+}
+ENGINES = ("yara", "yara-x")
+RULE_DECLARATION = re.compile(r"^\s*(?:(?:private|global)\s+)*rule\s+\w+", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -44,15 +62,30 @@ class CompiledRuleset:
     ruleset_id: str
     revision: int
     files: tuple[RulesetFile, ...]
-    rules: Any  # yara.Rules, or None when no file compiled
+    rules: Any  # yara.Rules (or yara_x.Rules for engine "yara-x"), None when no file compiled
     fingerprint: Fingerprint
     rule_count: int = 0
+    engine: str = "yara"
+    compile_seconds: float = 0.0
 
 
 def rule_paths(rules_dir: Path) -> list[Path]:
+    """Rule files under `rules_dir`, recursively; hidden directories (.git, ...) are skipped."""
     if not rules_dir.is_dir():
         return []
-    return sorted(path for path in rules_dir.iterdir() if path.suffix in RULE_SUFFIXES and path.is_file())
+    found = []
+    for path in rules_dir.rglob("*"):
+        relative = path.relative_to(rules_dir)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.suffix.lower() in RULE_SUFFIXES and path.is_file():
+            found.append(path)
+    return sorted(found, key=lambda path: rule_key(rules_dir, path))
+
+
+def rule_key(rules_dir: Path, path: Path) -> str:
+    """A rule file's key (sync-status, namespace): its path relative to the rules directory."""
+    return path.relative_to(rules_dir).as_posix()
 
 
 def fingerprint(rules_dir: Path) -> Fingerprint:
@@ -63,7 +96,7 @@ def fingerprint(rules_dir: Path) -> Fingerprint:
             stat = path.stat()
         except FileNotFoundError:
             continue
-        entries.append((path.name, stat.st_size, stat.st_mtime_ns))
+        entries.append((rule_key(rules_dir, path), stat.st_size, stat.st_mtime_ns))
     return tuple(entries)
 
 
@@ -71,7 +104,7 @@ def read_sources(rules_dir: Path) -> list[tuple[str, bytes, int]]:
     sources = []
     for path in rule_paths(rules_dir):
         try:
-            sources.append((path.name, path.read_bytes(), int(path.stat().st_mtime)))
+            sources.append((rule_key(rules_dir, path), path.read_bytes(), int(path.stat().st_mtime)))
         except FileNotFoundError:
             continue  # removed while we listed it; the next check sees the new state
     return sources
@@ -84,34 +117,68 @@ def ruleset_digest(sources: list[tuple[str, bytes, int]]) -> str:
     return digest.hexdigest()
 
 
-def compile_sources(texts: dict[str, str]) -> tuple[Any, dict[str, str]]:
-    """One yara.Rules for every source that compiles, and the compiler error of each that does not.
-
-    Compiling everything at once is the common case; only when that fails is each file
-    compiled alone to find the broken ones.
-    """
+def compile_sources(texts: dict[str, str], engine: str = "yara") -> tuple[Any, dict[str, str]]:
+    """Compiled rules of every source that compiles, and the compiler error of each that does not."""
     if not texts:
         return None, {}
+    if engine == "yara-x":
+        return compile_yara_x(texts)
+    return compile_yara(texts)
+
+
+def compile_yara(texts: dict[str, str]) -> tuple[Any, dict[str, str]]:
+    """libyara: everything at once in the common case; each file alone only to find the broken ones."""
     try:
-        return yara.compile(sources=texts, includes=False), {}
+        return yara.compile(sources=texts, includes=False, externals=EXTERNALS), {}
     except yara.Error:
         pass
     errors: dict[str, str] = {}
     for key, text in texts.items():
         try:
-            yara.compile(sources={key: text}, includes=False)
+            yara.compile(sources={key: text}, includes=False, externals=EXTERNALS)
         except yara.Error as error:
             errors[key] = str(error)
     good = {key: text for key, text in texts.items() if key not in errors}
     if not good:
         return None, errors
     try:
-        return yara.compile(sources=good, includes=False), errors
+        return yara.compile(sources=good, includes=False, externals=EXTERNALS), errors
     except yara.Error as error:  # files fine alone but clashing together
         return None, {**errors, **{key: f"does not compile with the others: {error}" for key in good}}
 
 
-def compile_ruleset(rules_dir: Path) -> CompiledRuleset:
+def compile_yara_x(texts: dict[str, str]) -> tuple[Any, dict[str, str]]:
+    """YARA-X: one compiler; a file that fails is dropped from the build with its first error."""
+    import yara_x
+
+    # relaxed_re_syntax: accept the regular expressions libyara accepts (unescaped `{`, ...).
+    compiler = yara_x.Compiler(relaxed_re_syntax=True, includes_enabled=False)
+    for name, value in EXTERNALS.items():
+        compiler.define_global(name, value)
+    errors: dict[str, str] = {}
+    for key, text in texts.items():
+        compiler.new_namespace(key)
+        try:
+            compiler.add_source(text, origin=key)
+        except yara_x.CompileError as error:
+            errors[key] = str(error)
+    if len(errors) == len(texts):
+        return None, errors
+    return compiler.build(), errors
+
+
+def count_rules(rules: Any, engine: str, texts: dict[str, str], errors: dict[str, str]) -> int:
+    if rules is None:
+        return 0
+    if engine == "yara-x":  # its Rules cannot be iterated: count the declarations that compiled
+        return sum(len(RULE_DECLARATION.findall(text)) for key, text in texts.items() if key not in errors)
+    return sum(1 for _ in rules)
+
+
+def compile_ruleset(rules_dir: Path, engine: str = "yara") -> CompiledRuleset:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown YARA engine {engine!r}; one of {', '.join(ENGINES)}")
+    started = time.perf_counter()
     current = fingerprint(rules_dir)
     sources = read_sources(rules_dir)
     texts: dict[str, str] = {}
@@ -121,8 +188,9 @@ def compile_ruleset(rules_dir: Path) -> CompiledRuleset:
             texts[key] = content.decode("utf-8")
         except UnicodeDecodeError as error:
             errors[key] = f"not UTF-8 text: {error}"
-    rules, compile_errors = compile_sources(texts)
+    rules, compile_errors = compile_sources(texts, engine)
     errors.update(compile_errors)
+    compile_seconds = time.perf_counter() - started
     files = tuple(
         RulesetFile(
             key=key,
@@ -132,7 +200,7 @@ def compile_ruleset(rules_dir: Path) -> CompiledRuleset:
         )
         for key, content, mtime in sources
     )
-    rule_count = sum(1 for _ in rules) if rules is not None else 0
+    rule_count = count_rules(rules, engine, texts, errors)
     for ruleset_file in files:
         if ruleset_file.errors:
             log.warning("YARA ruleset %s left out: %s", ruleset_file.key, ruleset_file.errors[0])
@@ -143,6 +211,8 @@ def compile_ruleset(rules_dir: Path) -> CompiledRuleset:
         rules=rules,
         fingerprint=current,
         rule_count=rule_count,
+        engine=engine,
+        compile_seconds=round(compile_seconds, 3),
     )
 
 
@@ -176,7 +246,11 @@ def pull_requested(rules_dir: Path, pull_marker: Path | None) -> bool:
 
 
 def current_ruleset(
-    rules_dir: Path, check_interval: float, force: bool = False, pull_marker: Path | None = None
+    rules_dir: Path,
+    check_interval: float,
+    force: bool = False,
+    pull_marker: Path | None = None,
+    engine: str = "yara",
 ) -> CompiledRuleset:
     """This process's compiled rules for `rules_dir`, refreshed when the directory changed.
 
@@ -187,6 +261,8 @@ def current_ruleset(
     rules_dir = rules_dir.resolve()
     with _lock:
         cached = _cache.get(rules_dir)
+        if cached is not None and cached.engine != engine:
+            cached = None
         now = time.monotonic()
         pulled = pull_requested(rules_dir, pull_marker)
         if cached is not None and pulled:
@@ -201,14 +277,14 @@ def current_ruleset(
             if ruleset_digest(sources) == cached.ruleset_id:
                 _cache[rules_dir] = dataclasses.replace(cached, fingerprint=fingerprint(rules_dir))
                 return _cache[rules_dir]
-        started = time.monotonic()
-        compiled = compile_ruleset(rules_dir)
+        compiled = compile_ruleset(rules_dir, engine=engine)
         log.info(
-            "YARA ruleset %s: %d rules from %d files compiled in %.2f s",
+            "YARA ruleset %s: %d rules from %d files compiled by %s in %.2f s",
             compiled.ruleset_id[:12],
             compiled.rule_count,
             len(compiled.files),
-            time.monotonic() - started,
+            engine,
+            compiled.compile_seconds,
         )
         _cache[rules_dir] = compiled
         return compiled
