@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -144,9 +144,6 @@ class WorkerSettings(ServiceSettings):
     # Off: POST /pull/all answers 417, as the spec says for a Worker without synchronization.
     yara_sync_enabled: bool = True
     yara_scan_timeout_seconds: int = 20
-    # The scanner: libyara through yara-python ("yara"), or YARA-X ("yara-x", optional
-    # `pip install yara-x`; stricter, so some rule files it rejects are left out).
-    yara_engine: Literal["yara", "yara-x"] = "yara"
     # Unpacking limits, enforced on the bytes actually decompressed (headers are never trusted).
     unpack_max_depth: int = 10
     unpack_max_children: int = 1000  # per task, all levels together

@@ -33,11 +33,7 @@ async def current(request: web.Request, force: bool = False) -> ruleset.Compiled
     settings = _settings(request)
     # Compiling a large ruleset takes a while: keep it off the event loop.
     return await asyncio.to_thread(
-        ruleset.current_ruleset,
-        settings.yara_rules_dir,
-        settings.yara_check_interval_seconds,
-        force,
-        engine=settings.yara_engine,
+        ruleset.current_ruleset, settings.yara_rules_dir, settings.yara_check_interval_seconds, force
     )
 
 

@@ -302,10 +302,7 @@ def load_ruleset(settings: WorkerSettings) -> tuple[Any, str | None]:
     try:
         pull_marker = settings.spool_dir / ruleset.PULL_MARKER
         rules = ruleset.current_ruleset(
-            settings.yara_rules_dir,
-            settings.yara_check_interval_seconds,
-            pull_marker=pull_marker,
-            engine=settings.yara_engine,
+            settings.yara_rules_dir, settings.yara_check_interval_seconds, pull_marker=pull_marker
         )
         return rules, None
     except Exception as error:  # no rules is a degraded report, not a failed task

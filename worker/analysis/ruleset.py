@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import re
 import secrets
 import threading
 import time
@@ -41,8 +40,6 @@ EXTERNALS: dict[str, str] = {
     "owner": "",
     "scanhub_filetype": "",
 }
-ENGINES = ("yara", "yara-x")
-RULE_DECLARATION = re.compile(r"^\s*(?:(?:private|global)\s+)*rule\s+\w+", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -62,10 +59,9 @@ class CompiledRuleset:
     ruleset_id: str
     revision: int
     files: tuple[RulesetFile, ...]
-    rules: Any  # yara.Rules (or yara_x.Rules for engine "yara-x"), None when no file compiled
+    rules: Any  # yara.Rules, or None when no file compiled
     fingerprint: Fingerprint
     rule_count: int = 0
-    engine: str = "yara"
     compile_seconds: float = 0.0
 
 
@@ -117,17 +113,14 @@ def ruleset_digest(sources: list[tuple[str, bytes, int]]) -> str:
     return digest.hexdigest()
 
 
-def compile_sources(texts: dict[str, str], engine: str = "yara") -> tuple[Any, dict[str, str]]:
-    """Compiled rules of every source that compiles, and the compiler error of each that does not."""
+def compile_sources(texts: dict[str, str]) -> tuple[Any, dict[str, str]]:
+    """One yara.Rules for every source that compiles, and the compiler error of each that does not.
+
+    Compiling everything at once is the common case; only when that fails is each file
+    compiled alone to find the broken ones.
+    """
     if not texts:
         return None, {}
-    if engine == "yara-x":
-        return compile_yara_x(texts)
-    return compile_yara(texts)
-
-
-def compile_yara(texts: dict[str, str]) -> tuple[Any, dict[str, str]]:
-    """libyara: everything at once in the common case; each file alone only to find the broken ones."""
     try:
         return yara.compile(sources=texts, includes=False, externals=EXTERNALS), {}
     except yara.Error:
@@ -147,37 +140,7 @@ def compile_yara(texts: dict[str, str]) -> tuple[Any, dict[str, str]]:
         return None, {**errors, **{key: f"does not compile with the others: {error}" for key in good}}
 
 
-def compile_yara_x(texts: dict[str, str]) -> tuple[Any, dict[str, str]]:
-    """YARA-X: one compiler; a file that fails is dropped from the build with its first error."""
-    import yara_x
-
-    # relaxed_re_syntax: accept the regular expressions libyara accepts (unescaped `{`, ...).
-    compiler = yara_x.Compiler(relaxed_re_syntax=True, includes_enabled=False)
-    for name, value in EXTERNALS.items():
-        compiler.define_global(name, value)
-    errors: dict[str, str] = {}
-    for key, text in texts.items():
-        compiler.new_namespace(key)
-        try:
-            compiler.add_source(text, origin=key)
-        except yara_x.CompileError as error:
-            errors[key] = str(error)
-    if len(errors) == len(texts):
-        return None, errors
-    return compiler.build(), errors
-
-
-def count_rules(rules: Any, engine: str, texts: dict[str, str], errors: dict[str, str]) -> int:
-    if rules is None:
-        return 0
-    if engine == "yara-x":  # its Rules cannot be iterated: count the declarations that compiled
-        return sum(len(RULE_DECLARATION.findall(text)) for key, text in texts.items() if key not in errors)
-    return sum(1 for _ in rules)
-
-
-def compile_ruleset(rules_dir: Path, engine: str = "yara") -> CompiledRuleset:
-    if engine not in ENGINES:
-        raise ValueError(f"unknown YARA engine {engine!r}; one of {', '.join(ENGINES)}")
+def compile_ruleset(rules_dir: Path) -> CompiledRuleset:
     started = time.perf_counter()
     current = fingerprint(rules_dir)
     sources = read_sources(rules_dir)
@@ -188,7 +151,7 @@ def compile_ruleset(rules_dir: Path, engine: str = "yara") -> CompiledRuleset:
             texts[key] = content.decode("utf-8")
         except UnicodeDecodeError as error:
             errors[key] = f"not UTF-8 text: {error}"
-    rules, compile_errors = compile_sources(texts, engine)
+    rules, compile_errors = compile_sources(texts)
     errors.update(compile_errors)
     compile_seconds = time.perf_counter() - started
     files = tuple(
@@ -200,7 +163,7 @@ def compile_ruleset(rules_dir: Path, engine: str = "yara") -> CompiledRuleset:
         )
         for key, content, mtime in sources
     )
-    rule_count = count_rules(rules, engine, texts, errors)
+    rule_count = sum(1 for _ in rules) if rules is not None else 0
     for ruleset_file in files:
         if ruleset_file.errors:
             log.warning("YARA ruleset %s left out: %s", ruleset_file.key, ruleset_file.errors[0])
@@ -211,7 +174,6 @@ def compile_ruleset(rules_dir: Path, engine: str = "yara") -> CompiledRuleset:
         rules=rules,
         fingerprint=current,
         rule_count=rule_count,
-        engine=engine,
         compile_seconds=round(compile_seconds, 3),
     )
 
@@ -246,11 +208,7 @@ def pull_requested(rules_dir: Path, pull_marker: Path | None) -> bool:
 
 
 def current_ruleset(
-    rules_dir: Path,
-    check_interval: float,
-    force: bool = False,
-    pull_marker: Path | None = None,
-    engine: str = "yara",
+    rules_dir: Path, check_interval: float, force: bool = False, pull_marker: Path | None = None
 ) -> CompiledRuleset:
     """This process's compiled rules for `rules_dir`, refreshed when the directory changed.
 
@@ -261,8 +219,6 @@ def current_ruleset(
     rules_dir = rules_dir.resolve()
     with _lock:
         cached = _cache.get(rules_dir)
-        if cached is not None and cached.engine != engine:
-            cached = None
         now = time.monotonic()
         pulled = pull_requested(rules_dir, pull_marker)
         if cached is not None and pulled:
@@ -277,13 +233,12 @@ def current_ruleset(
             if ruleset_digest(sources) == cached.ruleset_id:
                 _cache[rules_dir] = dataclasses.replace(cached, fingerprint=fingerprint(rules_dir))
                 return _cache[rules_dir]
-        compiled = compile_ruleset(rules_dir, engine=engine)
+        compiled = compile_ruleset(rules_dir)
         log.info(
-            "YARA ruleset %s: %d rules from %d files compiled by %s in %.2f s",
+            "YARA ruleset %s: %d rules from %d files compiled in %.2f s",
             compiled.ruleset_id[:12],
             compiled.rule_count,
             len(compiled.files),
-            engine,
             compiled.compile_seconds,
         )
         _cache[rules_dir] = compiled

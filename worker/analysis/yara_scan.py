@@ -18,7 +18,6 @@ defaults by `worker.analysis.ruleset.EXTERNALS`), with the values LOKI and THOR 
 
 from __future__ import annotations
 
-import threading
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -70,7 +69,7 @@ def header_type(head: bytes) -> str:
 
 
 def text(value: str) -> str:
-    """A value libyara and YARA-X accept: valid UTF-8 (odd bytes in names become U+FFFD)."""
+    """A value yara-python accepts: valid UTF-8 (undecodable bytes of a name become U+FFFD)."""
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
@@ -97,53 +96,24 @@ def has_rules(context: FileContext) -> bool:
     return context.ruleset is not None and context.ruleset.rules is not None
 
 
-_local = threading.local()
-
-
-def yara_x_scanner(rules: Any) -> Any:
-    """One YARA-X scanner per thread and ruleset: building one per file costs more than a scan."""
-    import yara_x
-
-    cached = getattr(_local, "scanner", None)
-    if cached is None or cached[0] is not rules:
-        cached = (rules, yara_x.Scanner(rules))
-        _local.scanner = cached
-    return cached[1]
-
-
-def matches(context: FileContext, timeout: int) -> list[tuple[str, str, dict[str, Any]]]:
-    """(namespace, rule, meta) of every rule that matches the file."""
-    ruleset = context.ruleset
-    externals = file_externals(context)
-    if ruleset.engine == "yara-x":
-        scanner = yara_x_scanner(ruleset.rules)
-        for name, value in externals.items():
-            scanner.set_global(name, value)
-        scanner.set_timeout(timeout)
-        results = scanner.scan_file(str(context.path))
-        return [(rule.namespace, rule.identifier, dict(rule.metadata)) for rule in results.matching_rules]
-    found = ruleset.rules.match(str(context.path), timeout=timeout, externals=externals)
-    return [(match.namespace, match.rule, match.meta) for match in found]
-
-
 def analyze(context: FileContext) -> Findings:
     ruleset = context.ruleset
     timeout = max(1, int(min(context.settings.yara_scan_timeout_seconds, context.time_left())))
-    found = matches(context, timeout)
-    if not found:
+    matches = ruleset.rules.match(str(context.path), timeout=timeout, externals=file_externals(context))
+    if not matches:
         return {}
     indicators, verdicts, tags = [], [], []
-    for namespace, rule, meta in found:
-        name = f"{namespace}:{rule}" if namespace != "default" else rule
-        classification = meta_text(meta, "classification").lower()
-        threat_name = meta_text(meta, "threat_name", rule)
+    for match in matches:
+        name = f"{match.namespace}:{match.rule}" if match.namespace != "default" else match.rule
+        classification = meta_text(match.meta, "classification").lower()
+        threat_name = meta_text(match.meta, "threat_name", match.rule)
         try:
-            factor = int(meta.get("factor", 1))
+            factor = int(match.meta.get("factor", 1))
         except (TypeError, ValueError):
             factor = 1
-        description = meta_text(meta, "description", f"matches YARA rule {rule}")
+        description = meta_text(match.meta, "description", f"matches YARA rule {match.rule}")
         indicators.append(indicator(f"yara:{name}", "yara", description, 5 + factor, [f"YARA rule {name}"]))
-        tags.append(f"yara:{rule}")
+        tags.append(f"yara:{match.rule}")
         if classification in CLASSIFICATION_CODES:
             verdicts.append(
                 verdict(

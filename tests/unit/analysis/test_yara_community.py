@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -12,23 +12,17 @@ from tests.support.samples_yara import EXTERNALS_RULES, MODULE_RULES, SYNTAX_ERR
 from tests.unit.analysis.conftest import by_path
 from worker.analysis import ruleset, yara_scan
 
-HAS_YARA_X = importlib.util.find_spec("yara_x") is not None
-ENGINES = ["yara", pytest.param("yara-x", marks=pytest.mark.skipif(not HAS_YARA_X, reason="yara-x absent"))]
-
 
 def yara_tags(entry) -> set[str]:
     return {tag.removeprefix("yara:") for tag in entry["tags"] if tag.startswith("yara:")}
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_external_variables_fire_on_the_right_file_inside_a_zip_and_on_no_other(
-    rules_dir: Path, analyze, engine
-):
+def test_external_variables_fire_on_the_right_file_inside_a_zip_and_on_no_other(rules_dir: Path, analyze):
     (rules_dir / "externals.yar").write_text(EXTERNALS_RULES)
     bundle = zip_bytes(
         {"inner/dropper.exe": minimal_pe(), "inner/app.js": b"console.log('hi');\n", "readme.txt": b"hello\n"}
     )
-    report = analyze(bundle, "bundle.zip", yara_engine=engine)
+    report = analyze(bundle, "bundle.zip")
     top = report[0]
     exe, script, readme = (
         by_path(report, name) for name in ("inner/dropper.exe", "inner/app.js", "readme.txt")
@@ -39,12 +33,13 @@ def test_external_variables_fire_on_the_right_file_inside_a_zip_and_on_no_other(
     assert yara_tags(top) == {"Header_Type_Zip"}
 
 
-def test_file_externals_follow_the_loki_and_thor_conventions(analyze, rules_dir: Path):
-    context = type("Context", (), {})()
-    context.file_name = "Invoice.PDF.EXE"
-    context.file_path = "mail/attachments/Invoice.PDF.EXE"
-    context.head = minimal_pe()[:64]
-    context.identity = {"file_type": "PE", "file_subtype": "Exe"}
+def test_externals_of_a_file_are_its_name_path_lower_case_extension_and_header_type():
+    context = SimpleNamespace(
+        file_name="Invoice.PDF.EXE",
+        file_path="mail/attachments/Invoice.PDF.EXE",
+        head=minimal_pe()[:64],
+        identity={"file_type": "PE", "file_subtype": "Exe"},
+    )
     assert yara_scan.file_externals(context) == {
         "filename": "Invoice.PDF.EXE",
         "filepath": "mail/attachments/Invoice.PDF.EXE",
@@ -75,21 +70,19 @@ def test_filetype_is_the_upper_case_header_type_of_loki_and_thor(head: bytes, ex
     assert yara_scan.header_type(head) == expected
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_a_rule_set_using_pe_math_hash_elf_dotnet_and_externals_compiles_whole(tmp_path: Path, engine):
+def test_a_rule_set_using_pe_math_hash_elf_dotnet_and_externals_compiles_whole(tmp_path: Path):
     for name, text in MODULE_RULES.items():
         (tmp_path / name).write_text(text)
-    compiled = ruleset.compile_ruleset(tmp_path, engine=engine)
+    compiled = ruleset.compile_ruleset(tmp_path)
     assert [item.key for item in compiled.files if item.errors] == []
     assert compiled.rule_count == 8
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_a_rule_file_with_a_syntax_error_is_left_out_alone_with_its_error(tmp_path: Path, engine):
+def test_a_rule_file_with_a_syntax_error_is_left_out_alone_with_its_error(tmp_path: Path):
     for name, text in MODULE_RULES.items():
         (tmp_path / name).write_text(text)
     (tmp_path / "broken.yar").write_text(SYNTAX_ERROR_RULE)
-    compiled = ruleset.compile_ruleset(tmp_path, engine=engine)
+    compiled = ruleset.compile_ruleset(tmp_path)
     status = ruleset.sync_status(compiled, errors_only=True)
     assert [item["key"] for item in status["rulesets"]] == ["broken.yar"]
     assert "syntax error" in status["rulesets"][0]["errors"][0]
@@ -120,10 +113,3 @@ def test_an_unknown_module_leaves_its_file_out_and_the_rest_still_matches(rules_
     assert list(broken) == ["needs_magic.yar"]
     assert "magic" in broken["needs_magic.yar"][0] or "mime_type" in broken["needs_magic.yar"][0]
     assert analyze(EICAR, "eicar.com")[0]["classification"]["result"] == "Text.Test.EICAR"
-
-
-@pytest.mark.skipif(not HAS_YARA_X, reason="yara-x absent")
-def test_yara_x_finds_eicar_with_the_default_rules_as_libyara_does(analyze):
-    report = analyze(EICAR, "eicar.com", yara_engine="yara-x")
-    assert report[0]["classification"]["result"] == "Text.Test.EICAR"
-    assert report[0]["classification"]["classification"] == 3
