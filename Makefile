@@ -39,8 +39,9 @@ test-integration: install
 test-e2e: install
 	$(BIN)/python -m pytest -q -m e2e
 
+# `make bench RULES=/path/to/rules` measures with a rule directory of your own; BENCH_ARGS adds options.
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(RULES),--rules $(RULES)) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

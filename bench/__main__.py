@@ -6,9 +6,16 @@ For each corpus (small, medium, large, mixed) it measures:
   nodes), and the same load sent straight to one Worker, so the Hub's cost is a ratio;
 - latency from upload to `processed` at half of the measured small-file throughput;
 - the RSS of every process during each run.
+- YARA alone against the whole engine on the same files: the ruleset's compile time, the
+  per-file time of a bare YARA scan, the engine's per-file time, and their ratio.
 It prints a table and writes every figure to bench/results/<time>.json.
 
+`--rules DIR` runs everything with a rule directory of your own (signature-base's `yara/`,
+a YARA-Forge package, ...) instead of the rules scanhub ships; `--engine-only` skips the
+cluster runs.
+
     python -m bench [--quick] [--duration 10] [--corpora small,medium,large,mixed] [--soak 0]
+                    [--rules DIR] [--engine-only]
 """
 
 from __future__ import annotations
@@ -41,15 +48,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--soak", type=float, default=0.0, help="also a half-load soak of this many seconds")
     parser.add_argument("--output", type=Path, default=None)
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--rules", type=Path, default=None, help="a YARA rule directory to use instead of scanhub's own"
+    )
+    parser.add_argument("--engine-only", action="store_true", help="skip the cluster runs")
+    options = parser.parse_args(argv)
+    if options.rules is not None and not options.rules.is_dir():
+        parser.error(f"--rules {options.rules}: not a directory")
+    return options
 
 
-def engine_limit(kind: str, samples, processes: int) -> dict[str, Any]:
+def rules_dir_of(options: argparse.Namespace) -> Path:
     from common.settings import DEFAULT_RULES_DIR
 
+    return (options.rules or DEFAULT_RULES_DIR).resolve()
+
+
+def engine_limit(kind: str, samples, processes: int, rules_dir: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="scanhub-engine-") as temp:
         paths = engine.write_corpus(samples, Path(temp) / "corpus")
-        return engine.measure(paths, DEFAULT_RULES_DIR, processes, Path(temp))
+        return engine.measure(paths, rules_dir, processes, Path(temp))
+
+
+def yara_figures(samples, rules_dir: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="scanhub-yara-") as temp:
+        paths = engine.write_corpus(samples, Path(temp) / "corpus")
+        return engine.measure_yara(paths, rules_dir, Path(temp))
 
 
 def run(options: argparse.Namespace) -> dict[str, Any]:
@@ -62,23 +86,40 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         kind: generate(kind, max(4, COUNTS[kind] // (10 if options.quick else 1)), options.seed, scale)
         for kind in kinds
     }
+    rules_dir = rules_dir_of(options)
     results: dict[str, Any] = {
         "machine": {"cores": processes, "python": os.sys.version.split()[0]},
-        "options": {"quick": options.quick, "duration_s": duration, "seed": options.seed},
+        "options": {
+            "quick": options.quick,
+            "duration_s": duration,
+            "seed": options.seed,
+            "rules": str(rules_dir),
+            "engine_only": options.engine_only,
+        },
         "corpora": {},
     }
     for kind, samples in corpora.items():
         results["corpora"][kind] = {
             "files": len(samples),
             "bytes": total_bytes(samples),
-            "engine": engine_limit(kind, samples, processes),
+            "engine": engine_limit(kind, samples, processes, rules_dir),
         }
         print(
             f"engine limit, {kind}: {results['corpora'][kind]['engine']['files_per_second']} files/s",
             flush=True,
         )
+    # YARA against the engine on the realistic mix (or the one corpus asked for).
+    yara_kind = "mixed" if "mixed" in corpora else next(iter(corpora))
+    results["yara"] = {
+        "corpus": yara_kind,
+        **yara_figures(corpora[yara_kind], rules_dir),
+    }
+    print(engine.yara_line(results["yara"]), flush=True)
+    if options.engine_only:
+        return results
 
-    with ClusterBench(workers=2) as cluster:
+    environment = {} if options.rules is None else {"SCANHUB_YARA_RULES_DIR": str(rules_dir)}
+    with ClusterBench(workers=2, environment=environment) as cluster:
         for kind, samples in corpora.items():
             common = {
                 "duration": duration,
@@ -149,7 +190,28 @@ def max_growth(results: dict[str, Any]) -> float:
     return max((process["growth_mb"] for run in runs for process in run["rss"].values()), default=0.0)
 
 
+def print_engine_table(results: dict[str, Any]) -> None:
+    header = f"{'corpus':8} {'files':>6} {'MB':>7} | {'engine f/s':>10} {'MB/s':>6}"
+    print("\n" + header + "\n" + "-" * len(header))
+    for kind, figures in results["corpora"].items():
+        print(
+            f"{kind:8} {figures['files']:>6} {figures['bytes'] / 1e6:>7.1f} | "
+            f"{figures['engine']['files_per_second']:>10} {figures['engine']['mb_per_second']:>6}"
+        )
+    print_yara(results)
+
+
+def print_yara(results: dict[str, Any]) -> None:
+    figures = results["yara"]
+    print(f"\n{engine.yara_line(figures)} on the {figures['corpus']} corpus")
+    for key, error in figures["left_out"].items():
+        print(f"  left out: {key}: {error.splitlines()[0][:200]}")
+
+
 def print_table(results: dict[str, Any]) -> None:
+    if results["options"]["engine_only"]:
+        print_engine_table(results)
+        return
     header = (
         f"{'corpus':8} {'files':>6} {'MB':>7} | {'engine f/s':>10} {'MB/s':>6} | "
         f"{'hub f/s':>8} {'p50':>6} {'p99':>6} | {'direct f/s':>10} | {'e2e/eng':>7} {'hub/dir':>7}"
@@ -180,6 +242,7 @@ def print_table(results: dict[str, Any]) -> None:
         if f["hub"]["errors_by_status"]
     }
     print(f"upload errors by status: {errors or 'none'}")
+    print_yara(results)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -80,3 +80,21 @@ async def test_yara_endpoints_belong_to_the_admin_token_group(make_worker_api, r
     assert wrong.status == 403
     ok = await api.client.get("/api/tiscale/v1/yara", headers={"Authorization": f"Token {TOKEN_ADMIN}"})
     assert ok.status == 200
+
+
+async def test_sync_status_lists_only_the_file_left_out_of_a_community_set_with_its_compiler_error(
+    make_worker_api, rules_dir
+):
+    from tests.support.samples_yara import EXTERNALS_RULES, MODULE_RULES, SYNTAX_ERROR_RULE
+
+    for name, text in {**MODULE_RULES, "externals.yar": EXTERNALS_RULES}.items():
+        (rules_dir / name).write_text(text)
+    (rules_dir / "broken.yar").write_text(SYNTAX_ERROR_RULE)
+    api = await make_worker_api(yara_rules_dir=rules_dir, yara_check_interval_seconds=0)
+    body = await (await api.client.get("/api/tiscale/v2/sync-status")).json()
+    keys = {item["key"]: item["errors"] for item in body["rulesets"]}
+    assert {"externals.yar", "mod_pe.yar", "mod_dotnet.yar", "eicar.yar"} <= set(keys)
+    assert {key for key, errors in keys.items() if errors} == {"broken.yar"}
+    assert "syntax error" in keys["broken.yar"][0]
+    errors_only = await (await api.client.get("/api/tiscale/v2/sync-status?errorOnly=true")).json()
+    assert errors_only["rulesets"] == [item for item in body["rulesets"] if item["key"] == "broken.yar"]

@@ -1,10 +1,15 @@
 """A node's YARA rulesets: read from the rules directory, compiled once per revision, cached per process.
 
-Every `*.yar` / `*.yara` file in the directory is one ruleset, compiled in its own namespace.
-The ruleset id (`GET /yara`) is a digest of the file names and contents, so it changes exactly
+Every `*.yar` / `*.yara` file under the directory (subdirectories included, as community sets
+ship them) is one ruleset, compiled in its own namespace named by its relative path. The
+ruleset id (`GET /yara`) is a digest of the file names and contents, so it changes exactly
 when the rules change. A process looks at the directory cheaply (names, sizes, mtimes) at most
 once per check interval and recompiles only when the contents' digest changed; a file that
 does not compile is left out with its compiler error, and the others keep working.
+
+Community rule sets (signature-base, YARA-Forge, ...) use the external variables LOKI and
+THOR define; they are declared here with empty defaults (`EXTERNALS`) so such files compile,
+and `worker.analysis.yara_scan` passes each file's own values when it scans.
 """
 
 from __future__ import annotations
@@ -25,6 +30,16 @@ log = logging.getLogger(__name__)
 
 RULE_SUFFIXES = (".yar", ".yara")
 Fingerprint = tuple[tuple[str, int, int], ...]
+# The external variables of LOKI / THOR rule sets, plus scanhub's own identification; every
+# ruleset may use them, and a scan sets each file's values (worker.analysis.yara_scan).
+EXTERNALS: dict[str, str] = {
+    "filename": "",
+    "filepath": "",
+    "extension": "",
+    "filetype": "",
+    "owner": "",
+    "scanhub_filetype": "",
+}
 
 
 @dataclass(frozen=True)
@@ -47,12 +62,26 @@ class CompiledRuleset:
     rules: Any  # yara.Rules, or None when no file compiled
     fingerprint: Fingerprint
     rule_count: int = 0
+    compile_seconds: float = 0.0
 
 
 def rule_paths(rules_dir: Path) -> list[Path]:
+    """Rule files under `rules_dir`, recursively; hidden directories (.git, ...) are skipped."""
     if not rules_dir.is_dir():
         return []
-    return sorted(path for path in rules_dir.iterdir() if path.suffix in RULE_SUFFIXES and path.is_file())
+    found = []
+    for path in rules_dir.rglob("*"):
+        relative = path.relative_to(rules_dir)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.suffix.lower() in RULE_SUFFIXES and path.is_file():
+            found.append(path)
+    return sorted(found, key=lambda path: rule_key(rules_dir, path))
+
+
+def rule_key(rules_dir: Path, path: Path) -> str:
+    """A rule file's key (sync-status, namespace): its path relative to the rules directory."""
+    return path.relative_to(rules_dir).as_posix()
 
 
 def fingerprint(rules_dir: Path) -> Fingerprint:
@@ -63,7 +92,7 @@ def fingerprint(rules_dir: Path) -> Fingerprint:
             stat = path.stat()
         except FileNotFoundError:
             continue
-        entries.append((path.name, stat.st_size, stat.st_mtime_ns))
+        entries.append((rule_key(rules_dir, path), stat.st_size, stat.st_mtime_ns))
     return tuple(entries)
 
 
@@ -71,7 +100,7 @@ def read_sources(rules_dir: Path) -> list[tuple[str, bytes, int]]:
     sources = []
     for path in rule_paths(rules_dir):
         try:
-            sources.append((path.name, path.read_bytes(), int(path.stat().st_mtime)))
+            sources.append((rule_key(rules_dir, path), path.read_bytes(), int(path.stat().st_mtime)))
         except FileNotFoundError:
             continue  # removed while we listed it; the next check sees the new state
     return sources
@@ -93,25 +122,26 @@ def compile_sources(texts: dict[str, str]) -> tuple[Any, dict[str, str]]:
     if not texts:
         return None, {}
     try:
-        return yara.compile(sources=texts, includes=False), {}
+        return yara.compile(sources=texts, includes=False, externals=EXTERNALS), {}
     except yara.Error:
         pass
     errors: dict[str, str] = {}
     for key, text in texts.items():
         try:
-            yara.compile(sources={key: text}, includes=False)
+            yara.compile(sources={key: text}, includes=False, externals=EXTERNALS)
         except yara.Error as error:
             errors[key] = str(error)
     good = {key: text for key, text in texts.items() if key not in errors}
     if not good:
         return None, errors
     try:
-        return yara.compile(sources=good, includes=False), errors
+        return yara.compile(sources=good, includes=False, externals=EXTERNALS), errors
     except yara.Error as error:  # files fine alone but clashing together
         return None, {**errors, **{key: f"does not compile with the others: {error}" for key in good}}
 
 
 def compile_ruleset(rules_dir: Path) -> CompiledRuleset:
+    started = time.perf_counter()
     current = fingerprint(rules_dir)
     sources = read_sources(rules_dir)
     texts: dict[str, str] = {}
@@ -123,6 +153,7 @@ def compile_ruleset(rules_dir: Path) -> CompiledRuleset:
             errors[key] = f"not UTF-8 text: {error}"
     rules, compile_errors = compile_sources(texts)
     errors.update(compile_errors)
+    compile_seconds = time.perf_counter() - started
     files = tuple(
         RulesetFile(
             key=key,
@@ -143,6 +174,7 @@ def compile_ruleset(rules_dir: Path) -> CompiledRuleset:
         rules=rules,
         fingerprint=current,
         rule_count=rule_count,
+        compile_seconds=round(compile_seconds, 3),
     )
 
 
@@ -201,14 +233,13 @@ def current_ruleset(
             if ruleset_digest(sources) == cached.ruleset_id:
                 _cache[rules_dir] = dataclasses.replace(cached, fingerprint=fingerprint(rules_dir))
                 return _cache[rules_dir]
-        started = time.monotonic()
         compiled = compile_ruleset(rules_dir)
         log.info(
             "YARA ruleset %s: %d rules from %d files compiled in %.2f s",
             compiled.ruleset_id[:12],
             compiled.rule_count,
             len(compiled.files),
-            time.monotonic() - started,
+            compiled.compile_seconds,
         )
         _cache[rules_dir] = compiled
         return compiled
