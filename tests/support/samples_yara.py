@@ -6,7 +6,7 @@ from __future__ import annotations
 # most community sets: they are indicators and tags only).
 EXTERNALS_RULES = r"""
 rule Name_Ends_In_Exe { condition: filename matches /\.exe$/ }
-rule Extension_Is_Js { condition: extension == "js" }
+rule Extension_Is_Js { condition: extension == ".js" }
 rule Path_Inside_Inner { condition: filepath contains "inner/" }
 rule Header_Type_Exe { condition: filetype == "EXE" }
 rule Header_Type_Zip { condition: filetype == "ZIP" }
@@ -33,7 +33,7 @@ MODULE_RULES = {
         'rule Uses_Time_String { condition: time.now() > 0 and string.length("abc") == 3 and false }\n'
     ),
     "community_externals.yar": (
-        'rule Cloaked_Exe { condition: (extension == "jpg" or extension == "pdf") and filetype == "EXE" }\n'
+        'rule Cloaked_Exe { condition: (extension == ".jpg" or extension == ".pdf") and filetype == "EXE" }\n'
         'rule Not_In_Temp { strings: $a = "zz-never-there-zz"\n'
         '  condition: $a and not filepath contains "Temp" }\n'
     ),

@@ -8,7 +8,8 @@ defaults by `worker.analysis.ruleset.EXTERNALS`), with the values LOKI and THOR 
 
 - `filename`: the file's name (for an unpacked file, the last part of its name in the container);
 - `filepath`: its path inside its container, as the report's `file_path` shows it;
-- `extension`: the name's extension, lower case, without the dot (`"exe"`, `"js"`; `""` if none);
+- `extension`: the name's extension, lower case, with its dot as LOKI gives it (`".exe"`,
+  `".js"`; `""` if none), so signature-base's `extension == ".jsp"` means what it says;
 - `filetype`: the upper-case header type LOKI / THOR compute from the first bytes (`"EXE"`,
   `"ELF"`, `"ZIP"`, `"PDF"`, `"Office"`, ...; `"UNKNOWN"` otherwise), so `filetype == "EXE"`
   means what signature-base's authors meant;
@@ -80,7 +81,7 @@ def file_externals(context: FileContext) -> dict[str, str]:
     return {
         "filename": text(name),
         "filepath": text(context.file_path),
-        "extension": text(suffix[1:].lower()),
+        "extension": text(suffix.lower()),
         "filetype": header_type(context.head),
         "owner": "",
         "scanhub_filetype": f"{identity.get('file_type', '')}/{identity.get('file_subtype', '')}",
