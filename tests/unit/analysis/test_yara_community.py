@@ -43,7 +43,7 @@ def test_externals_of_a_file_are_its_name_path_lower_case_extension_and_header_t
     assert yara_scan.file_externals(context) == {
         "filename": "Invoice.PDF.EXE",
         "filepath": "mail/attachments/Invoice.PDF.EXE",
-        "extension": "exe",
+        "extension": ".exe",
         "filetype": "EXE",
         "owner": "",
         "scanhub_filetype": "PE/Exe",
