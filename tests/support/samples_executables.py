@@ -1,0 +1,174 @@
+"""Executable samples built by the tests: minimal PE files (sections, resources, overlay), UPX-marked
+and UPX-packed executables, PyInstaller CArchives and compiled AutoIt scripts."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.support.samples import EICAR
+
+FILE_ALIGNMENT = 0x200
+SECTION_ALIGNMENT = 0x1000
+RESOURCE_DIRECTORY = 2
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples" / "executables"
+
+
+def align(value: int, alignment: int) -> int:
+    return (value + alignment - 1) // alignment * alignment
+
+
+def resource_section(resources: dict[tuple[int, int], bytes], rva: int) -> bytes:
+    """A .rsrc section: type -> name -> language (0x409) -> data, for integer type and name ids."""
+    types: dict[int, dict[int, bytes]] = {}
+    for (type_id, name_id), data in sorted(resources.items()):
+        types.setdefault(type_id, {})[name_id] = data
+
+    def directory(ids: list[int]) -> tuple[bytes, int]:
+        return struct.pack("<IIHHHH", 0, 0, 0, 0, 0, len(ids)), 16 + 8 * len(ids)
+
+    # Layout: root, one directory per type, one per (type, name), data entries, then data.
+    root_size = 16 + 8 * len(types)
+    type_offsets, offset = {}, root_size
+    for type_id, names in types.items():
+        type_offsets[type_id] = offset
+        offset += 16 + 8 * len(names)
+    name_offsets = {}
+    for type_id, names in types.items():
+        for name_id in names:
+            name_offsets[(type_id, name_id)] = offset
+            offset += 16 + 8
+    entry_offsets = {}
+    for key in name_offsets:
+        entry_offsets[key] = offset
+        offset += 16
+    data_offsets = {}
+    for key in name_offsets:
+        data_offsets[key] = offset
+        offset = align(offset + len(types[key[0]][key[1]]), 8)
+    out = bytearray(offset)
+    header, _ = directory(list(types))
+    out[0:16] = header
+    for number, type_id in enumerate(types):
+        entry = struct.pack("<II", type_id, 0x80000000 | type_offsets[type_id])
+        out[16 + 8 * number : 24 + 8 * number] = entry
+        names = types[type_id]
+        base = type_offsets[type_id]
+        out[base : base + 16] = directory(list(names))[0]
+        for index, name_id in enumerate(names):
+            target = 0x80000000 | name_offsets[(type_id, name_id)]
+            out[base + 16 + 8 * index : base + 24 + 8 * index] = struct.pack("<II", name_id, target)
+    for key, base in name_offsets.items():
+        out[base : base + 16] = directory([0x409])[0]
+        out[base + 16 : base + 24] = struct.pack("<II", 0x409, entry_offsets[key])
+        data = types[key[0]][key[1]]
+        out[entry_offsets[key] : entry_offsets[key] + 16] = struct.pack(
+            "<IIII", rva + data_offsets[key], len(data), 0, 0
+        )
+        out[data_offsets[key] : data_offsets[key] + len(data)] = data
+    return bytes(out)
+
+
+def minimal_pe(
+    sections: list[tuple[bytes, bytes]] | None = None,
+    resources: dict[tuple[int, int], bytes] | None = None,
+    overlay: bytes = b"",
+) -> bytes:
+    """A 32-bit PE (i386 exe) with the given (name, data) sections, a .rsrc and an overlay."""
+    sections = list(sections or [(b".text", b"\xc3" + b"\x90" * 15)])
+    count = len(sections) + (1 if resources else 0)
+    headers_size = align(0x40 + 4 + 20 + 0xE0 + 40 * count, FILE_ALIGNMENT)
+    rva, raw = SECTION_ALIGNMENT, headers_size
+    table, bodies = bytearray(), bytearray()
+    directories = [(0, 0)] * 16
+    layout = []
+    for name, data in sections:
+        layout.append((name, data, rva, raw))
+        rva += align(max(len(data), 1), SECTION_ALIGNMENT)
+        raw += align(len(data), FILE_ALIGNMENT)
+    if resources:
+        data = resource_section(resources, rva)
+        layout.append((b".rsrc", data, rva, raw))
+        directories[RESOURCE_DIRECTORY] = (rva, len(data))
+        rva += align(len(data), SECTION_ALIGNMENT)
+        raw += align(len(data), FILE_ALIGNMENT)
+    for name, data, section_rva, section_raw in layout:
+        raw_size = align(len(data), FILE_ALIGNMENT)
+        flags = 0x60000020 if name != b".rsrc" else 0x40000040
+        table += struct.pack(
+            "<8sIIIIIIHHI", name, max(len(data), 1), section_rva, raw_size, section_raw, 0, 0, 0, 0, flags
+        )
+        bodies += data.ljust(raw_size, b"\0")
+    dos = bytearray(b"MZ".ljust(0x40, b"\0"))
+    dos[0x3C:0x40] = struct.pack("<I", 0x40)
+    coff = struct.pack("<4sHHIIIHH", b"PE\0\0", 0x14C, count, 0x5F000000, 0, 0, 0xE0, 0x0102)
+    optional = struct.pack(
+        "<HBBIIIIIIIIIHHHHHHIIIIHHIIIIII",
+        0x10B, 14, 0, 0x200, 0, 0, SECTION_ALIGNMENT, SECTION_ALIGNMENT, 0, 0x400000,
+        SECTION_ALIGNMENT, FILE_ALIGNMENT, 4, 0, 0, 0, 4, 0, 0, rva, headers_size, 0, 2, 0,
+        0x100000, 0x1000, 0x100000, 0x1000, 0, 16,
+    )  # fmt: skip
+    optional += b"".join(struct.pack("<II", *entry) for entry in directories)
+    header = (bytes(dos) + coff + optional + bytes(table)).ljust(headers_size, b"\0")
+    return header + bytes(bodies) + overlay
+
+
+# --- UPX ---------------------------------------------------------------------------------
+
+
+def upx_marked_pe() -> bytes:
+    """A PE laid out as UPX lays its output out (UPX0, UPX1 sections, a UPX! header), not packed."""
+    return minimal_pe([(b"UPX0", b"\0" * 16), (b"UPX1", b"UPX!" + b"\x0d" * 60)])
+
+
+def upx_marked_elf() -> bytes:
+    """A 64-bit ELF header with a UPX l_info ("UPX!") after its program header, not really packed."""
+    header = struct.pack(
+        "<4sBBBBB7sHHIQQQIHHHHHH",
+        b"\x7fELF", 2, 1, 1, 0, 0, b"\0" * 7, 2, 0x3E, 1, 0x400078, 64, 0, 0, 64, 56, 1, 64, 0, 0,
+    )  # fmt: skip
+    program = struct.pack("<IIQQQQQQ", 1, 5, 0, 0x400000, 0x400000, 0x200, 0x200, 0x1000)
+    l_info = struct.pack("<I4sHBB", 0, b"UPX!", 0, 14, 22)
+    return (header + program + l_info).ljust(0x200, b"\0")
+
+
+EICAR_PROGRAM = r"""
+#include <stdio.h>
+static const char eicar[] = "%s";
+static const char padding[65536] = "compressible padding";
+int main(int argc, char **argv) { puts(argc > 5 ? padding : eicar); return 0; }
+"""
+
+
+def upx_packed_elf() -> bytes | None:
+    """A small C program holding EICAR, compiled by `cc` and packed by `upx`; None without both."""
+    compiler, packer = shutil.which("cc"), shutil.which("upx")
+    if compiler is None or packer is None:
+        return None
+    escaped = EICAR.decode().replace("\\", "\\\\")
+    with tempfile.TemporaryDirectory() as folder:
+        source, program = Path(folder) / "eicar.c", Path(folder) / "eicar"
+        source.write_text(EICAR_PROGRAM % escaped)
+        subprocess.run([compiler, "-O1", "-o", str(program), str(source)], check=True, capture_output=True)
+        subprocess.run([packer, "-q", str(program)], check=True, capture_output=True)
+        return program.read_bytes()
+
+
+# --- PE payloads -------------------------------------------------------------------------
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    from tests.support.samples import zip_bytes
+
+    return zip_bytes(members)
+
+
+def pe_with_zip_resource() -> bytes:
+    return minimal_pe(resources={(10, 101): zip_of({"payload/eicar.com": EICAR}), (10, 102): b"plain data"})
+
+
+IDENTIFICATION_SAMPLES: list[tuple[str, str, Callable[[], bytes]]] = []

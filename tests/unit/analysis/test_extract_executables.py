@@ -1,0 +1,154 @@
+"""Executables as containers: UPX-packed files, PE overlays and resources, installers, PyInstaller, AutoIt."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.support.samples import EICAR, distlib_launcher, zip_bytes
+from tests.support.samples_executables import (
+    minimal_pe,
+    pe_with_zip_resource,
+    upx_marked_elf,
+    upx_marked_pe,
+    upx_packed_elf,
+)
+from tests.unit.analysis.conftest import by_path
+
+MALICIOUS = 3
+
+
+def indicator_ids(entry) -> set[str]:
+    return {item["id"] for item in entry["indicators"]}
+
+
+def errors_of(entry, analyzer: str) -> list[str]:
+    return [item["error"] for item in entry.get("errors", []) if item["analyzer"] == analyzer]
+
+
+def assert_found_inside(report, file_path: str) -> None:
+    child = by_path(report, file_path)
+    assert child["classification"]["classification"] == MALICIOUS
+    assert report[0]["classification"]["classification"] == MALICIOUS
+    assert report[0]["classification"]["propagated"] is True
+
+
+# --- UPX ---------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("upx") is None or shutil.which("cc") is None, reason="needs upx and cc")
+def test_upx_packed_elf_is_unpacked_by_the_tool_and_eicar_inside_is_found(analyze):
+    packed = upx_packed_elf()
+    assert packed is not None and EICAR not in packed
+    report = analyze(packed, "packed-eicar")
+    assert report[0]["info"]["file"]["file_type"] == "ELF"
+    assert {"elf:upx"} <= indicator_ids(report[0])
+    assert {"packed", "upx"} <= set(report[0]["tags"])
+    assert report[0]["metadata"]["archive"]["format"] == "upx"
+    assert_found_inside(report, "packed-eicar.unpacked")
+    unpacked = by_path(report, "packed-eicar.unpacked")
+    assert unpacked["info"]["file"]["file_type"] == "ELF"
+    assert "elf:upx" not in indicator_ids(unpacked)
+
+
+@pytest.mark.skipif(shutil.which("upx") is None or shutil.which("cc") is None, reason="needs upx and cc")
+def test_upx_output_over_the_ratio_limit_is_not_kept_and_the_limit_is_reported(analyze):
+    packed = upx_packed_elf()
+    assert packed is not None
+    # 1 MiB is always allowed (the ratio floor); a tiny total-bytes budget stops the ~80 KB output.
+    report = analyze(packed, "packed", unpack_max_total_bytes=4096)
+    assert len(report) == 1
+    assert [limit["limit"] for limit in report[0]["metadata"]["archive"]["limits_hit"]] == ["total_bytes"]
+
+
+@pytest.mark.skipif(shutil.which("upx") is None, reason="needs upx")
+def test_file_with_upx_markers_that_upx_cannot_unpack_ends_as_an_error_item(analyze):
+    report = analyze(upx_marked_elf(), "fake-upx")
+    assert "elf:upx" in indicator_ids(report[0])
+    [error] = errors_of(report[0], "upx")
+    assert error.startswith("upx could not unpack the file")
+    assert len(report) == 1
+
+
+@pytest.mark.parametrize(("sample", "heuristic"), [(upx_marked_pe, "pe:upx"), (upx_marked_elf, "elf:upx")])
+def test_without_the_upx_tool_a_upx_file_is_flagged_and_reported_tool_missing(
+    analyze, monkeypatch, tmp_path, sample, heuristic
+):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no upx on the PATH
+    report = analyze(sample(), "packed.bin")
+    entry = report[0]
+    assert {heuristic, "unpack:tool-missing"} <= indicator_ids(entry)
+    assert {"upx", "tool-missing"} <= set(entry["tags"])
+    assert errors_of(entry, "upx") == ["upx is not installed: the UPX-packed file was not unpacked"]
+    assert len(report) == 1
+
+
+def test_plain_pe_and_elf_are_not_taken_for_upx(analyze):
+    for data in (minimal_pe(), distlib_launcher().read_bytes()):
+        entry = analyze(data, "plain.exe")[0]
+        assert not {"pe:upx", "unpack:tool-missing"} & indicator_ids(entry)
+        assert "upx" not in [run["name"] for run in entry["info"]["analyzers"]]
+
+
+async def test_worker_health_shows_whether_the_upx_tool_is_installed(worker_api, monkeypatch, tmp_path):
+    body = await (await worker_api.client.get("/health")).json()
+    expected = "ok" if shutil.which("upx") else "missing (needed for unpacking UPX-packed PE and ELF files)"
+    assert body["checks"]["tools"] == {"upx": expected}
+    monkeypatch.setenv("PATH", str(tmp_path))
+    body = await (await worker_api.client.get("/health")).json()
+    assert body["checks"]["tools"]["upx"].startswith("missing")
+
+
+# --- PE overlays and resources -----------------------------------------------------------
+
+
+def test_distlib_launcher_with_a_script_and_zip_appended_yields_the_zip_and_eicar_in_it(analyze):
+    launcher = distlib_launcher().read_bytes()
+    # The layout distlib gives Windows console scripts: launcher, shebang line, ZIP.
+    data = launcher + b"#!python.exe\r\n" + zip_bytes({"__main__.py": b"print(1)\n", "eicar.com": EICAR})
+    report = analyze(data, "tool.exe")
+    overlay = report[1]
+    assert overlay["info"]["file"]["file_path"] == f"overlay@{len(launcher) + 14:#x}.zip"
+    assert overlay["info"]["file"]["file_type"] == "Archive"
+    assert_found_inside(report, "eicar.com")
+    source = report[0]["classification"]["propagation_source"]
+    assert source["file_path"] == overlay["info"]["file"]["file_path"]
+
+
+def test_overlay_starting_with_a_known_signature_is_a_child(analyze):
+    pe = minimal_pe(overlay=zip_bytes({"dropped/eicar.com": EICAR}))
+    report = analyze(pe, "dropper.exe")
+    assert report[1]["info"]["file"]["file_path"] == f"overlay@{len(minimal_pe()):#x}.zip"
+    assert_found_inside(report, "dropped/eicar.com")
+
+
+def test_small_overlay_without_a_signature_is_left_in_the_pe(analyze):
+    report = analyze(minimal_pe(overlay=b"some trailing configuration bytes" * 10), "app.exe")
+    assert len(report) == 1
+    assert "archive" not in report[0]["metadata"]
+
+
+def test_resource_holding_a_zip_is_a_child_named_by_type_name_and_language(analyze):
+    report = analyze(pe_with_zip_resource(), "dropper.exe")
+    assert [entry["info"]["file"]["file_path"] for entry in report[1:]] == [
+        "resources/RCDATA/101/1033.zip",
+        "payload/eicar.com",
+    ]
+    assert_found_inside(report, "payload/eicar.com")
+    assert report[0]["metadata"]["archive"]["format"] == "pe-payloads"
+
+
+def test_resource_pointing_past_the_end_of_a_truncated_pe_is_skipped_and_the_report_intact(analyze):
+    data = pe_with_zip_resource()
+    truncated = data[: data.index(b"PK\x03\x04") + 10]
+    report = analyze(truncated, "truncated.exe")
+    assert len(report) == 1
+    assert report[0]["info"]["file"]["file_type"] == "PE"
+
+
+def test_overlay_payloads_count_against_the_children_limit(analyze):
+    resources = {(10, 100 + n): zip_bytes({f"f{n}.txt": b"x"}) for n in range(5)}
+    report = analyze(minimal_pe(resources=resources), "many.exe", unpack_max_children=3)
+    assert len(report) == 1 + 3
+    assert "children" in [limit["limit"] for limit in report[0]["metadata"]["archive"]["limits_hit"]]
