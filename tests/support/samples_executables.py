@@ -7,6 +7,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -169,6 +170,53 @@ def zip_of(members: dict[str, bytes]) -> bytes:
 
 def pe_with_zip_resource() -> bytes:
     return minimal_pe(resources={(10, 101): zip_of({"payload/eicar.com": EICAR}), (10, 102): b"plain data"})
+
+
+# --- PyInstaller -------------------------------------------------------------------------
+
+PYINSTALLER_MAGIC = b"MEI\x0c\x0b\x0a\x0b\x0e"
+
+
+def carchive(entries: list[tuple[str, bytes, bytes]], compress: bool = True) -> bytes:
+    """A PyInstaller CArchive of (name, type code, content) entries, zlib-compressed by default."""
+    package, toc = bytearray(), bytearray()
+    for name, code, content in entries:
+        stored = zlib.compress(content) if compress and code not in (b"o", b"d") else content
+        encoded = name.encode() + b"\0"
+        encoded += b"\0" * (-(len(encoded) + 18) % 16)
+        toc += struct.pack(
+            "!IIIIBc", 18 + len(encoded), len(package), len(stored), len(content), compress, code
+        )
+        toc += encoded
+        package += stored
+    toc_offset = len(package)
+    package += toc
+    cookie_size = 88
+    package += struct.pack(
+        "!8sIIii64s",
+        PYINSTALLER_MAGIC,
+        len(package) + cookie_size,
+        toc_offset,
+        len(toc),
+        311,
+        b"libpython3.11.so.1.0",
+    )
+    return bytes(package)
+
+
+def pyinstaller_entries() -> list[tuple[str, bytes, bytes]]:
+    return [
+        ("pyi-python-flag Py_GIL_DISABLED", b"o", b""),
+        ("struct", b"m", b"\xe3" + b"\0" * 40),
+        ("hello", b"s", b"\xe3compiled main script code object print('hello')"),
+        ("PYZ.pyz", b"z", b"PYZ\0" + b"\0" * 60),
+        ("data/eicar.com", b"x", EICAR),
+    ]
+
+
+def pyinstaller_pe() -> bytes:
+    """A PE with a PyInstaller CArchive as its overlay, as PyInstaller's Windows bootloader has it."""
+    return minimal_pe(overlay=carchive(pyinstaller_entries()))
 
 
 IDENTIFICATION_SAMPLES: list[tuple[str, str, Callable[[], bytes]]] = []

@@ -8,8 +8,11 @@ import pytest
 
 from tests.support.samples import EICAR, distlib_launcher, zip_bytes
 from tests.support.samples_executables import (
+    carchive,
     minimal_pe,
     pe_with_zip_resource,
+    pyinstaller_entries,
+    pyinstaller_pe,
     upx_marked_elf,
     upx_marked_pe,
     upx_packed_elf,
@@ -152,3 +155,63 @@ def test_overlay_payloads_count_against_the_children_limit(analyze):
     report = analyze(minimal_pe(resources=resources), "many.exe", unpack_max_children=3)
     assert len(report) == 1 + 3
     assert "children" in [limit["limit"] for limit in report[0]["metadata"]["archive"]["limits_hit"]]
+
+
+# --- PyInstaller -------------------------------------------------------------------------
+
+
+def test_pyinstaller_pe_members_are_extracted_by_toc_name_and_eicar_in_data_is_found(analyze):
+    report = analyze(pyinstaller_pe(), "bundle.exe")
+    entry = report[0]
+    assert "pyinstaller" in entry["tags"]
+    assert entry["metadata"]["application"]["pyinstaller"] == {
+        "python_version": 311,
+        "python_library": "libpython3.11.so.1.0",
+        "toc_entries": 5,
+    }
+    paths = [child["info"]["file"]["file_path"] for child in report[1:]]
+    # The run-time option has no content; the overlay is left to this extractor, not emitted again.
+    assert paths == ["struct", "hello", "PYZ.pyz", "data/eicar.com"]
+    assert by_path(report, "hello")["info"]["file"]["size"] == len(pyinstaller_entries()[2][2])
+    assert_found_inside(report, "data/eicar.com")
+
+
+def test_bare_carchive_with_stored_members_is_extracted(analyze):
+    report = analyze(carchive(pyinstaller_entries(), compress=False), "archive.pkg")
+    assert "pyinstaller" in report[0]["tags"]
+    assert by_path(report, "data/eicar.com")["classification"]["classification"] == MALICIOUS
+
+
+def test_truncated_pyinstaller_toc_ends_as_an_error_item_with_the_report_intact(analyze):
+    archive = bytearray(carchive(pyinstaller_entries()))
+    toc_start = int.from_bytes(archive[-88 + 12 : -88 + 16], "big")
+    archive[toc_start : toc_start + 4] = (5).to_bytes(4, "big")  # an entry shorter than its header
+    report = analyze(minimal_pe(overlay=bytes(archive)), "broken.exe")
+    assert errors_of(report[0], "pyinstaller") == [
+        f"malformed CArchive TOC entry at offset {len(minimal_pe()) + toc_start}"
+    ]
+    assert report[0]["info"]["file"]["file_type"] == "PE"
+
+
+def test_cookie_pointing_outside_the_file_is_an_error_not_a_failure(analyze):
+    archive = bytearray(carchive(pyinstaller_entries()))
+    archive[-88 + 8 : -88 + 12] = (10**9).to_bytes(4, "big")
+    report = analyze(bytes(archive), "broken.pkg")
+    assert errors_of(report[0], "pyinstaller") == ["ValueError: CArchive cookie points outside the file"]
+
+
+def test_pyinstaller_member_bomb_stops_at_the_ratio_limit_in_bounded_memory(analyze):
+    import tracemalloc
+
+    bomb = b"\0" * (64 * 1024 * 1024)
+    archive = carchive([("zeros.bin", b"x", bomb), ("data/eicar.com", b"x", EICAR)])
+    del bomb
+    tracemalloc.start()
+    try:
+        report = analyze(archive, "bomb.pkg", unpack_max_ratio=10)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 1024**2
+    assert "ratio" in [limit["limit"] for limit in report[0]["metadata"]["archive"]["limits_hit"]]
+    assert_found_inside(report, "data/eicar.com")
