@@ -219,4 +219,121 @@ def pyinstaller_pe() -> bytes:
     return minimal_pe(overlay=carchive(pyinstaller_entries()))
 
 
-IDENTIFICATION_SAMPLES: list[tuple[str, str, Callable[[], bytes]]] = []
+# --- AutoIt (EA06) -----------------------------------------------------------------------
+# A compiled script: a 16-byte GUID, "AU3!EA06", 16 reserved bytes, records, "AU3!EA06".
+# Each record: its magic, then the type and source path (UTF-16, length and text each masked
+# with fixed keys), a compression flag, three sizes/checksum masked likewise, two FILETIMEs
+# and the data, every string and the data XORed with the EA06 key stream.
+
+AUTOIT_SCRIPT_MAGIC = bytes.fromhex("A3484BBE986C4AA9994C530A86D6487D")
+AUTOIT_RECORD_MAGIC = bytes.fromhex("6B43CA52")
+
+
+def rotl32(value: int, count: int) -> int:
+    return (value << count | value >> (32 - count)) & 0xFFFFFFFF
+
+
+def ea06_keystream_xor(data: bytes, seed: int) -> bytes:
+    """XOR `data` with the EA06 key stream seeded with `seed` (the same call encrypts and decrypts)."""
+    table = []
+    for _ in range(17):
+        seed = (1 - seed * 0x53A9B4FB) & 0xFFFFFFFF
+        table.append(seed)
+    table.reverse()
+    a, b = 16, 6
+
+    def step() -> int:
+        nonlocal a, b
+        value = (rotl32(table[a], 9) + rotl32(table[b], 13)) & 0xFFFFFFFF
+        table[a] = value
+        a, b = (a + 1) % 17, (b + 1) % 17
+        return value
+
+    for _ in range(9):
+        step()
+    out = bytearray()
+    for byte in data:
+        step()
+        out.append((step() >> 24) ^ byte)
+    return bytes(out)
+
+
+def ea06_string(text: str, length_key: int, seed: int) -> bytes:
+    encoded = text.encode("utf-16-le")
+    return struct.pack("<I", len(text) ^ length_key) + ea06_keystream_xor(encoded, len(text) + seed)
+
+
+def ea06_record(record_type: str, source_path: str, data: bytes) -> bytes:
+    return (
+        AUTOIT_RECORD_MAGIC
+        + ea06_string(record_type, 0xADBC, 0xB33F)
+        + ea06_string(source_path, 0xF820, 0xF479)
+        + b"\0"  # not compressed
+        + struct.pack("<III", len(data) ^ 0x87BC, len(data) ^ 0x87BC, 0 ^ 0xA685)
+        + b"\0" * 16
+        + ea06_keystream_xor(data, 0x2477)
+    )
+
+
+AUTOIT_SOURCE = (
+    'FileInstall("C:\\build\\eicar.com", @TempDir & "\\eicar.com")\r\nRun(@TempDir & "\\eicar.com")'
+)
+
+
+def autoit_a3x(truncated: bool = False) -> bytes:
+    """An EA06 .a3x holding a Unicode script and a FileInstall'd EICAR."""
+    records = ea06_record(">>>AUTOIT UNICODE SCRIPT<<<", "", b"\xff\xfe" + AUTOIT_SOURCE.encode("utf-16-le"))
+    records += ea06_record("FILE", "C:\\build\\eicar.com", EICAR)
+    data = AUTOIT_SCRIPT_MAGIC + b"AU3!EA06" + b"\0" * 16 + records + b"AU3!EA06"
+    return data[: len(data) // 3] if truncated else data
+
+
+def autoit_pe() -> bytes:
+    """A PE with the compiled script in an RCDATA resource, where AutoIt's compiler puts it."""
+    return minimal_pe(resources={(10, 1): autoit_a3x()})
+
+
+# --- InstallShield (ISSetupStream) ------------------------------------------------------
+# Header: signature, u16 file count, 30 reserved bytes. Each file: u32 name length, u32 flags,
+# 2 reserved, u32 size, 8 reserved, u16 "compressed" (zlib), UTF-16 name, then the data, each
+# byte nibble-swapped and XORed with a key derived from the name (complemented).
+
+
+def iss_encode(name: str, data: bytes, flags: int) -> bytes:
+    key = bytes(x ^ k for x, k in zip(name.encode(), b"\x13\x35\x86\x07" * len(name), strict=False))
+    if flags & 4:
+        key = (key * (1024 // len(key) + 1))[:1024]
+    out = bytearray()
+    for index, byte in enumerate(data):
+        value = ~byte & 0xFF ^ key[index % len(key)]
+        out.append((value << 4 | value >> 4) & 0xFF)
+    return bytes(out)
+
+
+def installshield_setup(members: dict[str, bytes] | None = None) -> bytes:
+    members = members or {"eicar.com": EICAR}
+    stream = b"ISSetupStream\0" + struct.pack("<H", len(members)) + b"\0" * 30
+    for name, data in members.items():
+        packed = zlib.compress(data)
+        encoded_name = name.encode("utf-16-le")
+        stream += struct.pack("<II2sI8sH", len(encoded_name), 4, b"", len(packed), b"", 1) + encoded_name
+        stream += iss_encode(name, packed, 4)
+    return minimal_pe(overlay=stream)
+
+
+# --- Inno Setup: markers only -----------------------------------------------------------
+
+
+def inno_marked_pe() -> bytes:
+    """A PE carrying Inno Setup's markers but no setup data: recognised, not unpackable."""
+    return minimal_pe(overlay=b"Inno Setup Setup Data (6.1.0) (u)" + b"\0" * 64 + b"zlb\x1a" + b"\0" * 64)
+
+
+def nsis_installer() -> bytes:
+    """An NSIS installer holding EICAR, made by makensis (see tests/samples/executables/README.md)."""
+    return (SAMPLES_DIR / "eicar-nsis-setup.exe").read_bytes()
+
+
+IDENTIFICATION_SAMPLES: list[tuple[str, str, Callable[[], bytes]]] = [
+    ("Binary", "AutoIt", autoit_a3x),
+]

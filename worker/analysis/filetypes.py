@@ -63,6 +63,15 @@ KINDS: tuple[FileKind, ...] = (
     FileKind("ELF", "Library", (), ("application/x-sharedlib",)),
     FileKind("ELF", "Object", (), ("application/x-object",)),
     FileKind("ELF", "Other", at0(b"\x7fELF")),
+    # Compiled AutoIt script (.a3x): the script GUID, then the format version.
+    FileKind(
+        "Binary",
+        "AutoIt",
+        (
+            sig((0, bytes.fromhex("A3484BBE986C4AA9994C530A86D6487D")), (16, b"AU3!EA06")),
+            sig((0, bytes.fromhex("A3484BBE986C4AA9994C530A86D6487D")), (16, b"AU3!EA05")),
+        ),
+    ),
     FileKind(
         "MachO",
         "Exe",

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from worker.analysis import elf, fuzzy, identify, office, pdf, pe, strings, yara_scan
 from worker.analysis.context import Analyzer
-from worker.analysis.extractors import compressed, pe_payloads, pyinstaller, sevenzip, tar, upx, ziparchive
+from worker.analysis.extractors import (
+    compressed,
+    installers,
+    pe_payloads,
+    pyinstaller,
+    sevenzip,
+    tar,
+    upx,
+    ziparchive,
+)
 
 ANALYZERS: tuple[Analyzer, ...] = (
     identify.ANALYZER,
@@ -28,5 +37,6 @@ ANALYZERS: tuple[Analyzer, ...] = (
     upx.ANALYZER,
     # Before pe_payloads, which leaves the overlays these unpack to them (by their tags).
     pyinstaller.ANALYZER,
+    installers.ANALYZER,
     pe_payloads.ANALYZER,
 )

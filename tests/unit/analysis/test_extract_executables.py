@@ -8,8 +8,14 @@ import pytest
 
 from tests.support.samples import EICAR, distlib_launcher, zip_bytes
 from tests.support.samples_executables import (
+    IDENTIFICATION_SAMPLES,
+    autoit_a3x,
+    autoit_pe,
     carchive,
+    inno_marked_pe,
+    installshield_setup,
     minimal_pe,
+    nsis_installer,
     pe_with_zip_resource,
     pyinstaller_entries,
     pyinstaller_pe,
@@ -215,3 +221,97 @@ def test_pyinstaller_member_bomb_stops_at_the_ratio_limit_in_bounded_memory(anal
     assert peak < 32 * 1024**2
     assert "ratio" in [limit["limit"] for limit in report[0]["metadata"]["archive"]["limits_hit"]]
     assert_found_inside(report, "data/eicar.com")
+
+
+# --- Installers and AutoIt (binary-refinery in a child process) --------------------------
+
+
+def test_nsis_installer_made_by_makensis_yields_its_files_and_script_and_eicar_is_found(analyze):
+    report = analyze(nsis_installer(), "setup.exe")
+    entry = report[0]
+    assert (entry["info"]["file"]["file_type"], entry["info"]["file"]["file_subtype"]) == ("PE", "Exe")
+    assert "installer:nsis" in entry["tags"]
+    assert entry["metadata"]["archive"]["format"] == "installer"
+    paths = [child["info"]["file"]["file_path"] for child in report[1:]]
+    assert paths == ["$INSTDIR\\eicar.com", "setup.bin", "setup.nsis"]
+    assert by_path(report, "$INSTDIR\\eicar.com")["info"]["file"]["file_name"] == "eicar.com"
+    assert by_path(report, "setup.nsis")["info"]["file"]["size"] > 1000  # the decompiled script
+    assert_found_inside(report, "$INSTDIR\\eicar.com")
+
+
+def test_truncated_nsis_installer_ends_as_an_error_item_with_the_report_intact(analyze):
+    data = nsis_installer()
+    report = analyze(data[: len(data) - 300], "setup.exe")  # the NSIS data ends the file
+    assert "installer:nsis" in report[0]["tags"]
+    [error] = errors_of(report[0], "installer")
+    assert error.startswith("nsis: ")
+    assert report[0]["info"]["file"]["file_type"] == "PE"
+
+
+def test_standalone_a3x_is_identified_and_its_script_and_file_install_members_extracted(analyze):
+    report = analyze(autoit_a3x(), "script.a3x")
+    entry = report[0]
+    assert (entry["info"]["file"]["file_type"], entry["info"]["file"]["file_subtype"]) == ("Binary", "AutoIt")
+    assert "autoit" in entry["tags"]
+    script = by_path(report, "unicode-script.au3")
+    assert script["info"]["file"]["file_type"] == "Text"
+    # A FileInstall'd file is named by the path it was compiled from.
+    assert_found_inside(report, "C:\\build\\eicar.com")
+    assert by_path(report, "C:\\build\\eicar.com")["info"]["file"]["file_name"] == "eicar.com"
+
+
+def test_autoit_compiled_pe_with_the_script_in_a_resource_is_unpacked(analyze):
+    report = analyze(autoit_pe(), "compiled.exe")
+    assert "autoit" in report[0]["tags"]
+    assert_found_inside(report, "C:\\build\\eicar.com")
+
+
+def test_truncated_a3x_ends_as_an_error_item_with_the_report_intact(analyze):
+    report = analyze(autoit_a3x(truncated=True), "broken.a3x")
+    assert report[0]["info"]["file"]["file_subtype"] == "AutoIt"
+    assert errors_of(report[0], "installer")
+    assert len(report) == 1
+
+
+def test_installshield_stream_is_unpacked_and_eicar_is_found(analyze):
+    report = analyze(installshield_setup(), "setup.exe")
+    assert "installer:installshield" in report[0]["tags"]
+    assert [child["info"]["file"]["file_path"] for child in report[1:]] == ["eicar.com"]
+    assert_found_inside(report, "eicar.com")
+
+
+def test_installshield_member_over_the_ratio_limit_is_dropped_and_the_next_member_kept(analyze):
+    setup = installshield_setup({"zeros.bin": b"\0" * (8 * 1024 * 1024), "eicar.com": EICAR})
+    report = analyze(setup, "setup.exe", unpack_max_ratio=2)
+    archive = report[0]["metadata"]["archive"]
+    assert [limit["limit"] for limit in archive["limits_hit"]] == ["ratio"]
+    assert [child["info"]["file"]["file_path"] for child in report[1:]] == ["eicar.com"]
+    assert_found_inside(report, "eicar.com")
+
+
+def test_installer_members_count_against_the_children_limit_and_the_unpacker_is_stopped(analyze):
+    setup = installshield_setup({f"file{n}.txt": b"x" * n for n in range(1, 8)})
+    report = analyze(setup, "setup.exe", unpack_max_children=3)
+    assert len(report) == 1 + 3
+    assert "children" in [limit["limit"] for limit in report[0]["metadata"]["archive"]["limits_hit"]]
+
+
+def test_inno_setup_markers_are_recognised_and_unparsable_setup_data_is_an_error_item(analyze):
+    report = analyze(inno_marked_pe(), "setup.exe")
+    assert "installer:inno" in report[0]["tags"]
+    [error] = errors_of(report[0], "installer")
+    assert error.startswith("inno: ")
+    assert len(report) == 1
+
+
+def test_installer_overlay_is_not_emitted_again_by_the_pe_payload_extractor(analyze):
+    report = analyze(nsis_installer(), "setup.exe")
+    assert not [e for e in report[1:] if e["info"]["file"]["file_path"].startswith("overlay@")]
+
+
+@pytest.mark.parametrize(("file_type", "file_subtype", "builder"), IDENTIFICATION_SAMPLES)
+def test_identification_rows_of_the_executables_family_match_their_samples(
+    analyze, file_type, file_subtype, builder
+):
+    info = analyze(builder(), "sample")[0]["info"]["file"]
+    assert (info["file_type"], info["file_subtype"]) == (file_type, file_subtype)
