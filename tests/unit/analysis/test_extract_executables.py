@@ -315,3 +315,16 @@ def test_identification_rows_of_the_executables_family_match_their_samples(
 ):
     info = analyze(builder(), "sample")[0]["info"]["file"]
     assert (info["file_type"], info["file_subtype"]) == (file_type, file_subtype)
+
+
+def test_an_unpacker_over_its_memory_limit_fails_alone_and_the_report_is_intact(analyze, monkeypatch):
+    from worker.analysis.extractors import installers
+
+    # Too little address space for the child to even load refinery.
+    monkeypatch.setattr(installers, "MEMORY_BASE_BYTES", 32 * 1024 * 1024)
+    monkeypatch.setattr(installers, "MEMORY_PER_INPUT_BYTE", 0)
+    report = analyze(installshield_setup(), "setup.exe")
+    [error] = errors_of(report[0], "installer")
+    assert error.startswith("installshield: ")
+    assert "installer:installshield" in report[0]["tags"]
+    assert len(report) == 1

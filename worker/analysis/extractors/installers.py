@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from typing import IO
 
 from worker.analysis.context import Analyzer, ChildWriter, FileContext, Findings, LimitReached
@@ -33,9 +34,15 @@ SCAN_OVERLAP = 64
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 
+@dataclass(frozen=True)
 class Kind:
-    def __init__(self, name: str, unit: str, tag: str, title: str, markers: tuple[bytes, ...]):
-        self.name, self.unit, self.tag, self.title, self.markers = name, unit, tag, title, markers
+    """One format: its name, the refinery unit that unpacks it, its tag, and its byte markers."""
+
+    name: str
+    unit: str
+    tag: str
+    title: str
+    markers: tuple[bytes, ...]
 
 
 AUTOIT_SCRIPT_MAGIC = bytes.fromhex("A3484BBE986C4AA9994C530A86D6487D")
