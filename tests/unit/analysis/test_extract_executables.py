@@ -328,3 +328,8 @@ def test_an_unpacker_over_its_memory_limit_fails_alone_and_the_report_is_intact(
     assert error.startswith("installshield: ")
     assert "installer:installshield" in report[0]["tags"]
     assert len(report) == 1
+
+
+def test_broken_pe_headers_are_reported_once_by_the_pe_analyzer_not_again_by_the_payload_extractor(analyze):
+    report = analyze(b"MZ" + b"\xff" * 5000, "broken.exe")
+    assert errors_of(report[0], "pe") and not errors_of(report[0], "pe-payloads")
