@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import signal
 import struct
 import subprocess
@@ -32,6 +31,7 @@ MEMORY_PER_INPUT_BYTE = 4
 SCAN_BLOCK = 4 * 1024 * 1024
 SCAN_OVERLAP = 64
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+CHILD = "worker.analysis.extractors.refinery_child"
 
 
 @dataclass(frozen=True)
@@ -133,13 +133,6 @@ def read_field(stream: IO[bytes]) -> bytes:
     return read_exactly(stream, size)
 
 
-def limit_child(memory: int, seconds: float) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-    cpu = max(1, int(seconds) + 1)
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-
-
 def receive(context: FileContext, stream: IO[bytes]) -> list[str]:
     """Write the members the child streams through the budget; returns error messages."""
     errors: list[str] = []
@@ -193,12 +186,12 @@ def extract(context: FileContext) -> Findings:
     members_before = context.extraction.members
     memory = MEMORY_BASE_BYTES + MEMORY_PER_INPUT_BYTE * context.size
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    cpu_seconds = str(int(seconds) + 1)
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.analysis.extractors.refinery_child", kind.unit, str(context.path)],
+        [sys.executable, "-m", CHILD, kind.unit, str(context.path), str(memory), cpu_seconds],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: limit_child(memory, seconds),
         env=environment,
     )
     expired = threading.Event()

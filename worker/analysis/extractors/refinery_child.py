@@ -1,7 +1,8 @@
 """Child process that runs one binary-refinery extractor on a file and streams its members to stdout.
 
-Run as `python -m worker.analysis.extractors.refinery_child UNIT PATH` by `installers.py`, under
-memory, CPU-time and file-size limits (it writes no file). Refinery's extractors hold the
+Run as `python -m worker.analysis.extractors.refinery_child UNIT PATH MEMORY SECONDS` by
+`installers.py`; it first limits its own address space and CPU time and forbids itself to
+write files. Refinery's extractors hold the
 whole input and each member in memory; a hostile installer can only exhaust this process.
 
 Frames on stdout (lengths big-endian u32): `N` name, then `D` data blocks, then `E` (one
@@ -11,6 +12,7 @@ member); `S` name and reason (a member refinery could not produce); `!` message 
 from __future__ import annotations
 
 import importlib
+import resource
 import struct
 import sys
 from typing import IO, Any
@@ -39,9 +41,17 @@ def member_name(result: Any) -> str:
     return path
 
 
-def main(unit_name: str, path: str) -> int:
+def limit_self(memory: int, seconds: int) -> None:
+    """Address space, CPU time, and no file writes, before any input is read."""
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+def main(unit_name: str, path: str, memory: int, seconds: int) -> int:
     out = sys.stdout.buffer
     try:
+        limit_self(memory, seconds)
         module_name, class_name = UNITS[unit_name]
         unit = getattr(importlib.import_module(module_name), class_name)()
         with open(path, "rb") as handle:
@@ -71,4 +81,4 @@ def main(unit_name: str, path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))

@@ -9,10 +9,10 @@ the file is reported packed and not unpacked (`unpack:tool-missing`).
 
 from __future__ import annotations
 
-import resource
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,6 +27,13 @@ PE_SECTION_NAMES = (b"UPX0", b"UPX1", b"UPX2")
 MARKER = b"UPX!"
 MARKER_WINDOW = 4096
 MAX_SECTIONS = 96
+# Sets the file-size limit, then becomes the tool (a preexec_fn is unsafe in a threaded worker).
+# Python ignores SIGXFSZ, and an ignored signal stays ignored across exec: restore the default.
+LIMIT_THEN_EXEC = (
+    "import os, resource, signal, sys; size = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (size, size)); "
+    "signal.signal(signal.SIGXFSZ, signal.SIG_DFL); os.execv(sys.argv[2], sys.argv[2:])"
+)
 
 
 def pe_section_names(head: bytes) -> list[bytes]:
@@ -92,15 +99,12 @@ def unpack(context: FileContext) -> Findings:
         packed, unpacked = folder / "packed", folder / "unpacked"
         shutil.copyfile(context.path, packed)
 
-        def limit_output() -> None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (cap + 1, cap + 1))
-
+        command = [program, "-d", "-q", "--no-color", "-o", str(unpacked), str(packed)]
         try:
             result = subprocess.run(
-                [program, "-d", "-q", "--no-color", "-o", str(unpacked), str(packed)],
+                [sys.executable, "-c", LIMIT_THEN_EXEC, str(cap + 1), *command],
                 capture_output=True,
                 timeout=timeout,
-                preexec_fn=limit_output,
                 check=False,
             )
         except subprocess.TimeoutExpired as error:
