@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.support.samples import EICAR, distlib_launcher, zip_bytes
+from tests.support.samples import EICAR, distlib_launcher, python_elf, zip_bytes
 from tests.support.samples_executables import (
     IDENTIFICATION_SAMPLES,
     autoit_a3x,
@@ -94,9 +94,9 @@ def test_without_the_upx_tool_a_upx_file_is_flagged_and_reported_tool_missing(
 
 
 def test_plain_pe_and_elf_are_not_taken_for_upx(analyze):
-    for data in (minimal_pe(), distlib_launcher().read_bytes()):
-        entry = analyze(data, "plain.exe")[0]
-        assert not {"pe:upx", "unpack:tool-missing"} & indicator_ids(entry)
+    for data in (minimal_pe(), distlib_launcher().read_bytes(), python_elf().read_bytes()):
+        entry = analyze(data, "plain")[0]
+        assert not {"pe:upx", "elf:upx", "unpack:tool-missing"} & indicator_ids(entry)
         assert "upx" not in [run["name"] for run in entry["info"]["analyzers"]]
 
 
