@@ -26,6 +26,7 @@ from common.service import service_app
 from common.settings import WorkerSettings
 from common.store import QUEUED, Keys, TaskStore, normalize_filter_token, task_view
 from worker import fetch, license_api, rules_api, spool
+from worker.analysis import tools
 from worker.publisher import JobPublisher, SendJobs
 from worker.retention import run_sweeper
 
@@ -443,6 +444,8 @@ async def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
         checks["spool_free_bytes"] = usage.free
     except OSError as error:
         checks["spool"] = f"unusable: {error}"
+    # A missing unpacking tool degrades reports (`unpack:tool-missing`) but not the node's health.
+    checks["tools"] = tools.tool_checks()
     healthy = all(checks.get(name) == "ok" for name in ("redis", "celery", "queue", "spool"))
     return healthy, checks
 

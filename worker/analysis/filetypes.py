@@ -152,6 +152,15 @@ KINDS: tuple[FileKind, ...] = (
     FileKind("MachO", "Bundle", macho(8)),
     FileKind("MachO", "Exe", at0(*MACHO_MAGICS_LE, *MACHO_MAGICS_BE), ("application/x-mach-binary",)),
     FileKind("COFF", "Object", (), ("application/x-coff",), r"COFF object file"),
+    # Compiled AutoIt script (.a3x): the script GUID, then the format version.
+    FileKind(
+        "Binary",
+        "AutoIt",
+        (
+            sig((0, bytes.fromhex("A3484BBE986C4AA9994C530A86D6487D")), (16, b"AU3!EA06")),
+            sig((0, bytes.fromhex("A3484BBE986C4AA9994C530A86D6487D")), (16, b"AU3!EA05")),
+        ),
+    ),
     # Documents
     FileKind("Document", "PDF", at0(b"%PDF-"), ("application/pdf",)),
     FileKind("Document", "RTF", at0(b"{\\rt"), ("application/rtf", "text/rtf")),

@@ -50,6 +50,7 @@ TABLE: tuple[Heuristic, ...] = (
     Heuristic("pe:upx", "evasion", "Packed with UPX", 4, tags=("packed", "upx")),
     # ELF
     Heuristic("elf:no-sections", "evasion", "Has no section headers (stripped or packed)", 3),
+    Heuristic("elf:upx", "evasion", "Packed with UPX", 4, tags=("packed", "upx")),
     # PDF
     Heuristic("pdf:javascript", "execution", "Contains JavaScript", 6, tags=("pdf-javascript",)),
     Heuristic("pdf:auto-action", "execution", "Runs an action when opened", 5),

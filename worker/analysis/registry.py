@@ -17,16 +17,20 @@ from worker.analysis.extractors import (
     compressed,
     cpio,
     diskimage,
+    installers,
     lzh,
     mscompress,
     officepackage,
     olecompound,
     pdfobjects,
+    pe_payloads,
+    pyinstaller,
     rar,
     rpm,
     rtf,
     sevenzip,
     tar,
+    upx,
     ziparchive,
 )
 
@@ -58,4 +62,9 @@ ANALYZERS: tuple[Analyzer, ...] = (
     olecompound.ANALYZER,
     rtf.ANALYZER,
     pdfobjects.ANALYZER,
+    upx.ANALYZER,
+    # Before pe_payloads, which leaves the overlays these unpack to them (by their tags).
+    pyinstaller.ANALYZER,
+    installers.ANALYZER,
+    pe_payloads.ANALYZER,
 )
