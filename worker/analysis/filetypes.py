@@ -106,6 +106,23 @@ KINDS: tuple[FileKind, ...] = (
         ("application/x-rar", "application/vnd.rar"),
     ),
     # Mail and encodings
+    FileKind("Email", "MBOX", at0(b"From "), ("application/mbox",)),
+    FileKind(
+        "Email",
+        "EML",
+        tuple(
+            ((0, header),)
+            for header in (
+                b"Received: ",
+                b"Return-Path: ",
+                b"Delivered-To: ",
+                b"MIME-Version: ",
+                b"X-Mozilla-Status",
+            )
+        ),
+        ("message/rfc822",),
+        r"^(RFC 822 mail|SMTP mail|news or mail|MIME entity)",
+    ),
     # Scripts and text
     FileKind("Text", "Shell", (), ("text/x-shellscript",)),
     FileKind("Text", "Python", (), ("text/x-script.python", "text/x-python")),

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from worker.analysis import elf, fuzzy, identify, office, pdf, pe, strings, yara_scan
 from worker.analysis.context import Analyzer
-from worker.analysis.extractors import compressed, sevenzip, tar, ziparchive
+from worker.analysis.extractors import (
+    compressed,
+    mbox,
+    mime,
+    sevenzip,
+    tar,
+    ziparchive,
+)
 
 ANALYZERS: tuple[Analyzer, ...] = (
     identify.ANALYZER,
@@ -25,4 +32,6 @@ ANALYZERS: tuple[Analyzer, ...] = (
     tar.ANALYZER,
     compressed.ANALYZER,
     sevenzip.ANALYZER,
+    mime.ANALYZER,
+    mbox.ANALYZER,
 )

@@ -1,0 +1,158 @@
+"""Mail and encodings through the engine: EICAR hidden in MIME, mbox, .msg, TNEF, uuencode, BinHex, blobs."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from tests.support.samples import EICAR
+from tests.support.samples_mail import (
+    IDENTIFICATION_SAMPLES,
+    eml_bytes,
+    eml_with_eicar,
+    mbox_bytes,
+    mbox_with_eicar_in_third,
+)
+from tests.unit.analysis.conftest import by_path, hashes
+from worker.analysis.identify import identify
+
+MALICIOUS = 3
+
+
+def paths(report) -> list[str]:
+    return [entry["info"]["file"]["file_path"] for entry in report]
+
+
+def kind(entry) -> tuple[str, str]:
+    return entry["info"]["file"]["file_type"], entry["info"]["file"]["file_subtype"]
+
+
+def assert_found_in_top(report, child_path: str, stored_raw: bool = False) -> dict:
+    """EICAR is the child at `child_path`, and the top file is malicious because of it.
+
+    A container that stores its members as they are (`stored_raw`: .msg, TNEF) also holds
+    the EICAR string itself, so its own YARA match comes first and nothing is propagated.
+    """
+    child = by_path(report, child_path)
+    assert child["classification"]["classification"] == MALICIOUS
+    assert hashes(child)["sha256"] == hashlib.sha256(EICAR).hexdigest()
+    top = report[0]["classification"]
+    assert top["classification"] == MALICIOUS
+    assert top["propagated"] is not stored_raw
+    return child
+
+
+def error_texts(entry, analyzer: str) -> list[str]:
+    return [item["error"] for item in entry.get("errors", []) if item["analyzer"] == analyzer]
+
+
+def limits_hit(entry) -> list[str]:
+    return [limit["limit"] for limit in entry["metadata"]["archive"]["limits_hit"]]
+
+
+def test_every_mail_identification_sample_is_identified_as_its_row():
+    for file_type, file_subtype, build in IDENTIFICATION_SAMPLES:
+        identity = identify(build()[:16384])
+        assert (identity["file_type"], identity["file_subtype"]) == (file_type, file_subtype), build.__name__
+
+
+# --- MIME ---------------------------------------------------------------------------------
+
+
+def test_eicar_attached_to_an_eml_is_found_and_bodies_become_named_children(analyze):
+    report = analyze(eml_with_eicar(), "invoice.eml")
+    assert kind(report[0]) == ("Email", "EML")
+    assert paths(report)[1:] == ["body.txt", "body.html", "invoice.com"]
+    assert_found_in_top(report, "invoice.com")
+    assert kind(by_path(report, "body.html")) == ("Text", "HTML")
+    email = report[0]["metadata"]["email"]
+    assert email["subject"] == "Invoice 2024-001"
+    assert email["attachments"] == ["invoice.com"]
+    assert "errors" not in report[0]
+
+
+def test_a_forwarded_message_is_a_child_message_whose_attachment_is_its_own_child(analyze):
+    report = analyze(eml_bytes(nested=eml_with_eicar(), html=None), "fwd.eml")
+    forwarded = by_path(report, "forwarded.eml")
+    assert kind(forwarded) == ("Email", "EML")
+    assert forwarded["parent_relationship"]["parent_index"] == 0
+    payload = by_path(report, "invoice.com")
+    assert payload["parent_relationship"]["parent_index"] == forwarded["index"]
+    assert forwarded["classification"]["propagated"] is True
+    assert report[0]["classification"]["classification"] == MALICIOUS
+
+
+def test_truncated_eml_keeps_its_report_and_says_the_mime_structure_is_damaged(analyze):
+    data = eml_with_eicar()
+    report = analyze(data[: data.index(b"Content-Disposition: attachment") + 80], "cut.eml")
+    assert report[0]["classification"]["classification"] == 0
+    assert any("malformed MIME structure" in text for text in error_texts(report[0], "mime"))
+    assert paths(report)[1:3] == ["body.txt", "body.html"]
+
+
+def test_a_mail_of_10000_tiny_parts_stops_at_the_children_limit_quickly(analyze):
+    boundary = "b0undary"
+    parts = "".join(
+        f"--{boundary}\nContent-Type: application/octet-stream\nContent-Disposition: attachment; "
+        f'filename="p{number}.bin"\n\nx\n'
+        for number in range(10_000)
+    )
+    data = (
+        f"From: a@example.com\nTo: b@example.com\nSubject: many\nMIME-Version: 1.0\n"
+        f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n{parts}--{boundary}--\n'
+    ).encode()
+    started = time.monotonic()
+    report = analyze(data, "bomb.eml", unpack_max_children=20)
+    assert time.monotonic() - started < 20
+    assert len(report) == 1 + 20
+    assert limits_hit(report[0]) == ["children"]
+
+
+def test_oversized_message_is_refused_with_an_error_not_parsed(analyze, monkeypatch):
+    from worker.analysis.extractors import mime
+
+    monkeypatch.setattr(mime, "MAX_MESSAGE_BYTES", 100)
+    report = analyze(eml_with_eicar(), "big.eml")
+    assert len(report) == 1
+    assert any("not parsed" in text for text in error_texts(report[0], "mime"))
+
+
+# --- mbox ---------------------------------------------------------------------------------
+
+
+def test_mbox_of_three_messages_gives_three_message_children_and_eicar_in_the_third(analyze):
+    report = analyze(mbox_with_eicar_in_third(), "inbox.mbox")
+    assert kind(report[0]) == ("Email", "MBOX")
+    messages = [entry for entry in report if entry.get("parent_relationship", {}).get("parent_index") == 0]
+    assert [entry["info"]["file"]["file_path"] for entry in messages] == [
+        "message-1.eml",
+        "message-2.eml",
+        "message-3.eml",
+    ]
+    assert all(kind(entry) == ("Email", "EML") for entry in messages)
+    third = by_path(report, "message-3.eml")
+    assert third["classification"]["classification"] == MALICIOUS
+    assert by_path(report, "eicar.com")["parent_relationship"]["parent_index"] == third["index"]
+    assert by_path(report, "message-1.eml")["classification"]["classification"] == 0
+    assert report[0]["classification"]["propagated"] is True
+    assert report[0]["metadata"]["email"]["mbox_messages"] == 3
+
+
+def test_an_unquoted_body_line_starting_with_from_does_not_split_the_message(analyze):
+    message = eml_bytes(text="From the desk of the manager, at 10:00\n\nFrom here on, read carefully.\n")
+    data = b"From a@example.com Mon Jan  1 10:00:00 2024\n" + message.replace(b"\r\n", b"\n")
+    report = analyze(data, "one.mbox")
+    assert report[0]["metadata"]["email"]["mbox_messages"] == 1
+
+
+def test_text_starting_with_from_that_is_not_an_mbox_is_reported_and_treated_as_text(analyze):
+    report = analyze(b"From the desk of the manager:\nall good.\n", "memo.txt")
+    assert kind(report[0]) == ("Text", "None")
+    assert any("not an mbox" in text for text in error_texts(report[0], "mbox"))
+
+
+def test_mbox_children_limit_stops_a_mailbox_of_many_messages(analyze):
+    data = mbox_bytes([eml_bytes(subject=f"m{n}", html=None) for n in range(50)])
+    report = analyze(data, "many.mbox", unpack_max_children=5)
+    assert limits_hit(report[0]) == ["children"]
+    assert len(report) == 1 + 5
