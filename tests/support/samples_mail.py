@@ -343,4 +343,6 @@ def html_with_data_uri() -> bytes:
 IDENTIFICATION_SAMPLES: list[tuple[str, str, Callable[[], bytes]]] = [
     ("Email", "EML", eml_with_eicar),
     ("Email", "MBOX", mbox_sample),
+    ("Email", "MSG", msg_with_eicar),
+    ("Email", "TNEF", tnef_with_eicar),
 ]

@@ -85,6 +85,8 @@ KINDS: tuple[FileKind, ...] = (
     FileKind(
         "Document", "PowerPoint", (), ("application/vnd.openxmlformats-officedocument.presentationml*",)
     ),
+    # Outlook messages are OLE files: this row of "Mail and encodings" must precede the OLE one.
+    FileKind("Email", "MSG", (), ("application/vnd.ms-outlook",), r"Microsoft Outlook Message"),
     FileKind(
         "Document",
         "OLE",
@@ -123,6 +125,7 @@ KINDS: tuple[FileKind, ...] = (
         ("message/rfc822",),
         r"^(RFC 822 mail|SMTP mail|news or mail|MIME entity)",
     ),
+    FileKind("Email", "TNEF", at0(bytes.fromhex("789F3E22")), ("application/vnd.ms-tnef",)),
     # Scripts and text
     FileKind("Text", "Shell", (), ("text/x-shellscript",)),
     FileKind("Text", "Python", (), ("text/x-script.python", "text/x-python")),

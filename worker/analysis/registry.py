@@ -13,8 +13,10 @@ from worker.analysis.extractors import (
     compressed,
     mbox,
     mime,
+    outlook,
     sevenzip,
     tar,
+    tnef,
     ziparchive,
 )
 
@@ -34,4 +36,6 @@ ANALYZERS: tuple[Analyzer, ...] = (
     sevenzip.ANALYZER,
     mime.ANALYZER,
     mbox.ANALYZER,
+    outlook.ANALYZER,
+    tnef.ANALYZER,
 )

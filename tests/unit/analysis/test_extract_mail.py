@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import time
+import tracemalloc
+
+import pytest
 
 from tests.support.samples import EICAR
 from tests.support.samples_mail import (
     IDENTIFICATION_SAMPLES,
+    cfb_with_many_entries,
     eml_bytes,
     eml_with_eicar,
     mbox_bytes,
     mbox_with_eicar_in_third,
+    msg_bytes,
+    msg_with_eicar,
+    msg_with_embedded_message,
+    msg_with_zipped_eicar,
+    rtf_compressed,
+    tnef_bytes,
+    tnef_with_eicar,
 )
 from tests.unit.analysis.conftest import by_path, hashes
+from worker.analysis.extractors import outlook
+from worker.analysis.extractors.outlook import decompress_rtf
 from worker.analysis.identify import identify
 
 MALICIOUS = 3
@@ -156,3 +169,118 @@ def test_mbox_children_limit_stops_a_mailbox_of_many_messages(analyze):
     report = analyze(data, "many.mbox", unpack_max_children=5)
     assert limits_hit(report[0]) == ["children"]
     assert len(report) == 1 + 5
+
+
+# --- Outlook .msg -------------------------------------------------------------------------
+
+
+def test_eicar_attached_to_an_outlook_msg_is_found_under_its_long_filename(analyze):
+    report = analyze(msg_with_eicar(), "invoice.msg")
+    assert kind(report[0]) == ("Email", "MSG")
+    assert paths(report)[1:] == ["body.txt", "invoice.com"]
+    assert_found_in_top(report, "invoice.com", stored_raw=True)
+    assert by_path(report, "body.txt")["info"]["file"]["size"] == len("Invoice attached.".encode("utf-16-le"))
+    assert report[0]["metadata"]["email"]["subject"] == "Invoice"
+
+
+def test_a_message_embedded_in_a_msg_is_walked_and_its_attachment_named_under_it(analyze):
+    report = analyze(msg_with_embedded_message(), "fwd.msg")
+    assert "Fwd: payment/payload.com" in paths(report)
+    assert_found_in_top(report, "Fwd: payment/payload.com", stored_raw=True)
+
+
+def test_zipped_eicar_attached_to_a_msg_propagates_to_the_message(analyze):
+    report = analyze(msg_with_zipped_eicar(), "invoice.msg")
+    assert by_path(report, "eicar.com")["classification"]["classification"] == MALICIOUS
+    assert report[0]["classification"]["propagation_source"]["file_path"] == "invoice.zip"
+    assert report[0]["classification"]["propagated"] is True
+
+
+def test_msg_rtf_body_is_decompressed_to_body_rtf(analyze):
+    rtf = b"{\\rtf1\\ansi\\ansicpg1252\\pard hello world}\r\n"
+    report = analyze(msg_bytes({}, {"__substg1.0_10090102": rtf_compressed(rtf)}), "rtf.msg")
+    body = by_path(report, "body.rtf")
+    assert hashes(body)["sha256"] == hashlib.sha256(rtf).hexdigest()
+
+
+def test_compressed_rtf_decoder_reads_the_specification_example():
+    # MS-OXRTFCP 3.1.1: "{\rtf1\ansi\ansicpg1252\pard hello world}\r\n", compressed.
+    example = bytes.fromhex(
+        "2d0000002b0000004c5a4675f1c5c7a703000a00726366317e726e7465"
+        "6d7067756e636d656d7067326b20726b6c687720686f2e202062706f6c6c"
+    )
+    assert example[8:12] == b"LZFu"
+    rtf = b"{\\rtf1\\ansi\\ansicpg1252\\pard hello world}\r\n"
+    assert b"".join(decompress_rtf(rtf_compressed(rtf))) == rtf
+
+
+def test_damaged_msg_is_an_error_item_with_the_report_intact(analyze):
+    data = bytearray(msg_bytes({"notes.txt": b"nothing"}))
+    data[48:52] = b"\xff\xff\xff\x7f"  # first directory sector far beyond the file
+    report = analyze(bytes(data), "broken.msg")
+    assert report[0]["classification"]["classification"] == 0
+    assert error_texts(report[0], "outlook")
+
+
+def test_a_compound_file_of_a_huge_directory_is_refused_before_olefile_builds_it(analyze, tmp_path):
+    data = cfb_with_many_entries(outlook.MAX_DIRECTORY_ENTRIES + 5000)
+    report = analyze(data, "huge.msg")
+    assert any("directory entries" in text for text in error_texts(report[0], "outlook"))
+    run = next(run for run in report[0]["info"]["analyzers"] if run["name"] == "outlook")
+    assert run["duration_ms"] < 1000
+    path = tmp_path / "huge.msg"
+    path.write_bytes(data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(outlook.DirectoryTooLarge):
+            outlook.BoundedOleFile(str(path))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * len(data), f"peak Python memory {peak} bytes"
+
+
+def test_a_compound_file_below_the_directory_limit_is_read(analyze):
+    report = analyze(cfb_with_many_entries(500), "many-properties.msg")
+    assert kind(report[0]) == ("Email", "MSG")
+    assert not error_texts(report[0], "outlook")
+
+
+def test_msg_children_limit_stops_a_message_of_many_attachments(analyze):
+    data = msg_bytes({f"file{number}.txt": b"x" for number in range(30)})
+    report = analyze(data, "many.msg", unpack_max_children=4)
+    assert limits_hit(report[0]) == ["children"]
+    assert len(report) == 1 + 4
+
+
+# --- TNEF ---------------------------------------------------------------------------------
+
+
+def test_eicar_in_winmail_dat_is_found_under_its_long_filename(analyze):
+    report = analyze(tnef_with_eicar(), "winmail.dat")
+    assert kind(report[0]) == ("Email", "TNEF")
+    assert paths(report)[1:] == ["body.txt", "payload-with-a-long-name.com"]
+    assert_found_in_top(report, "payload-with-a-long-name.com", stored_raw=True)
+    assert report[0]["metadata"]["email"]["tnef_attachments"] == ["payload-with-a-long-name.com"]
+
+
+def test_truncated_tnef_salvages_what_it_can_and_reports_the_damage(analyze):
+    data = tnef_with_eicar()
+    # Cut inside the last attribute, the attachment's properties holding its long name.
+    report = analyze(data[:-40], "winmail.dat")
+    assert any("TNEF damaged" in text for text in error_texts(report[0], "tnef"))
+    assert_found_in_top(report, "payload-", stored_raw=True)  # named by its short title instead
+
+
+def test_tnef_with_a_wrong_signature_is_an_error_item(analyze, monkeypatch):
+    from worker.analysis.extractors import tnef
+
+    monkeypatch.setattr(tnef, "SIGNATURE", 0x12345678)
+    report = analyze(tnef_with_eicar(), "winmail.dat")
+    assert error_texts(report[0], "tnef") == ["not a TNEF stream: wrong signature"]
+
+
+def test_tnef_children_limit_stops_many_attachments(analyze):
+    data = tnef_bytes({f"f{number}.bin": b"data" for number in range(30)})
+    report = analyze(data, "winmail.dat", unpack_max_children=3)
+    assert limits_hit(report[0]) == ["children"]
