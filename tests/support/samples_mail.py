@@ -345,4 +345,6 @@ IDENTIFICATION_SAMPLES: list[tuple[str, str, Callable[[], bytes]]] = [
     ("Email", "MBOX", mbox_sample),
     ("Email", "MSG", msg_with_eicar),
     ("Email", "TNEF", tnef_with_eicar),
+    ("Text", "UUE", uue_sample),
+    ("Text", "BinHex", binhex_with_eicar),
 ]

@@ -126,6 +126,23 @@ KINDS: tuple[FileKind, ...] = (
         r"^(RFC 822 mail|SMTP mail|news or mail|MIME entity)",
     ),
     FileKind("Email", "TNEF", at0(bytes.fromhex("789F3E22")), ("application/vnd.ms-tnef",)),
+    FileKind(
+        "Text",
+        "UUE",
+        tuple(
+            ((0, b"begin %s " % mode),) for mode in (b"644", b"664", b"666", b"600", b"640", b"755", b"777")
+        )
+        + at0(b"begin-base64 "),
+        ("text/x-uuencode",),
+        r"uuencoded",
+    ),
+    FileKind(
+        "Text",
+        "BinHex",
+        at0(b"(This file must be converted with BinHex"),
+        ("application/mac-binhex40",),
+        "BinHex",
+    ),
     # Scripts and text
     FileKind("Text", "Shell", (), ("text/x-shellscript",)),
     FileKind("Text", "Python", (), ("text/x-script.python", "text/x-python")),

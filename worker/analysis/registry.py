@@ -10,13 +10,16 @@ from __future__ import annotations
 from worker.analysis import elf, fuzzy, identify, office, pdf, pe, strings, yara_scan
 from worker.analysis.context import Analyzer
 from worker.analysis.extractors import (
+    binhex,
     compressed,
+    encoded,
     mbox,
     mime,
     outlook,
     sevenzip,
     tar,
     tnef,
+    uuencode,
     ziparchive,
 )
 
@@ -38,4 +41,7 @@ ANALYZERS: tuple[Analyzer, ...] = (
     mbox.ANALYZER,
     outlook.ANALYZER,
     tnef.ANALYZER,
+    uuencode.ANALYZER,
+    binhex.ANALYZER,
+    encoded.ANALYZER,
 )

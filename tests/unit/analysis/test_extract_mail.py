@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import random
 import time
 import tracemalloc
+from urllib.parse import quote
 
 import pytest
 
-from tests.support.samples import EICAR
+from tests.support.samples import EICAR, zip_bytes
 from tests.support.samples_mail import (
     IDENTIFICATION_SAMPLES,
+    PADDED_EICAR,
+    binhex,
+    binhex_with_eicar,
     cfb_with_many_entries,
     eml_bytes,
     eml_with_eicar,
+    html_with_data_uri,
     mbox_bytes,
     mbox_with_eicar_in_third,
     msg_bytes,
     msg_with_eicar,
     msg_with_embedded_message,
     msg_with_zipped_eicar,
+    powershell_with_base64_zip,
     rtf_compressed,
+    stored_zip_with_eicar,
+    text_with_uuencoded_eicar,
     tnef_bytes,
     tnef_with_eicar,
+    uuencode,
 )
 from tests.unit.analysis.conftest import by_path, hashes
 from worker.analysis.extractors import outlook
@@ -284,3 +296,178 @@ def test_tnef_children_limit_stops_many_attachments(analyze):
     data = tnef_bytes({f"f{number}.bin": b"data" for number in range(30)})
     report = analyze(data, "winmail.dat", unpack_max_children=3)
     assert limits_hit(report[0]) == ["children"]
+
+
+# --- uuencode -----------------------------------------------------------------------------
+
+
+def test_uuencoded_eicar_inside_a_text_is_decoded_under_its_name(analyze):
+    report = analyze(text_with_uuencoded_eicar(), "mail.txt")
+    assert paths(report)[1:] == ["eicar.com"]
+    assert_found_in_top(report, "eicar.com")
+
+
+def test_uuencoded_block_in_an_email_body_is_decoded_two_levels_down(analyze):
+    report = analyze(eml_bytes(text=text_with_uuencoded_eicar().decode(), html=None), "old.eml")
+    eicar = by_path(report, "eicar.com")
+    assert by_path(report, "body.txt")["index"] == eicar["parent_relationship"]["parent_index"]
+    assert report[0]["classification"]["classification"] == MALICIOUS
+
+
+def test_base64_form_of_uuencode_is_decoded(analyze):
+    data = b"begin-base64 644 eicar.com\n" + base64.encodebytes(EICAR) + b"====\n"
+    report = analyze(data, "eicar.b64")
+    assert kind(report[0]) == ("Text", "UUE")
+    assert_found_in_top(report, "eicar.com")
+
+
+def test_truncated_uuencoded_block_keeps_the_decoded_part_and_says_it_has_no_end(analyze):
+    data = uuencode(EICAR + b"tail" * 40, "cut.bin")
+    report = analyze(data[: data.index(b"`\nend")], "cut.uue")
+    assert "cut.bin" in paths(report)
+    assert any("no end line" in text for text in error_texts(report[0], "uudecode"))
+
+
+def test_uuencoded_blocks_stop_at_the_children_limit(analyze):
+    data = b"".join(uuencode(b"block %d\n" % number, f"f{number}.txt") for number in range(5))
+    report = analyze(data, "many.uue", unpack_max_children=2)
+    assert limits_hit(report[0]) == ["children"]
+    assert paths(report)[1:] == ["f0.txt", "f1.txt"]
+
+
+def test_garbage_in_a_uuencoded_block_is_an_error_item(analyze):
+    data = b"begin 644 bad.bin\n" + binascii.b2a_uu(b"x" * 45) + b"M\x7f\x7f\x7f\x7f\n`\nend\n"
+    report = analyze(data, "bad.uue")
+    assert any("damaged" in text for text in error_texts(report[0], "uudecode"))
+
+
+# --- BinHex -------------------------------------------------------------------------------
+
+
+def test_binhex_eicar_is_decoded_with_its_name_and_correct_crcs(analyze):
+    report = analyze(binhex_with_eicar(), "eicar.hqx")
+    assert kind(report[0]) == ("Text", "BinHex")
+    child = by_path(report, "eicar.com")
+    assert hashes(child)["sha256"] == hashlib.sha256(EICAR + b"\0" * 40 + b"\x90\n").hexdigest()
+    assert child["classification"]["classification"] == MALICIOUS
+    assert report[0]["classification"]["propagated"] is True
+    assert "errors" not in report[0]
+    assert report[0]["metadata"]["encoding"]["binhex"]["type"] == "TEXT"
+
+
+def test_binhex_resource_fork_is_a_second_child(analyze):
+    report = analyze(binhex(b"data fork", "file", resource=b"resource fork"), "file.hqx")
+    assert paths(report)[1:] == ["file", "file.rsrc"]
+
+
+def test_truncated_binhex_is_an_error_item_with_the_report_intact(analyze):
+    data = binhex_with_eicar()
+    report = analyze(data[: len(data) // 2], "cut.hqx")
+    assert len(report) == 1
+    assert any("BinHex damaged" in text for text in error_texts(report[0], "binhex"))
+
+
+def test_binhex_with_a_bad_crc_still_gives_the_data_and_says_so(analyze):
+    data = bytearray(binhex(EICAR, "eicar.com"))
+    # Flip one character in the middle of the data (same alphabet, different value).
+    middle = data.index(b":") + 60
+    data[middle] = ord("A") if data[middle] != ord("A") else ord("B")
+    report = analyze(bytes(data), "bad.hqx")
+    assert any("CRC" in text for text in error_texts(report[0], "binhex"))
+
+
+def test_binhex_run_length_bomb_stops_at_the_ratio_limit(analyze):
+    report = analyze(binhex(b"\0" * 2_000_000, "zeros.bin"), "bomb.hqx", unpack_max_ratio=2)
+    assert limits_hit(report[0]) == ["ratio"]
+
+
+# --- Blobs in text, scripts and HTML --------------------------------------------------------
+
+
+def test_powershell_base64_blob_holding_a_zip_holding_eicar_is_found_three_levels_down(analyze):
+    report = analyze(powershell_with_base64_zip(), "dropper.ps1")
+    assert kind(report[0]) == ("Text", "PowerShell")
+    blob = report[1]
+    assert blob["info"]["file"]["file_path"].startswith("base64@")
+    assert kind(blob) == ("Archive", "ZIP")
+    eicar = by_path(report, "eicar.com")
+    assert eicar["parent_relationship"]["parent_index"] == blob["index"]
+    assert eicar["classification"]["classification"] == MALICIOUS
+    assert report[0]["classification"]["propagated"] is True
+
+
+def test_zip_in_a_hex_string_and_in_a_byte_list_is_decoded(analyze):
+    payload = stored_zip_with_eicar()
+    script = b"var payload = '" + payload.hex().encode() + b"';\n"
+    report = analyze(b"// loader\n" + script, "loader.js")
+    assert report[0]["classification"]["classification"] == MALICIOUS
+    assert any(path.startswith("hex@") for path in paths(report))
+    byte_list = b"[Byte[]] $b = " + b",".join(b"0x%02x" % byte for byte in payload) + b"\n"
+    report = analyze(byte_list, "loader.ps1")
+    assert report[0]["classification"]["classification"] == MALICIOUS
+    assert any(path.startswith("hex@") for path in paths(report))
+
+
+def test_html_data_uri_holding_eicar_is_a_child(analyze):
+    report = analyze(html_with_data_uri(), "shared.html")
+    assert kind(report[0]) == ("Text", "HTML")
+    children = [path for path in paths(report)[1:] if path.startswith("data-uri@")]
+    assert len(children) == 1  # the tiny logo is under the minimum
+    assert_found_in_top(report, children[0])
+
+
+def test_atob_string_in_a_script_tag_is_decoded(analyze):
+    payload = base64.b64encode(stored_zip_with_eicar())
+    page = b"<html><head><script>\nvar blob = atob('" + payload + b"');\n</script></head></html>\n"
+    report = analyze(page, "lure.html")
+    assert any(path.startswith("base64@") for path in paths(report))
+    assert by_path(report, "eicar.com")["classification"]["classification"] == MALICIOUS
+    assert report[0]["classification"]["propagated"] is True
+
+
+def test_percent_encoded_data_uri_is_decoded(analyze):
+    page = b'<html><body><iframe src="data:text/html,' + quote(EICAR + b" <b>x</b>").encode() + b'"></iframe>'
+    report = analyze(page + b"</body></html>\n", "frame.html")
+    child = by_path(report, "data-uri@25.html")
+    assert child["classification"]["classification"] == MALICIOUS
+    assert report[0]["classification"]["propagated"] is True
+
+
+def test_plain_prose_and_short_base64_make_no_children(analyze):
+    text = b"The quick brown fox jumps over the lazy dog.\n" * 200 + b"token=QUJDREVGR0g=\n"
+    report = analyze(text, "notes.txt")
+    assert len(report) == 1
+
+
+def test_base64_of_text_is_not_a_child_unless_large(analyze):
+    prose = base64.b64encode(b"just an ordinary sentence, repeated. " * 20)
+    report = analyze(b"value: " + prose + b"\n", "config.txt")
+    assert len(report) == 1
+
+
+def test_blobs_per_file_are_capped(analyze):
+    from worker.analysis.extractors import encoded
+
+    blob = base64.b64encode(bytes(range(256)) * 2)
+    text = b"".join(b"item%d = %s\n" % (number, blob) for number in range(encoded.MAX_BLOBS + 5))
+    report = analyze(text, "many.txt")
+    assert len(report) == 1 + encoded.MAX_BLOBS
+    assert any("only the first" in text for text in error_texts(report[0], "embedded-blobs"))
+
+
+def test_base64_nested_in_base64_is_bounded_by_the_depth_limit(analyze):
+    data = zip_bytes({"eicar.com": PADDED_EICAR, "noise.bin": random.randbytes(80 * 1024)})
+    for _ in range(6):
+        data = b"x = '" + base64.b64encode(data) + b"'\n"  # each level large enough to be a child
+    report = analyze(data, "nested.txt", unpack_max_depth=3)
+    assert len(report) == 4
+    assert limits_hit(report[-1]) == ["depth"]
+
+
+def test_blob_scan_of_a_large_text_file_is_fast(analyze):
+    line = b"abcdefghijklmnop" * 20 + b" qrstuvwxyz0123456789+/" * 3 + b"\n"
+    text = line * (8 * 1024**2 // len(line))
+    started = time.monotonic()
+    report = analyze(text, "big.txt")
+    assert time.monotonic() - started < 10
+    assert report[0]["info"]["file"]["size"] >= 8 * 1024**2 - len(line)
