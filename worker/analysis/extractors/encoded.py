@@ -66,9 +66,13 @@ MIME_SUFFIX = {
 }
 
 
-def wants(context: FileContext) -> bool:
+def has_blobs(context: FileContext) -> bool:
+    """Whether the text holds a blob worth a child: decided by finding the first one, so that
+    this extractor runs (and names itself the file's unpacking format) only when it unpacks."""
     pair = f"{context.identity.get('file_type')}/{context.identity.get('file_subtype')}"
-    return pair not in NOT_SCANNED and context.size >= MIN_DATA_URI_BYTES
+    if pair in NOT_SCANNED or context.size < MIN_DATA_URI_BYTES:
+        return False
+    return next(candidates(context.read_head(SCAN_BYTES)), None) is not None
 
 
 def looks_like_text(data: bytes) -> bool:
@@ -168,5 +172,5 @@ def extract(context: FileContext) -> Findings:
 
 
 ANALYZER = Analyzer(
-    name="embedded-blobs", version="1", run=extract, accepts=("Text",), when=wants, extracts=True
+    name="embedded-blobs", version="1", run=extract, accepts=("Text",), when=has_blobs, extracts=True
 )
