@@ -96,6 +96,11 @@ def test_eicar_attached_to_an_eml_is_found_and_bodies_become_named_children(anal
     assert "errors" not in report[0]
 
 
+def test_an_encoded_non_ascii_attachment_name_is_reported_decoded(analyze):
+    report = analyze(eml_bytes({"Rechnung März.com": EICAR}, html=None), "rechnung.eml")
+    assert_found_in_top(report, "Rechnung März.com")
+
+
 def test_a_forwarded_message_is_a_child_message_whose_attachment_is_its_own_child(analyze):
     report = analyze(eml_bytes(nested=eml_with_eicar(), html=None), "fwd.eml")
     forwarded = by_path(report, "forwarded.eml")
@@ -431,6 +436,13 @@ def test_percent_encoded_data_uri_is_decoded(analyze):
     child = by_path(report, "data-uri@25.html")
     assert child["classification"]["classification"] == MALICIOUS
     assert report[0]["classification"]["propagated"] is True
+
+
+def test_a_data_uri_with_a_stray_base64_character_is_decoded_leniently_without_errors(analyze):
+    page = b'<a href="data:application/octet-stream;base64,' + b"QUJD" * 40 + b'Q">x</a>\n'
+    report = analyze(b"<html><body>" + page + b"</body></html>\n", "broken.html")
+    assert "errors" not in report[0]
+    assert len(report) == 2 and report[1]["info"]["file"]["size"] == 120
 
 
 def test_plain_prose_and_short_base64_make_no_children(analyze):
