@@ -1299,7 +1299,7 @@ IDENTIFICATION_SAMPLES: list[tuple[str, str, Builder]] = [
     ("Database", "BerkeleyDB", berkeley_db),
     ("Database", "ESE", ese_database),
     ("Database", "KeePass", keepass),
-    ("Mail", "PST", outlook_pst),
+    ("Email", "PST", outlook_pst),
     # Disk images and firmware
     ("Disk", "VHD", vhd),
     ("Disk", "VHDX", vhdx),

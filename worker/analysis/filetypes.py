@@ -178,6 +178,9 @@ KINDS: tuple[FileKind, ...] = (
     FileKind("Document", "ODS", (), ("application/vnd.oasis.opendocument.spreadsheet*",)),
     FileKind("Document", "ODP", (), ("application/vnd.oasis.opendocument.presentation*",)),
     FileKind("Document", "ODF", (), ("application/vnd.oasis.opendocument.*",)),
+    # Outlook messages are OLE files: this row of "Mail and encodings" must precede the OLE one.
+    # By description only: libmagic gives PST files the same MIME type.
+    FileKind("Email", "MSG", (), (), r"Microsoft Outlook Message"),
     FileKind(
         "Document",
         "OLE",
@@ -250,6 +253,41 @@ KINDS: tuple[FileKind, ...] = (
         ("application/x-cpio",),
     ),
     # Mail and encodings
+    FileKind("Email", "MBOX", at0(b"From "), ("application/mbox",)),
+    FileKind(
+        "Email",
+        "EML",
+        tuple(
+            ((0, header),)
+            for header in (
+                b"Received: ",
+                b"Return-Path: ",
+                b"Delivered-To: ",
+                b"MIME-Version: ",
+                b"X-Mozilla-Status",
+            )
+        ),
+        ("message/rfc822",),
+        r"^(RFC 822 mail|SMTP mail|news or mail|MIME entity)",
+    ),
+    FileKind("Email", "TNEF", at0(bytes.fromhex("789F3E22")), ("application/vnd.ms-tnef",)),
+    FileKind(
+        "Text",
+        "UUE",
+        tuple(
+            ((0, b"begin %s " % mode),) for mode in (b"644", b"664", b"666", b"600", b"640", b"755", b"777")
+        )
+        + at0(b"begin-base64 "),
+        ("text/x-uuencode",),
+        r"uuencoded",
+    ),
+    FileKind(
+        "Text",
+        "BinHex",
+        at0(b"(This file must be converted with BinHex"),
+        ("application/mac-binhex40",),
+        "BinHex",
+    ),
     # Scripts and text
     # A shebang names the interpreter whatever libmagic's version calls the file.
     FileKind("Text", "PowerShell", header=shebang("PowerShell")),
@@ -457,7 +495,7 @@ KINDS: tuple[FileKind, ...] = (
     FileKind(
         "Database", "KeePass", at0(b"\x03\xd9\xa2\x9a\x67\xfb\x4b\xb5", b"\x03\xd9\xa2\x9a\x65\xfb\x4b\xb5")
     ),
-    FileKind("Mail", "PST", (((0, b"!BDN"), (8, b"SM")),), ("application/vnd.ms-outlook",)),
+    FileKind("Email", "PST", (((0, b"!BDN"), (8, b"SM")),), ("application/vnd.ms-outlook",)),
     # Disk images and firmware
     FileKind("Disk", "VHD", at0(b"conectix"), ("application/x-virtualbox-vhd",)),
     FileKind("Disk", "VHDX", at0(b"vhdxfile")),
