@@ -161,8 +161,8 @@ def run_one(analyzer: Analyzer, entry: dict[str, Any], context: FileContext) -> 
     file_deadline = context.deadline
     if analyzer.time_limit is not None:
         context.deadline = min(file_deadline, time.monotonic() + analyzer.time_limit)
-    if analyzer.extracts and not context.extraction.format:
-        context.extraction.format = analyzer.name
+    extraction = context.extraction
+    before = (len(extraction.children), len(extraction.skipped), len(extraction.limits), extraction.members)
     started = time.perf_counter()
     findings: Findings = {}
     outcome = "ok"
@@ -187,6 +187,10 @@ def run_one(analyzer: Analyzer, entry: dict[str, Any], context: FileContext) -> 
                 "outcome": outcome,
             }
         )
+    after = (len(extraction.children), len(extraction.skipped), len(extraction.limits), extraction.members)
+    if analyzer.extracts and not extraction.format and after != before:
+        # The first extractor that found members names the container's format.
+        extraction.format = analyzer.name
     for error_text in findings.get("errors", []):
         record_error(entry, analyzer.name, error_text)
     try:

@@ -30,6 +30,7 @@ MAX_BLOBS = 32
 TEXT_SHARE = 0.95
 NOT_SCANNED = ("Text/UUE", "Text/BinHex")
 
+BASE64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 B64 = rb"[A-Za-z0-9+/]"
 # A run starts where no base64 character precedes it, so that a run too short to match costs
 # one step per character, not one per character squared. It may be wrapped over lines of at
@@ -66,13 +67,27 @@ MIME_SUFFIX = {
 }
 
 
-def has_blobs(context: FileContext) -> bool:
-    """Whether the text holds a blob worth a child: decided by finding the first one, so that
-    this extractor runs (and names itself the file's unpacking format) only when it unpacks."""
+# Every base64 character maps to "B", everything else to a space: a run long enough to be
+# a blob is then one substring search, which C does at memory speed, where the regular
+# expressions that decode blobs cost about 0.5 s per 8 MiB of prose.
+RUN_MARK = bytes(ord("B") if chr(byte) in BASE64_ALPHABET else ord(" ") for byte in range(256))
+LONG_RUN = b"B" * MIN_LINE * 2
+
+
+def may_hold_blobs(context: FileContext) -> bool:
+    """A cheap look for what every blob needs (a long base64 or hex run, a hex byte list, a
+    `data:` URI), so that only texts that may hold one are scanned in full."""
     pair = f"{context.identity.get('file_type')}/{context.identity.get('file_subtype')}"
     if pair in NOT_SCANNED or context.size < MIN_DATA_URI_BYTES:
         return False
-    return next(candidates(context.read_head(SCAN_BYTES)), None) is not None
+    text = context.read_head(SCAN_BYTES)
+    return (
+        LONG_RUN in text.translate(RUN_MARK)
+        or b"data:" in text
+        or b"DATA:" in text.upper()
+        or text.count(b"0x") >= MIN_DECODED_BYTES
+        or text.count(b"\\x") >= MIN_DECODED_BYTES
+    )
 
 
 def looks_like_text(data: bytes) -> bool:
@@ -172,5 +187,5 @@ def extract(context: FileContext) -> Findings:
 
 
 ANALYZER = Analyzer(
-    name="embedded-blobs", version="1", run=extract, accepts=("Text",), when=has_blobs, extracts=True
+    name="embedded-blobs", version="1", run=extract, accepts=("Text",), when=may_hold_blobs, extracts=True
 )
