@@ -313,11 +313,11 @@ def test_damaged_deflate64_member_is_skipped_with_the_reason(analyze):
     assert skipped and skipped[0]["file_path"] == "eicar.com"
 
 
-def test_imploded_member_is_reported_as_unsupported(analyze):
+def test_reduced_member_is_reported_as_unsupported(analyze):
     data = bytearray(zipfile_stored({"old.txt": TEXT}))
-    data[8:10] = (6).to_bytes(2, "little")  # method 6: imploded (PKZIP 1.x)
+    data[8:10] = (2).to_bytes(2, "little")  # method 2: reduced with factor 1 (PKZIP 1.x)
     central = data.rindex(b"PK\x01\x02")
-    data[central + 10 : central + 12] = (6).to_bytes(2, "little")
+    data[central + 10 : central + 12] = (2).to_bytes(2, "little")
     report = analyze(bytes(data), "old.zip")
     skipped = report[0]["metadata"]["archive"]["skipped"]
     assert skipped[0]["file_path"] == "old.txt" and "unsupported" in skipped[0]["reason"]

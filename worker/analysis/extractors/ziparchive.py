@@ -1,4 +1,4 @@
-"""ZIP extractor (pyzipper): stored, deflated, Deflate64, bzip2 and LZMA members; ZipCrypto and AES.
+"""ZIP extractor (pyzipper): stored, deflated, Deflate64, bzip2, LZMA, shrunk and imploded members.
 
 pyzipper rather than zipfile because it decrypts WinZip AES, the encryption real malware
 archives use. The central directory is read one entry at a time (`zipdirectory.py`) and
@@ -7,8 +7,9 @@ a lying header gets past the limits. pyzipper inflates with a bound on each
 block's output, but decodes bzip2 and LZMA without one (a few KiB of bzip2 can make
 gigabytes at once), and knows no Deflate64: for those methods pyzipper only decrypts, and
 the data is decoded here with a bound on every block (Deflate64 by inflate64, already
-brought by py7zr). Imploded, shrunk and reduced members (PKZIP 1.x) are reported as
-skipped, unsupported.
+brought by py7zr; PKZIP 1.x shrink and implode by `decoders.pkzip1`). Encryption: ZipCrypto
+and WinZip AES, whatever the method. Reduced members (PKZIP 1.x methods 2 to 5) are
+reported as skipped, unsupported.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ import pyzipper
 import pyzipper.zipfile_aes
 
 from worker.analysis.context import Analyzer, FileContext, Findings, HeuristicHit, hit
+from worker.analysis.decoders import pkzip1
 from worker.analysis.extractors.zipdirectory import StreamingZipFile
 
 # pyzipper raises its own BadZipFile, not zipfile's.
 BAD_ZIP = (zipfile.BadZipFile, pyzipper.BadZipFile)
 
 
-DEFLATE64, BZIP2, LZMA = 9, 12, 14
+SHRINK, IMPLODE, DEFLATE64, BZIP2, LZMA = 1, 6, 9, 12, 14
 OUTPUT_BLOCK = 1024 * 1024
 INPUT_BLOCK = 64 * 1024
 # inflate64 has no output bound: a Deflate64 match of 65538 bytes costs as little as 18
@@ -114,10 +116,13 @@ def decode_deflate64(read: Callable[[int], bytes], size: int) -> Iterator[bytes]
                 break
 
 
-DECODERS: dict[int, Callable[[Callable[[int], bytes], int], Iterator[bytes]]] = {
-    DEFLATE64: decode_deflate64,
-    BZIP2: decode_bzip2,
-    LZMA: decode_lzma,
+Reader = Callable[[int], bytes]
+DECODERS: dict[int, Callable[[Reader, zipfile.ZipInfo], Iterator[bytes]]] = {
+    SHRINK: lambda read, info: pkzip1.unshrink(read, info.file_size),
+    IMPLODE: lambda read, info: pkzip1.explode(read, info.file_size, info.flag_bits),
+    DEFLATE64: lambda read, info: decode_deflate64(read, info.file_size),
+    BZIP2: lambda read, info: decode_bzip2(read, info.file_size),
+    LZMA: lambda read, info: decode_lzma(read, info.file_size),
 }
 
 
@@ -143,7 +148,7 @@ def extract_member(
             context.extract(info.filename, member, packed)
         return
     with raw_member(archive, info, password) as member:
-        context.extract(info.filename, checked(info, decoder(member.read, info.file_size)), packed)
+        context.extract(info.filename, checked(info, decoder(member.read, info)), packed)
 
 
 def is_zip(context: FileContext) -> bool:
@@ -212,4 +217,4 @@ def is_plain_zip(context: FileContext) -> bool:
     return is_zip(context) and not opendocument
 
 
-ANALYZER = Analyzer(name="zip", version="4", run=extract, when=is_plain_zip, extracts=True)
+ANALYZER = Analyzer(name="zip", version="5", run=extract, when=is_plain_zip, extracts=True)
