@@ -1,6 +1,7 @@
 """Report shaping for GET /task/{id}: report types, views and field filters, as pure functions.
 
-A report (`tc_report`) is a list of file entries (design §4.1). Shaping never changes what
+A report (`tc_report`) is a list of file entries, the shape Spectra Detect clients parse.
+Shaping never changes what
 was stored; it picks what a client sees:
 
 - `report_type`: `small` (verdict and hashes of the file and of flagged children), `medium`

@@ -49,7 +49,7 @@ class ServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8081
     log_level: str = "INFO"
-    # Token groups (design §3). An empty group means no auth for that group.
+    # Token groups (submit, tasks, admin). An empty group means no auth for that group.
     submit_tokens: TokenList = Field(default_factory=list)
     tasks_tokens: TokenList = Field(default_factory=list)
     admin_tokens: TokenList = Field(default_factory=list)
@@ -113,7 +113,7 @@ class WorkerSettings(ServiceSettings):
     submit_url_max_redirects: int = 5
     submit_url_timeout_seconds: float = 300
 
-    # Retention (design §2), in minutes as the spec names them.
+    # Retention (see the README), in minutes as the spec names them.
     task_age_limit_minutes: float = 90
     unprocessed_task_limit_minutes: float = 60
     file_age_limit_minutes: float = 1440
@@ -135,7 +135,7 @@ class WorkerSettings(ServiceSettings):
     # Celery processes write a heartbeat this often; /health wants one younger than 3x this.
     celery_heartbeat_seconds: float = 5
 
-    # Analysis engine (design §4). YARA: every `*.yar` / `*.yara` file in this directory is one
+    # Analysis engine (docs/analyzers.md). YARA: every `*.yar` / `*.yara` file in this directory is one
     # ruleset; the API and all Celery processes of a node read the same directory.
     yara_rules_dir: Path = DEFAULT_RULES_DIR
     # How often a Celery process looks (file names, sizes, mtimes) for a changed ruleset

@@ -123,7 +123,7 @@ class Keys:
 
 @dataclass(frozen=True)
 class Retention:
-    """TTLs in seconds for each stage of a record's life (design §2)."""
+    """TTLs in seconds for each stage of a record's life (see the README's retention section)."""
 
     done_seconds: int
     failed_seconds: int

@@ -1,6 +1,6 @@
 """Retention on a Worker node: cancel stale queued tasks, prune the index, clear the spool.
 
-Redis TTLs expire finished records (design §2); this sweeper does the rest once every
+Redis TTLs expire finished records; this sweeper does the rest once every
 `sweep_interval_seconds`, guarded by a Redis lock so several API processes never overlap.
 """
 

@@ -1,6 +1,6 @@
 """Classification: a verdict per file from its engines, then parents as bad as their worst child.
 
-Codes (design §4.1): 0 unknown, 1 goodware, 2 suspicious, 3 malicious. `factor` is 0-5
+Codes: 0 unknown, 1 goodware, 2 suspicious, 3 malicious. `factor` is 0-5
 (how sure / how bad); `rca_factor` is the same judgement on 0-10 (twice the factor).
 """
 
