@@ -21,7 +21,7 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy common worker/analysis
+	$(BIN)/mypy .
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def rules_dir_of(options: argparse.Namespace) -> Path:
-    from common.settings import DEFAULT_RULES_DIR
+    from worker.settings import DEFAULT_RULES_DIR
 
     return (options.rules or DEFAULT_RULES_DIR).resolve()
 
@@ -88,7 +89,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     }
     rules_dir = rules_dir_of(options)
     results: dict[str, Any] = {
-        "machine": {"cores": processes, "python": os.sys.version.split()[0]},
+        "machine": {"cores": processes, "python": sys.version.split()[0]},
         "options": {
             "quick": options.quick,
             "duration_s": duration,

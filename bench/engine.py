@@ -114,8 +114,8 @@ _settings: Any = None
 def worker_start(rules_dir: str, spool_root: str) -> None:
     """Per benchmark process: settings, and the rules compiled before any file is timed."""
     global _settings
-    from common.settings import WorkerSettings
     from worker.analysis import ruleset
+    from worker.settings import WorkerSettings
 
     spool = Path(tempfile.mkdtemp(prefix="spool-", dir=spool_root))
     _settings = WorkerSettings(
@@ -251,7 +251,7 @@ def write_corpus(samples: list[Sample], directory: Path) -> list[str]:
 
 def write_generated_rules(directory: Path, rules: int, seed: int) -> Path:
     """The default ruleset plus `rules` generated community-style rules, in `directory`."""
-    from common.settings import DEFAULT_RULES_DIR
+    from worker.settings import DEFAULT_RULES_DIR
 
     shutil.copytree(DEFAULT_RULES_DIR, directory)
     for name, text in generated_ruleset(rules, seed).items():
@@ -262,8 +262,8 @@ def write_generated_rules(directory: Path, rules: int, seed: int) -> Path:
 def run(files: int, rules: int, processes: int, seed: int, rules_dir: Path | None = None) -> dict[str, Any]:
     """Engine files/s with the default and a large ruleset (`rules_dir`, or `rules` generated rules),
     and the YARA figures (compile, raw scan, engine, ratio) of the large one."""
-    from common.settings import DEFAULT_RULES_DIR
     from worker.analysis import ruleset
+    from worker.settings import DEFAULT_RULES_DIR
 
     with tempfile.TemporaryDirectory(prefix="scanhub-bench-") as temp:
         workdir = Path(temp)

@@ -208,9 +208,9 @@ def identification_samples() -> list[tuple[str, bytes, Kind]]:
 
 def ours(workdir: Path) -> Callable[[bytes], tuple[str, str]]:
     """Our identification as the engine runs it: `identify` on the head, then `refine`."""
-    from common.settings import WorkerSettings
     from worker.analysis import identify
     from worker.analysis.context import FileContext
+    from worker.settings import WorkerSettings
 
     settings = WorkerSettings(spool_dir=workdir)
     path = workdir / "sample"
@@ -253,7 +253,7 @@ def compare(label: str, files: list[tuple[str, bytes, Kind]], workdir: Path, sho
     for _, data, _ in files[:5]:  # warm caches and lazily loaded libraries before the clock
         run_ours(data)
     magika = load_magika()
-    counts = {
+    counts: dict[str, Any] = {
         "files": len(files),
         "ours_right": 0,
         "magika_right": 0,

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from common.auth import Authenticator, auth_middleware, token_endpoint
-from common.errors import json_errors
+from common.errors import ApiError, json_errors, json_response
 from common.metrics import METRICS, ServiceMetrics, metrics_route
 from common.openapi import openapi_route
 from common.settings import ServiceSettings
@@ -65,3 +69,48 @@ def serve(app: web.Application, settings: ServiceSettings, service: str) -> None
         access_log=None,
         print=lambda message: logging.getLogger(service).info(message),
     )
+
+
+# Room for the form fields beside the file and for the multipart framing, on top of the
+# file-size limit: what an upload body may be as a whole.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def upload_body_limit(settings: ServiceSettings) -> int:
+    """The largest upload body a service accepts: the file limit plus its form fields."""
+    return settings.max_upload_bytes + 4 * settings.max_form_field_bytes + MULTIPART_OVERHEAD
+
+
+def refuse_oversized_body(request: web.Request, limit: int, message: str) -> None:
+    """413 at once when the declared Content-Length is over `limit` (streaming checks the rest)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, message)
+
+
+def is_multipart(request: web.Request) -> bool:
+    """Whether the body is declared multipart; reads the raw header, as aiohttp's
+    `content_type` parses it with the (slow) email package."""
+    return request.headers.get("Content-Type", "").lstrip().lower().startswith("multipart/")
+
+
+def require_multipart(request: web.Request) -> None:
+    if not is_multipart(request):
+        raise ApiError(400, "send the file as multipart/form-data in a part named 'file'")
+
+
+def spool_checks(spool_dir: Path, min_free_bytes: int) -> dict[str, Any]:
+    """The health check of a spool directory: writable, with enough free space."""
+    try:
+        usage = shutil.disk_usage(spool_dir)
+        writable = spool_dir.is_dir() and os.access(spool_dir, os.W_OK)
+        usable = writable and usage.free >= min_free_bytes
+        return {"spool": "ok" if usable else "not usable or full", "spool_free_bytes": usage.free}
+    except OSError as error:
+        return {"spool": f"unusable: {error}"}
+
+
+def health_response(healthy: bool, checks: dict[str, Any], retry_after_seconds: int) -> web.Response:
+    """`/health`'s answer: 200 when healthy, else 503 with Retry-After."""
+    body = {"status": "ok" if healthy else "unhealthy", "checks": checks}
+    headers = None if healthy else {"Retry-After": str(retry_after_seconds)}
+    return json_response(body, status=200 if healthy else 503, headers=headers)

@@ -22,8 +22,8 @@ def celery_alive() -> bool:
     """This container's Celery worker (`--hostname <name>@%h`) has a live heartbeat in Redis."""
     import redis
 
-    from common.settings import load_worker_settings
-    from common.store import Keys
+    from worker.settings import load_worker_settings
+    from worker.store import Keys
 
     settings = load_worker_settings()
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)

@@ -176,8 +176,6 @@ def start_worker_api(name: str, env: dict[str, str], log_dir: Path | None) -> Ma
 def start_celery(name: str, env: dict[str, str], log_dir: Path | None) -> Managed:
     command = python_command(
         "-m",
-        "celery",
-        "-A",
         "worker.celery_app",
         "worker",
         "--loglevel",

@@ -1,10 +1,10 @@
-"""Runs the Hub: `python -m hub` (settings from SCANHUB_* variables, see common/settings.py)."""
+"""Runs the Hub: `python -m hub` (settings from SCANHUB_* variables, see hub/settings.py)."""
 
 from __future__ import annotations
 
 from common.service import serve
-from common.settings import load_hub_settings
 from hub.api import create_app
+from hub.settings import load_hub_settings
 
 
 def main() -> None:

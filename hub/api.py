@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,18 +17,14 @@ from aiohttp import web
 from common.auth import token_group
 from common.errors import ApiError, json_response
 from common.metrics import METRICS
-from common.service import service_app
-from common.settings import HubSettings
+from common.service import health_response, require_multipart, service_app, spool_checks, upload_body_limit
 from hub.forward import MemoryBudget, forward_submission
+from hub.keys import BODY_MEMORY, POOL, SESSION, SETTINGS
 from hub.pool import Worker, WorkerPool, check_all, run_health_checks
+from hub.settings import HubSettings
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-
-SETTINGS = web.AppKey("settings", HubSettings)
-POOL = web.AppKey("pool", WorkerPool)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
-BODY_MEMORY = web.AppKey("body_memory", MemoryBudget)
 
 API = "/api/tiscale/v1"
 TASKS_LIVE_ON_WORKERS = (
@@ -50,10 +44,8 @@ async def forward(request: web.Request, body_limit: int, too_large: str) -> web.
 @token_group("submit")
 async def upload(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    if not request.content_type.startswith("multipart/"):
-        raise ApiError(400, "send the file as multipart/form-data in a part named 'file'")
-    # The same allowance for form fields and multipart framing as the Worker's.
-    limit = settings.max_upload_bytes + 4 * settings.max_form_field_bytes + 64 * 1024
+    require_multipart(request)
+    limit = upload_body_limit(settings)  # the same allowance for form fields as the Worker's
     too_large = f"the upload is larger than the limit of {settings.max_upload_bytes} bytes"
     return await forward(request, limit, too_large)
 
@@ -86,23 +78,14 @@ def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
         "workers_healthy": healthy,
         "workers_total": len(pool.workers),
     }
-    try:
-        usage = shutil.disk_usage(settings.spool_dir)
-        writable = os.access(settings.spool_dir, os.W_OK)
-        usable = writable and usage.free >= settings.min_free_spool_bytes
-        checks["spool"] = "ok" if usable else "not usable or full"
-        checks["spool_free_bytes"] = usage.free
-    except OSError as error:
-        checks["spool"] = f"unusable: {error}"
+    checks.update(spool_checks(settings.spool_dir, settings.min_free_spool_bytes))
     return checks["workers"] == "ok" and checks["spool"] == "ok", checks
 
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     healthy, checks = health_report(request.app)
-    body = {"status": "ok" if healthy else "unhealthy", "checks": checks}
-    headers = None if healthy else {"Retry-After": str(request.app[SETTINGS].retry_after_seconds)}
-    return json_response(body, status=200 if healthy else 503, headers=headers)
+    return health_response(healthy, checks, request.app[SETTINGS].retry_after_seconds)
 
 
 async def refresh_gauges(app: web.Application) -> None:

@@ -36,9 +36,9 @@ import aiohttp
 from aiohttp import web
 
 from common.errors import ApiError
-from common.settings import HubSettings
-from common.spooling import WRITE_BLOCK, stream_to_file
+from common.streaming import WRITE_BLOCK, stream_to_file
 from hub.pool import Worker, WorkerPool, describe
+from hub.settings import HubSettings
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ RELAYED_HEADERS = ("Content-Type", "Retry-After")
 class SpooledBody:
     """A request body kept for as many forwards as it takes: on disk, or small and in memory."""
 
-    path: Path | None = None
-    data: bytes | None = None
+    path: Path | None = None  # None: the body is `data`
+    data: bytes = b""
     size: int = 0
 
     def discard(self) -> None:
@@ -101,11 +101,13 @@ def refuse_unless_ready(pool: WorkerPool, settings: HubSettings) -> None:
 
 
 async def spool_body(
-    stream: aiohttp.StreamReader, spool_dir: Path, limit: int, too_large: str
+    stream: aiohttp.StreamReader, settings: HubSettings, limit: int, too_large: str
 ) -> SpooledBody:
     """Copy the request body to a fresh spool file; 413 (and no file left) past `limit` bytes."""
-    path = spool_dir / f"body-{secrets.token_hex(12)}"
-    size, _ = await stream_to_file(stream.iter_any(), path, limit, too_large, "Hub")
+    path = settings.spool_dir / f"body-{secrets.token_hex(12)}"
+    size, _ = await stream_to_file(
+        stream.iter_any(), path, limit, too_large, "Hub", retry_after_seconds=settings.retry_after_seconds
+    )
     return SpooledBody(path=path, size=size)
 
 
@@ -157,10 +159,8 @@ async def post_once(
         + body.size / settings.min_forward_bytes_per_second
     )
     with contextlib.ExitStack() as stack:
-        if body.data is not None:
-            data: bytes | AsyncIterator[bytes] = body.data
-        else:
-            assert body.path is not None
+        data: bytes | AsyncIterator[bytes] = body.data
+        if body.path is not None:
             data = read_blocks(stack.enter_context(body.path.open("rb")))
         async with (
             asyncio.timeout(overall),
@@ -186,21 +186,22 @@ async def forward_submission(
         raise ApiError(413, too_large)
     headers = forwarded_headers(request)
     declared = request.content_length
-    in_memory = declared is not None and declared <= settings.memory_body_bytes and budget.take(declared)
+    # The bytes reserved from the memory budget for this body, or None to spool it.
+    reserved = declared if declared is not None and declared <= settings.memory_body_bytes else None
+    if reserved is not None and not budget.take(reserved):
+        reserved = None
     try:
-        if in_memory:
-            assert declared is not None
-            body = await keep_in_memory(request.content, declared)
+        if reserved is not None:
+            body = await keep_in_memory(request.content, reserved)
         else:
-            body = await spool_body(request.content, settings.spool_dir, body_limit, too_large)
+            body = await spool_body(request.content, settings, body_limit, too_large)
         try:
             return await send_to_workers(session, pool, settings, request.path, body, headers)
         finally:
             body.discard()
     finally:
-        if in_memory:
-            assert declared is not None
-            budget.release(declared)
+        if reserved is not None:
+            budget.release(reserved)
 
 
 async def send_to_workers(

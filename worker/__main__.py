@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from common.service import serve
-from common.settings import load_worker_settings
 from worker.api import create_app
+from worker.settings import load_worker_settings
 
 
 def main() -> None:

@@ -1,20 +1,52 @@
-"""The Celery app of a Worker node: Redis broker, the safety settings, a liveness heartbeat."""
+"""The Celery worker of a Worker node: `python -m worker.celery_app worker [celery options]`.
+
+Nothing is built at import. `main()` reads the settings, builds the app (`create_celery`),
+and starts Celery's worker command with the given options. Each pool process then builds
+its own `ProcessContext` (settings, a Redis client of its own) in `worker_process_init`,
+after the fork, and the tasks receive it; connection pools never cross a fork.
+The API process builds an app from the same factory only to send jobs.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import sys
+from typing import Any
 
-from celery import Celery, bootsteps
+from celery import Celery, bootsteps, signals
 
-from common.settings import WorkerSettings, load_worker_settings
+from worker import tasks
+from worker.settings import WorkerSettings, load_worker_settings
+from worker.store import Keys, SyncTaskStore
 
 log = logging.getLogger(__name__)
 
 
-def create_celery(settings: WorkerSettings) -> Celery:
-    app = Celery("scanhub", broker=settings.redis_url, include=["worker.tasks"])
+class ScanhubCelery(Celery):
+    """A Celery app that carries its node's settings and this process's context."""
+
+    def __init__(self, settings: WorkerSettings):
+        super().__init__("scanhub", broker=settings.redis_url, set_as_current=False)
+        self.settings = settings
+        self.process_context: tasks.ProcessContext | None = None
+
+    def init_process_context(self, **_: Any) -> None:
+        """`worker_process_init` handler: this pool process's own context."""
+        self.process_context = tasks.ProcessContext.build(self.settings)
+
+    def context(self) -> tasks.ProcessContext:
+        """The context of this process. A pool without per-process start-up (`--pool solo`)
+        builds it at its first job instead."""
+        context = self.process_context
+        if context is None:
+            context = self.process_context = tasks.ProcessContext.build(self.settings)
+        return context
+
+
+def create_celery(settings: WorkerSettings) -> ScanhubCelery:
+    app = ScanhubCelery(settings)
     app.conf.update(
         task_default_queue=settings.celery_queue,
         task_serializer="json",
@@ -43,8 +75,20 @@ def create_celery(settings: WorkerSettings) -> Celery:
         worker_concurrency=settings.celery_concurrency or os.cpu_count() or 1,
     )
     app.steps["worker"].add(Heartbeat)
-    app.scanhub_settings = settings  # type: ignore[attr-defined]
+    register_tasks(app)
     return app
+
+
+def register_tasks(app: ScanhubCelery) -> None:
+    """The two jobs the API sends; each hands this process's context to `worker.tasks`."""
+
+    @app.task(name="scanhub.analyze")
+    def analyze(task_id: int) -> str:
+        return tasks.analyze(app.context(), task_id)
+
+    @app.task(name="scanhub.analyze_batch")
+    def analyze_batch(task_ids: list[int]) -> list[str]:
+        return tasks.analyze_batch(app.context(), task_ids)
 
 
 class Heartbeat(bootsteps.StartStopStep):
@@ -52,29 +96,42 @@ class Heartbeat(bootsteps.StartStopStep):
 
     requires = {"celery.worker.components:Timer"}
 
-    def __init__(self, worker, **kwargs):
+    def __init__(self, worker: Any, **kwargs: Any):
         super().__init__(worker, **kwargs)
-        self.timer_entry = None
+        self.timer_entry: Any = None
 
-    def start(self, worker):
-        from worker.tasks import task_store
+    def start(self, worker: Any) -> None:
+        import redis
 
-        settings: WorkerSettings = worker.app.scanhub_settings
+        settings: WorkerSettings = worker.app.settings
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        store = SyncTaskStore(client, Keys(settings.key_prefix), settings.retention())
         name = worker.hostname or socket.gethostname()
         interval = settings.celery_heartbeat_seconds
 
         def beat() -> None:
             try:
-                task_store().heartbeat(name, interval * 3)
+                store.heartbeat(name, interval * 3)
             except Exception as error:
                 log.warning("heartbeat to Redis failed: %s", error)
 
         beat()
         self.timer_entry = worker.timer.call_repeatedly(interval, beat)
 
-    def stop(self, worker):
+    def stop(self, worker: Any) -> None:
         if self.timer_entry is not None:
             self.timer_entry.cancel()
 
 
-app = create_celery(load_worker_settings())
+def main(argv: list[str] | None = None) -> int | None:
+    """Start Celery's worker command (`worker --loglevel INFO ...`) for this node."""
+    app = create_celery(load_worker_settings())
+    signals.worker_process_init.connect(app.init_process_context, weak=False)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if "worker" not in arguments:
+        arguments.insert(0, "worker")
+    return app.start(arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

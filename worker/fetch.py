@@ -159,7 +159,11 @@ async def fetch_to_spool(
                 if response.content_length and response.content_length > max_bytes:
                     raise FetchError(f"the file is larger than the limit of {max_bytes} bytes")
                 try:
-                    return await spool.receive(_Chunks(response.content), spool_dir, max_bytes)
+                    # A full disk fails the download like any other error: no client
+                    # waits on this request, so no Retry-After reaches anyone.
+                    return await spool.receive(
+                        _Chunks(response.content), spool_dir, max_bytes, retry_after_seconds=0
+                    )
                 except Exception as error:  # ApiError(413) or a broken connection
                     raise FetchError(getattr(error, "message", None) or f"download failed: {error}") from None
         except aiohttp.ClientError as error:

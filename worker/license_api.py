@@ -8,34 +8,20 @@ so the quota endpoints answer as the spec says a Worker without one does.
 
 from __future__ import annotations
 
-import secrets
 import time
 
 from aiohttp import BodyPartReader, web
 
 from common.auth import token_group
 from common.errors import ApiError, json_response
+from worker.keys import STORE
 
 routes = web.RouteTableDef()
 LICENSE = "/api/license/v1"
 
 
-def _store(request: web.Request):
-    from worker.api import STORE
-
-    return request.app[STORE]
-
-
 async def machine_id(request: web.Request, regenerate: bool = False) -> tuple[str, int]:
-    store = _store(request)
-    key = f"{store.keys.prefix}:license"
-    if regenerate:
-        await store.redis.delete(key)
-    new_id = secrets.token_hex(16).upper()
-    await store.redis.hsetnx(key, "machine_id", new_id)
-    await store.redis.hsetnx(key, "created", int(time.time()))
-    values = await store.redis.hmget(key, ["machine_id", "created"])
-    return str(values[0]), int(values[1])
+    return await request.app[STORE].machine_id(regenerate)
 
 
 def iso(timestamp: int) -> str:

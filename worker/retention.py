@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.settings import WorkerSettings
-from common.store import ANALYZING, QUEUED, TaskStore
+from worker.settings import WorkerSettings
 from worker.spool import discard, task_spool_path
+from worker.store import ANALYZING, QUEUED, TaskStore
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """YARA endpoints of the Worker API: ruleset id, per-ruleset sync status, and re-reading the rules now.
 
-Mounted by `worker.api.create_app` with `app.add_routes(rules_api.routes)`; handlers read
-the node's settings from the app (`worker.api.SETTINGS`). The rules live in the directory
+Mounted by `worker.api.create_app`; handlers read the node's settings from the app
+(`worker.keys.SETTINGS`). The rules live in the directory
 `SCANHUB_YARA_RULES_DIR`, which this process and every Celery process of the node read;
 Celery processes notice a change on their own within `SCANHUB_YARA_CHECK_INTERVAL_SECONDS`,
 and at once after POST /pull/all, which leaves a token in the spool directory for them.
@@ -15,17 +15,15 @@ from aiohttp import web
 
 from common.auth import token_group
 from common.errors import ApiError, json_response
-from common.settings import WorkerSettings
+from common.settings import yes_or_no
 from worker.analysis import ruleset
+from worker.keys import SETTINGS
+from worker.settings import WorkerSettings
 
 routes = web.RouteTableDef()
-TRUE_WORDS = ("true", "1", "yes")
-FALSE_WORDS = ("false", "0", "no", "")
 
 
 def _settings(request: web.Request) -> WorkerSettings:
-    from worker.api import SETTINGS
-
     return request.app[SETTINGS]
 
 
@@ -46,10 +44,11 @@ async def ruleset_id(request: web.Request) -> web.Response:
 @routes.get("/api/tiscale/v2/sync-status")
 @token_group("admin")
 async def sync_status(request: web.Request) -> web.Response:
-    text = request.query.get("errorOnly", "").strip().lower()
-    if text not in TRUE_WORDS + FALSE_WORDS:
+    text = request.query.get("errorOnly", "")
+    errors_only = yes_or_no(text) if text.strip() else False
+    if errors_only is None:
         raise ApiError(400, f"'errorOnly' must be true or false, not {text[:40]!r}")
-    return json_response(ruleset.sync_status(await current(request), errors_only=text in TRUE_WORDS))
+    return json_response(ruleset.sync_status(await current(request), errors_only=errors_only))
 
 
 @routes.post("/api/tiscale/v1/pull/all")

@@ -2,7 +2,7 @@
 
 Nothing is ever named after the client: an upload lands in `incoming-<random>` and is
 renamed to the task id once the task exists. The streaming itself (bounded memory, limit,
-disk full) is common/spooling.py's, shared with the Hub.
+disk full) is common/streaming.py's, shared with the Hub.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from common.spooling import stream_to_file
-
-DIGESTS = ("md5", "sha1", "sha256", "sha512")
+from common.streaming import stream_to_file
+from worker.digests import DIGESTS
 
 
 class ChunkSource(Protocol):
@@ -45,9 +44,19 @@ async def _chunks(source: ChunkSource) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def receive(source: ChunkSource, spool_dir: Path, max_bytes: int) -> SpooledFile:
+async def receive(
+    source: ChunkSource, spool_dir: Path, max_bytes: int, *, retry_after_seconds: int
+) -> SpooledFile:
     """Copy `source` to a fresh spool file; 413 (and no file left behind) past max_bytes."""
     path = spool_dir / f"incoming-{secrets.token_hex(12)}"
     too_large = f"the file is larger than the limit of {max_bytes} bytes"
-    size, digests = await stream_to_file(_chunks(source), path, max_bytes, too_large, "Worker", DIGESTS)
+    size, digests = await stream_to_file(
+        _chunks(source),
+        path,
+        max_bytes,
+        too_large,
+        "Worker",
+        DIGESTS,
+        retry_after_seconds=retry_after_seconds,
+    )
     return SpooledFile(path=path, size=size, digests=digests)

@@ -1,4 +1,7 @@
-"""Celery tasks of a Worker node; each stays thin and calls plain functions."""
+"""The analysis jobs of a Worker node, as plain functions of a per-process context.
+
+`worker.celery_app` registers them as Celery tasks; nothing here builds state at import.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,11 @@ import contextlib
 import functools
 import importlib
 import logging
-import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,38 +21,36 @@ import redis
 from billiard.pool import SIG_SOFT_TIMEOUT, soft_timeout_sighandler
 from celery.exceptions import SoftTimeLimitExceeded
 
-from common.settings import WorkerSettings
-from common.store import Keys, SyncTaskStore
 from worker.analysis.engine import AnalysisTimeout, Submission
-from worker.celery_app import app
+from worker.digests import DIGESTS
 from worker.identity import worker_identity
+from worker.settings import WorkerSettings
 from worker.spool import discard, task_spool_path
+from worker.store import Keys, SyncTaskStore
 
 log = logging.getLogger(__name__)
 Engine = Callable[[Submission], list[dict[str, Any]]]
 
 
-def settings() -> WorkerSettings:
-    return app.scanhub_settings  # type: ignore[attr-defined,no-any-return]
+@dataclass
+class ProcessContext:
+    """What an analysis process keeps between jobs, built once in each process after the
+    fork (see `worker.celery_app`): the node's settings and its own Redis client."""
 
+    settings: WorkerSettings
+    store: SyncTaskStore
 
-_stores: dict[int, SyncTaskStore] = {}
-
-
-def task_store() -> SyncTaskStore:
-    """One Redis connection pool per process: pools must not cross a fork."""
-    pid = os.getpid()
-    if pid not in _stores:
-        config = settings()
-        client = redis.Redis.from_url(config.redis_url, decode_responses=True)
-        _stores[pid] = SyncTaskStore(client, Keys(config.key_prefix), config.retention())
-    return _stores[pid]
+    @classmethod
+    def build(cls, settings: WorkerSettings) -> ProcessContext:
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        return cls(settings, SyncTaskStore(client, Keys(settings.key_prefix), settings.retention()))
 
 
 @functools.cache
 def load_engine(dotted_path: str) -> Engine:
     module_name, _, function_name = dotted_path.partition(":")
-    return getattr(importlib.import_module(module_name), function_name)  # type: ignore[no-any-return]
+    engine: Engine = getattr(importlib.import_module(module_name), function_name)
+    return engine
 
 
 def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> str:
@@ -79,7 +80,7 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
         submission = Submission(
             path=spool_path,
             file_name=record.get("file_name", ""),
-            digests={name: record[name] for name in ("md5", "sha1", "sha256", "sha512") if name in record},
+            digests={name: record[name] for name in DIGESTS if name in record},
             user_data=orjson.loads(record["user_data"]) if "user_data" in record else {},
             settings=config,
         )
@@ -158,23 +159,21 @@ def file_time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-@app.task(name="scanhub.analyze")
-def analyze(task_id: int) -> str:
+def analyze(context: ProcessContext, task_id: int) -> str:
+    """The `scanhub.analyze` job: one file."""
     map_soft_time_limit()
-    return run_analysis(task_id, task_store(), settings())
+    return run_analysis(task_id, context.store, context.settings)
 
 
-@app.task(name="scanhub.analyze_batch")
-def analyze_batch(task_ids: list[int]) -> list[str]:
-    """Several files in one job: each analyzed, limited and failed on its own.
+def analyze_batch(context: ProcessContext, task_ids: list[int]) -> list[str]:
+    """The `scanhub.analyze_batch` job: several files, each analyzed, limited and failed on its own.
 
     If the process dies mid-batch the whole job is re-delivered; files already finished
     are skipped by `run_analysis`, so each file is still analyzed to completion once.
     """
     map_soft_time_limit()
-    store, config = task_store(), settings()
     outcomes = []
     for task_id in task_ids:
-        with file_time_limit(config.analysis_soft_time_limit_seconds):
-            outcomes.append(run_analysis(task_id, store, config))
+        with file_time_limit(context.settings.analysis_soft_time_limit_seconds):
+            outcomes.append(run_analysis(task_id, context.store, context.settings))
     return outcomes

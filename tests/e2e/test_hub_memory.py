@@ -13,10 +13,10 @@ import aiohttp
 import psutil
 import redis
 
-from common.store import Keys
 from deploy.processes import wait_hub_ready
 from tests.e2e.conftest import NODE_SETTINGS, launch_hub
 from tests.support.client import API
+from worker.store import Keys
 
 GIB = 1024**3
 BLOCK = 1024 * 1024

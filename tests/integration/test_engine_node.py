@@ -8,9 +8,9 @@ from pathlib import Path
 
 import aiohttp
 
-from common.settings import DEFAULT_RULES_DIR
 from tests.support.client import API, submit, wait_for_task
 from tests.support.samples import EICAR, aes_zip_bytes
+from worker.settings import DEFAULT_RULES_DIR
 
 MARKER_RULE = """
 rule Integration_Marker

@@ -107,7 +107,7 @@ def write_raw_member(
     archive.start_dir = archive.fp.tell()  # type: ignore[union-attr]
     archive.filelist.append(info)
     archive.NameToInfo[info.filename] = info
-    archive._didModify = True
+    archive._didModify = True  # type: ignore[attr-defined]
 
 
 # --- PDF -------------------------------------------------------------------------------

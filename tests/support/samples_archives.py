@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import hmac
+import importlib
 import io
 import lzma
 import zlib
@@ -408,9 +409,9 @@ def rpm_bytes(members: dict[str, bytes], compression: str = "gzip") -> bytes:
 
 def zstd_compress(data: bytes) -> bytes:
     try:
-        from compression import zstd  # type: ignore[import-not-found]
+        zstd = importlib.import_module("compression.zstd")  # Python 3.14
     except ImportError:
-        from backports import zstd  # type: ignore[no-redef]
+        zstd = importlib.import_module("backports.zstd")
     return bytes(zstd.compress(data))
 
 

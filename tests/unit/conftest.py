@@ -11,9 +11,9 @@ import fakeredis
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.settings import WorkerSettings
-from common.store import Keys, TaskStore
 from worker.api import create_app
+from worker.settings import WorkerSettings
+from worker.store import Keys, TaskStore
 
 TOKEN_SUBMIT = "S" * 40
 TOKEN_TASKS = "T" * 40
@@ -64,4 +64,4 @@ async def make_worker_api(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
 @pytest.fixture
 async def worker_api(make_worker_api) -> WorkerApi:
-    return await make_worker_api()  # type: ignore[no-any-return]
+    return await make_worker_api()

@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import orjson
 import pytest
 
-from common.settings import WorkerSettings
-from common.store import Keys, SyncTaskStore, encode_fields
 from worker.analysis.engine import Submission
+from worker.settings import WorkerSettings
+from worker.store import Keys, SyncTaskStore, encode_fields
 from worker.tasks import run_analysis
 
 
@@ -31,9 +32,8 @@ def setup(tmp_path: Path):
             name: hashlib.new(name, content).hexdigest() for name in ("md5", "sha1", "sha256", "sha512")
         }
         record = {"task_id": task_id, "submitted": int(time.time()), "status": "queued", "attempts": 0}
-        client.hset(
-            Keys().task(task_id), mapping=encode_fields({**record, "file_name": "a.txt", **digests, **fields})
-        )
+        encoded: dict[Any, Any] = encode_fields({**record, "file_name": "a.txt", **digests, **fields})
+        client.hset(Keys().task(task_id), mapping=encoded)
         client.zadd(Keys().queued_tasks, {str(task_id): time.time()})
         path = tmp_path / str(task_id)
         path.write_bytes(content)
@@ -125,12 +125,9 @@ def test_batch_job_isolates_each_file_failure_and_time_limit(setup, monkeypatch)
             "analysis_soft_time_limit_seconds": 0.3,
         }
     )
-    monkeypatch.setattr(tasks, "task_store", lambda: store)
-    monkeypatch.setattr(tasks, "settings", lambda: settings)
+    context = tasks.ProcessContext(settings, store)
     paths = [queue(1, b"fine"), queue(2, b"CRASH"), queue(3, b"SLOW"), queue(4, b"also fine")]
-    started = time.monotonic()
-    outcomes = tasks.analyze_batch.run([1, 2, 3, 4])
-    assert time.monotonic() - started < 3
+    outcomes = tasks.analyze_batch(context, [1, 2, 3, 4])
     assert outcomes == ["done", "failed", "failed", "done"]
     assert "parser exploded" in store.get(2)["error"]
     assert "time limit" in store.get(3)["error"]
@@ -141,12 +138,11 @@ def test_redelivered_batch_skips_files_already_done(setup, monkeypatch):
     from worker import tasks
 
     settings, _, store, queue = setup
-    monkeypatch.setattr(tasks, "task_store", lambda: store)
-    monkeypatch.setattr(tasks, "settings", lambda: settings)
+    context = tasks.ProcessContext(settings, store)
     queue(1, b"one")
     queue(2, b"two")
-    assert tasks.analyze_batch.run([1]) == ["done"]
-    assert tasks.analyze_batch.run([1, 2]) == ["skipped", "done"]
+    assert tasks.analyze_batch(context, [1]) == ["done"]
+    assert tasks.analyze_batch(context, [1, 2]) == ["skipped", "done"]
 
 
 def swallowing_engine(submission: Submission):
@@ -213,9 +209,8 @@ def test_a_per_file_timer_in_a_batch_fails_that_file_with_a_time_limit_reason(se
             "analysis_soft_time_limit_seconds": 0.2,
         }
     )
-    monkeypatch.setattr(tasks, "task_store", lambda: store)
-    monkeypatch.setattr(tasks, "settings", lambda: settings)
+    context = tasks.ProcessContext(settings, store)
     queue(1, b"SLEEP:5")
     queue(2, b"quick")
-    assert tasks.analyze_batch.run([1, 2]) == ["failed", "done"]
+    assert tasks.analyze_batch(context, [1, 2]) == ["failed", "done"]
     assert "time limit" in store.get(1)["error"]

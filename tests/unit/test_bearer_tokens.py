@@ -69,7 +69,7 @@ async def test_bearer_token_signed_with_another_secret_is_403(secured):
     now = int(time.time())
     forged = jwt.encode({"sub": "x", "scope": "submit tasks", "iat": now, "exp": now + 60}, "g" * 40, "HS256")
     assert (await secured.upload(headers={"Authorization": f"Bearer {forged}"})).status == 403
-    unsigned = jwt.encode({"scope": "submit", "iat": now, "exp": now + 60}, None, "none")
+    unsigned = jwt.encode({"scope": "submit", "iat": now, "exp": now + 60}, None, "none")  # type: ignore[arg-type]
     assert (await secured.upload(headers={"Authorization": f"Bearer {unsigned}"})).status == 403
 
 

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.settings import HubSettings
 from hub.api import BODY_MEMORY, POOL, SETTINGS, create_app
+from hub.settings import HubSettings
 from tests.support.fake_worker import DIE, ERROR, REFUSE, REJECT, FakeWorker
 
 UPLOAD = "/api/tiscale/v1/upload"
@@ -315,7 +315,7 @@ async def test_hub_in_front_of_a_real_worker_answers_its_errors_unchanged(make_w
     cases.append(no_file)
     for form in cases:
         through_hub = await hub.post(UPLOAD, data=form)
-        form._is_processed = False
+        form._is_processed = False  # type: ignore[attr-defined]
         direct = await worker_api.client.post(UPLOAD, data=form)
         assert through_hub.status == direct.status == 400
         assert await through_hub.json() == await direct.json()

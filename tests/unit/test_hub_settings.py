@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from common.settings import HubSettings
+from hub.settings import HubSettings
 
 TOKEN_A, TOKEN_B = "a" * 30, "B" * 40
 

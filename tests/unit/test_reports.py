@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from common import reports
-from common.settings import WorkerSettings
-from common.store import done_fields
 from tests.support.samples import EICAR, zip_bytes
+from worker import reports
 from worker.analysis.engine import Submission, analyze_file
+from worker.settings import WorkerSettings
+from worker.store import done_fields
 
 API = "/api/tiscale/v1"
 

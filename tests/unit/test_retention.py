@@ -8,9 +8,9 @@ import time
 
 import fakeredis
 
-from common.settings import WorkerSettings
-from common.store import Keys, TaskStore
 from worker.retention import sweep_once
+from worker.settings import WorkerSettings
+from worker.store import Keys, TaskStore
 
 
 async def test_sweeper_cancels_only_tasks_queued_past_the_limit_and_deletes_their_files(tmp_path):
@@ -25,10 +25,11 @@ async def test_sweeper_cancels_only_tasks_queued_past_the_limit_and_deletes_thei
     result = await sweep_once(store, settings, now)
     assert result.canceled == [old]
     old_record = await store.get(old)
+    assert old_record is not None
     assert old_record["status"] == "failed"
     assert "unprocessed task limit" in old_record["error"]
     assert 0 < await client.ttl(Keys().task(old)) <= settings.file_age_limit_seconds
-    assert (await store.get(young))["status"] == "queued"
+    assert await store.status(young) == "queued"
     assert not (tmp_path / str(old)).exists()
     assert (tmp_path / str(young)).exists()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import DEFAULT_RULES_DIR
+from worker.settings import DEFAULT_RULES_DIR
 
 TOKEN_ADMIN = "A" * 40
 

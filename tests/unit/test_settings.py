@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from common.settings import WorkerSettings
+from worker.settings import WorkerSettings
 
 
 @pytest.mark.parametrize("token", ["short", "a" * 61, "has-dash" + "a" * 30, "spaces in " + "a" * 30])

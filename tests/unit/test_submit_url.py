@@ -222,7 +222,7 @@ async def test_custom_headers_follow_a_redirect_within_the_same_origin(make_work
 async def test_an_unexpected_error_after_the_download_fails_the_task_and_leaves_no_file(
     make_worker_api, origin, monkeypatch
 ):
-    from worker.api import STORE
+    from worker.keys import STORE
 
     api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32")
     app_store = api.client.app[STORE]

@@ -9,8 +9,8 @@ import time
 import pytest
 from aiohttp import FormData
 
-from common.store import DONE, done_fields
 from tests.unit.conftest import TOKEN_SUBMIT, TOKEN_TASKS
+from worker.store import DONE, done_fields
 
 API = "/api/tiscale/v1"
 
@@ -369,12 +369,12 @@ async def test_custom_data_comes_back_exactly_as_sent_even_beyond_float_precisio
 async def test_a_full_spool_disk_during_an_upload_is_503_and_leaves_no_file(worker_api, monkeypatch):
     import errno
 
-    from common import spooling
+    from common import streaming
 
     def disk_full(handle, hashers, block):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(spooling, "write_and_hash", disk_full)
+    monkeypatch.setattr(streaming, "write_and_hash", disk_full)
     response = await worker_api.upload(b"x" * 1000)
     assert response.status == 503
     assert "Retry-After" in response.headers

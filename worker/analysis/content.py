@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from worker.digests import DIGESTS
+
 READ_BLOCK = 1024 * 1024
 HEAD_BYTES = 64 * 1024
-DIGESTS = ("md5", "sha1", "sha256", "sha512")
 
 
 def shannon_entropy(histogram: np.ndarray) -> float:

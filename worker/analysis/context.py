@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, TypedDict
 
-from common.settings import WorkerSettings
+from worker.settings import WorkerSettings
 
 CLASSIFICATION_CODES = {"unknown": 0, "goodware": 1, "suspicious": 2, "malicious": 3}
 CLASSIFICATION_NAMES = {code: name for name, code in CLASSIFICATION_CODES.items()}

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.settings import WorkerSettings
 from worker.analysis import classify, content, heuristics, identify, registry, ruleset
 from worker.analysis.context import (
     CLASSIFICATION_CODES,
@@ -33,6 +32,7 @@ from worker.analysis.context import (
     child_name,
     hit,
 )
+from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from common.settings import DEFAULT_RULES_DIR, WorkerSettings
 from worker.analysis.engine import Submission, analyze_file
+from worker.settings import DEFAULT_RULES_DIR, WorkerSettings
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from common.settings import WorkerSettings
 from tests.support import samples_identify
 from tests.support.samples_identify import (
     MSI_CLSID,
@@ -19,6 +18,7 @@ from tests.support.samples_identify import (
 )
 from worker.analysis import content, filetypes, identify
 from worker.analysis.context import FileContext
+from worker.settings import WorkerSettings
 
 SUPPORT = Path(__file__).resolve().parents[2] / "support"
 Sample = tuple[str, str, Callable[[], bytes]]

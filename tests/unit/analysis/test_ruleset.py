@@ -26,7 +26,12 @@ rule Marker_String
 def test_unchanged_rules_are_compiled_once_not_per_file(rules_dir: Path, monkeypatch):
     calls = []
     real = ruleset.compile_ruleset
-    monkeypatch.setattr(ruleset, "compile_ruleset", lambda path: calls.append(path) or real(path))
+
+    def counted(path):
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(ruleset, "compile_ruleset", counted)
     monkeypatch.setattr(ruleset, "_cache", {})
     first = ruleset.current_ruleset(rules_dir, check_interval=0)
     for _ in range(5):

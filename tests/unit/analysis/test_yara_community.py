@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_external_variables_fire_on_the_right_file_inside_a_zip_and_on_no_other(
 
 
 def test_externals_of_a_file_are_its_name_path_lower_case_extension_and_header_type():
-    context = SimpleNamespace(
+    context: Any = SimpleNamespace(
         file_name="Invoice.PDF.EXE",
         file_path="mail/attachments/Invoice.PDF.EXE",
         head=minimal_pe()[:64],

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, cast
 
 from worker.analysis.context import Analyzer, ChildWriter, FileContext, Findings, LimitReached
 
@@ -203,8 +203,7 @@ def extract(context: FileContext) -> Findings:
     timer = threading.Timer(seconds, expire)
     timer.start()
     try:
-        assert process.stdout is not None
-        errors = receive(context, process.stdout)
+        errors = receive(context, cast(IO[bytes], process.stdout))  # a pipe: stdout=PIPE above
     except (EOFError, ValueError) as error:
         errors = [str(error)]
     finally:

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.settings import yes_or_no
+
 DEFAULT_REPORT_TYPE = "medium"
 VIEWS = ("flat", "extended")
-TRUE_WORDS = ("true", "1", "yes")
-FALSE_WORDS = ("false", "0", "no")
 
 # What "verdict and hashes" means for one entry.
 VERDICT_FIELDS = [
@@ -121,11 +121,9 @@ def check_definition(name: str, definition: Any) -> None:
 def parse_flag(name: str, text: str | None) -> bool | None:
     if text is None:
         return None
-    lowered = text.strip().lower()
-    if lowered in TRUE_WORDS:
-        return True
-    if lowered in FALSE_WORDS:
-        return False
+    flag = yes_or_no(text)
+    if flag is not None:
+        return flag
     raise ReportOptionError(f"'{name}' must be true or false (1 or 0), not {text[:40]!r}")
 
 

@@ -9,6 +9,7 @@ back by a late write from an analysis process.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,10 @@ class Keys:
     @property
     def analyzer_stats(self) -> str:
         return f"{self.prefix}:stats:analyzers"
+
+    @property
+    def license(self) -> str:
+        return f"{self.prefix}:license"
 
     @property
     def sweeper_lock(self) -> str:
@@ -320,6 +325,17 @@ class TaskStore:
             name, _, measure = field.rpartition(":")
             stats.setdefault(name, {})[measure] = float(value)
         return stats
+
+    async def machine_id(self, regenerate: bool = False) -> tuple[str, int]:
+        """This node's license machine id and when it was made: created at first use, kept
+        until regenerated."""
+        key = self.keys.license
+        if regenerate:
+            await self.redis.delete(key)
+        await self.redis.hsetnx(key, "machine_id", secrets.token_hex(16).upper())
+        await self.redis.hsetnx(key, "created", int(time.time()))
+        identifier, created = await self.redis.hmget(key, ["machine_id", "created"])
+        return str(identifier), int(str(created))
 
     async def live_celery_workers(self) -> list[str]:
         names = []

@@ -3,7 +3,8 @@
 Writing and hashing run in a thread (hashlib and file writes release the GIL), one buffered
 megabyte at a time, so a large body never stalls the event loop; a small tail is written in
 place, where a thread hop would cost more. The size limit is enforced while streaming, and
-whatever goes wrong leaves no file behind. Both the Worker and the Hub spool through here.
+whatever goes wrong leaves no file behind. Both the Worker and the Hub spool through here; where the
+Worker keeps the files it spooled is `worker/spool.py`.
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ async def stream_to_file(
     too_large: str,
     service: str,
     digest_names: Sequence[str] = (),
+    *,
+    retry_after_seconds: int,
 ) -> tuple[int, dict[str, str]]:
     """Write `chunks` to a new file at `path`; returns (size, {digest name: hex}).
 
-    413 `too_large` past `limit` bytes; 503 with Retry-After when the disk is full.
+    413 `too_large` past `limit` bytes; 503 with `Retry-After: retry_after_seconds` when
+    the disk is full.
     """
     hashers = [hashlib.new(name) for name in digest_names]
     loop = asyncio.get_running_loop()
@@ -63,7 +67,7 @@ async def stream_to_file(
         path.unlink(missing_ok=True)
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             full = f"the {service}'s spool disk is full; try again later"
-            raise ApiError(503, full, {"Retry-After": "30"}) from None
+            raise ApiError(503, full, {"Retry-After": str(retry_after_seconds)}) from None
         raise
     except BaseException:
         path.unlink(missing_ok=True)

@@ -1,0 +1,145 @@
+"""The settings of a Worker node: its API process and its Celery worker read the same ones."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from common.settings import ServiceSettings, split_list
+from worker.store import Retention
+
+# The ruleset scanhub ships (worker/rules/*.yar); a site points SCANHUB_YARA_RULES_DIR elsewhere.
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent / "rules"
+
+
+class WorkerSettings(ServiceSettings):
+    """One Worker node: its API process and its Celery worker read the same settings."""
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("SCANHUB_REDIS_URL", "REDIS_URL"),
+    )
+    # Base of task_url, e.g. "https://worker01.example:8081"; default: the request's own host.
+    public_url: str | None = None
+    key_prefix: str = "scanhub"
+    celery_queue: str = "scanhub"
+
+    # Tasks waiting in the queue above which uploads are refused with 503.
+    max_queue_depth: int = 10_000
+
+    # submit-url: networks allowed even though not public (e.g. "10.20.0.0/16"); empty: none.
+    submit_url_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    submit_url_max_redirects: int = 5
+    submit_url_timeout_seconds: float = 300
+
+    # Retention (see the README), in minutes as the spec names them.
+    task_age_limit_minutes: float = 90
+    unprocessed_task_limit_minutes: float = 60
+    file_age_limit_minutes: float = 1440
+    sweep_interval_seconds: float = 30
+
+    # Celery behaviour.
+    analysis_soft_time_limit_seconds: float = 120
+    analysis_time_limit_seconds: float = 150
+    # Must exceed the longest task, or Redis hands a running task to a second worker.
+    visibility_timeout_seconds: int = 3600
+    # How often a Celery worker looks for jobs whose process died (kombu's restore sweep).
+    unacked_restore_interval_seconds: float = 10
+    max_analysis_attempts: int = 3
+    # Under load, uploads that arrive while a job is being queued share one Celery job.
+    max_job_batch: int = 8
+    celery_concurrency: int = 0  # 0: one process per core
+    # Dotted path "module:function" of the analysis engine; a site may swap in its own.
+    engine: str = "worker.analysis.engine:analyze_file"
+    # Celery processes write a heartbeat this often; /health wants one younger than 3x this.
+    celery_heartbeat_seconds: float = 5
+
+    # Analysis engine (docs/analyzers.md). YARA: every `*.yar` / `*.yara` file in this directory is one
+    # ruleset; the API and all Celery processes of a node read the same directory.
+    yara_rules_dir: Path = DEFAULT_RULES_DIR
+    # How often a Celery process looks (file names, sizes, mtimes) for a changed ruleset
+    # before analyzing a file; recompiling happens only when the rules' digest changed.
+    yara_check_interval_seconds: float = 2.0
+    # Off: POST /pull/all answers 417, as the spec says for a Worker without synchronization.
+    yara_sync_enabled: bool = True
+    yara_scan_timeout_seconds: int = 20
+    # Unpacking limits, enforced on the bytes actually decompressed (headers are never trusted).
+    # As deep as widely used scanners go (ClamAV's default is 17).
+    unpack_max_depth: int = 17
+    unpack_max_children: int = 1000  # per task, all levels together
+    unpack_max_total_bytes: int = 1024**3  # per task, all children together
+    # Expanded bytes per compressed byte for one member, checked once it passes 1 MiB.
+    unpack_max_ratio: float = 100
+    # Time for one file's own analysis and extraction (its children get their own).
+    analysis_file_time_limit_seconds: float = 30
+    # Passwords tried per encrypted container, the submitter's first: each wrong one costs
+    # a decryption attempt, so a long list is a CPU denial of service.
+    password_list_max: int = 100
+    # Tried after `user_data.password_list` on encrypted archives.
+    default_password_list: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["infected", "malware", "virus", "password", "1234"]
+    )
+    # Interesting strings: bytes read from each file, values kept per category.
+    # Largest document (or zip member of one) handed to oletools, which reads it whole.
+    office_max_bytes: int = 64 * 1024**2
+    strings_scan_bytes: int = 2 * 1024**2
+    strings_max_per_category: int = 50
+    # A JSON file of extra report types {"name": {"include": [...], "exclude": [...]}}.
+    report_types_file: Path | None = None
+
+    @property
+    def task_age_limit_seconds(self) -> int:
+        return max(1, round(self.task_age_limit_minutes * 60))
+
+    @property
+    def unprocessed_task_limit_seconds(self) -> int:
+        return max(1, round(self.unprocessed_task_limit_minutes * 60))
+
+    @property
+    def file_age_limit_seconds(self) -> int:
+        return max(1, round(self.file_age_limit_minutes * 60))
+
+    @model_validator(mode="after")
+    def _visibility_covers_a_batch(self) -> WorkerSettings:
+        longest_job = self.analysis_time_limit_seconds * self.max_job_batch
+        if self.visibility_timeout_seconds <= longest_job:
+            raise ValueError(
+                f"visibility_timeout_seconds must exceed the longest job ({longest_job:g} s: the hard "
+                "time limit times max_job_batch), or a running job is handed to a second worker"
+            )
+        return self
+
+    def retention(self) -> Retention:
+        return Retention(
+            done_seconds=self.task_age_limit_seconds,
+            failed_seconds=self.file_age_limit_seconds,
+            unprocessed_seconds=self.unprocessed_task_limit_seconds,
+        )
+
+    @field_validator("submit_url_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> list[str]:
+        return [str(ipaddress.ip_network(item, strict=False)) for item in split_list(value)]
+
+    @field_validator("default_password_list", mode="before")
+    @classmethod
+    def _passwords(cls, value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [item for item in value.split(",") if item]
+        return list(value or [])
+
+    @field_validator("analysis_time_limit_seconds")
+    @classmethod
+    def _hard_limit_after_soft(cls, value: float, info: Any) -> float:
+        soft = info.data.get("analysis_soft_time_limit_seconds", 0)
+        if value <= soft:
+            raise ValueError("analysis_time_limit_seconds must exceed the soft limit")
+        return value
+
+
+def load_worker_settings(**overrides: Any) -> WorkerSettings:
+    return WorkerSettings(**overrides)

@@ -1,0 +1,97 @@
+"""POST /upload: a file streamed to the node's spool, recorded as a task, and queued."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from common.auth import token_group
+from common.errors import ApiError, json_response
+from common.service import refuse_oversized_body, require_multipart, upload_body_limit
+from worker import spool
+from worker.keys import ADMISSION, SETTINGS, STORE
+from worker.submission import API, parse_json_field, publish, submission_fields, task_url
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+INTEGRITY_ERROR = (
+    "ERROR: Upload: failed to accept upload integrity check failed, "
+    "calculated hash {calculated} differs from the one passed in custom data {expected}."
+)
+
+
+async def read_small_field(part: BodyPartReader, limit: int) -> str:
+    data = bytearray()
+    while chunk := await part.read_chunk(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            raise ApiError(413, f"form field '{part.name}' is larger than {limit} bytes")
+    return data.decode("utf-8", errors="replace")
+
+
+@routes.post(f"{API}/upload")
+@token_group("submit")
+async def upload(request: web.Request) -> web.Response:
+    """Upload a file (multipart `file`, optional `custom_data`, `user_data`); answers its task_url."""
+    settings, store = request.app[SETTINGS], request.app[STORE]
+    require_multipart(request)
+    too_large = f"the upload is larger than the limit of {settings.max_upload_bytes} bytes"
+    refuse_oversized_body(request, upload_body_limit(settings), too_large)
+    await request.app[ADMISSION].check()
+
+    spooled: spool.SpooledFile | None = None
+    fields: dict[str, str] = {}
+    file_name = ""
+    try:
+        try:
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader):
+                    raise ApiError(400, "nested multipart bodies are not accepted")
+                if part.name == "file":
+                    if spooled is not None:
+                        raise ApiError(400, "send exactly one 'file' part per upload")
+                    file_name = (part.filename or "")[:1024]
+                    spooled = await spool.receive(
+                        part,
+                        settings.spool_dir,
+                        settings.max_upload_bytes,
+                        retry_after_seconds=settings.retry_after_seconds,
+                    )
+                else:
+                    text = await read_small_field(part, settings.max_form_field_bytes)
+                    if part.name in ("custom_data", "user_data"):
+                        fields[part.name] = text
+        except (ValueError, AssertionError, HttpProcessingError) as error:
+            raise ApiError(400, f"malformed multipart body: {error}") from None
+        if spooled is None:
+            raise ApiError(400, "the upload has no 'file' part")
+        custom_data = parse_json_field("custom_data", fields.get("custom_data"))
+        user_data = parse_json_field("user_data", fields.get("user_data"))
+        if user_data is not None and not isinstance(user_data, dict):
+            raise ApiError(400, "'user_data' must be a JSON object")
+        expected = custom_data.get("integrity_check_hash") if isinstance(custom_data, dict) else None
+        if expected is not None and str(expected).lower() != spooled.digests["sha1"]:
+            raise ApiError(400, INTEGRITY_ERROR.format(calculated=spooled.digests["sha1"], expected=expected))
+
+        task_id = await store.create(
+            int(time.time()),
+            **submission_fields(request, fields.get("custom_data"), fields.get("user_data")),
+            file_name=file_name,
+            size=spooled.size,
+            **spooled.digests,
+        )
+        request.app[ADMISSION].admitted()
+        spooled.path.rename(spool.task_spool_path(settings.spool_dir, task_id))
+        spooled = None
+    except BaseException:
+        if spooled is not None:
+            spooled.discard()
+        raise
+    await publish(request.app, task_id)
+    log.info("task %s accepted: %r from %s", task_id, file_name, request.remote)
+    return json_response({"task_url": task_url(request, settings, task_id)})
