@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from samples.basic import office_macro_document
+
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 VOCABULARY = ["invoice", "payment", "account", "update", "http://example.com/a", "please", "open",
               "attached", "document", "powershell", "download", "user@example.org", "10.0.0.1",
@@ -121,8 +123,6 @@ def office_like(rng: random.Random, size: int) -> bytes:
 
 
 def macro_document(rng: random.Random, size: int) -> bytes:
-    from tests.support.samples import office_macro_document
-
     return office_macro_document()
 
 

@@ -1,7 +1,7 @@
 """Identification benchmark: libmagic with our table beside Google's Magika, for speed and accuracy.
 
 Two corpora with known answers: the seeded benchmark corpus (`bench/corpus.py`, the truth from
-how each file was made) and the identification samples of the tests (`tests/support/samples_*.py`,
+how each file was made) and the identification samples (`samples/*.py`,
 one per row of the table). For each file it times our identification (`identify.identify` on
 the head: libmagic's MIME type and description and the table; then the `refine` analyzer) and
 Magika's (`identify_bytes`), maps Magika's label onto our type/subtype names, and counts who is
@@ -19,7 +19,6 @@ Magika is optional (`pip install magika`); without it only our figures are print
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import statistics
@@ -31,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import samples
 from bench.corpus import generate
 
 Kind = tuple[str, str | None]  # (file_type, file_subtype); None: any subtype of the type
@@ -197,13 +197,10 @@ def directory_files(roots: list[str], count: int) -> list[tuple[str, bytes, Kind
 
 
 def identification_samples() -> list[tuple[str, bytes, Kind]]:
-    support = Path(__file__).resolve().parent.parent / "tests" / "support"
-    files: list[tuple[str, bytes, Kind]] = []
-    for path in sorted(support.glob("samples_*.py")):
-        module = importlib.import_module(f"tests.support.{path.stem}")
-        for file_type, file_subtype, build in getattr(module, "IDENTIFICATION_SAMPLES", []):
-            files.append((f"sample:{file_type}/{file_subtype}", build(), (file_type, file_subtype)))
-    return files
+    return [
+        (f"sample:{file_type}/{file_subtype}", build(), (file_type, file_subtype))
+        for _, (file_type, file_subtype, build) in samples.identification_samples()
+    ]
 
 
 def ours(workdir: Path) -> Callable[[bytes], tuple[str, str]]:

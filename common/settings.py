@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{30,60}$")
 
@@ -85,8 +91,6 @@ class ServiceSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         config_file = os.environ.get("SCANHUB_CONFIG")
         if config_file:
-            from pydantic_settings import DotEnvSettingsSource
-
             file_source = DotEnvSettingsSource(settings_cls, env_file=config_file)
             return (init_settings, env_settings, file_source)
         return (init_settings, env_settings)

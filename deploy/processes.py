@@ -176,7 +176,7 @@ def start_worker_api(name: str, env: dict[str, str], log_dir: Path | None) -> Ma
 def start_celery(name: str, env: dict[str, str], log_dir: Path | None) -> Managed:
     command = python_command(
         "-m",
-        "worker.celery_app",
+        "worker.celery_worker",
         "worker",
         "--loglevel",
         env.get("SCANHUB_LOG_LEVEL", "INFO"),

@@ -19,6 +19,7 @@ from common.service import health_response, service_app, spool_checks
 from worker import fetch, license_api, rules_api, submit_url, task_api, upload_api
 from worker.admission import Admission
 from worker.analysis import tools
+from worker.celery_app import create_celery
 from worker.keys import ADMISSION, DOWNLOADS, FETCH_SESSION, PUBLISHER, SETTINGS, STORE
 from worker.publisher import JobPublisher, SendJobs
 from worker.retention import run_sweeper
@@ -89,8 +90,6 @@ async def refresh_gauges(app: web.Application) -> None:
 
 def celery_sender(settings: WorkerSettings) -> SendJobs:
     """Sends one Celery job for some task ids (blocking; the publisher runs it in a thread)."""
-    from worker.celery_app import create_celery
-
     celery = create_celery(settings)
 
     def send(task_ids: list[int]) -> None:

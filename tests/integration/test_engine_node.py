@@ -8,8 +8,8 @@ from pathlib import Path
 
 import aiohttp
 
+from samples.basic import EICAR, aes_zip_bytes
 from tests.support.client import API, submit, wait_for_task
-from tests.support.samples import EICAR, aes_zip_bytes
 from worker.settings import DEFAULT_RULES_DIR
 
 MARKER_RULE = """

@@ -68,7 +68,7 @@ def test_commands_start_the_hub_the_worker_api_and_celery(services):
     for node in NODES:
         assert services[f"{node}-api"]["command"] == ["python", "-m", "worker"]
         celery = services[f"{node}-celery"]["command"]
-        assert celery[:4] == ["python", "-m", "worker.celery_app", "worker"]
+        assert celery[:4] == ["python", "-m", "worker.celery_worker", "worker"]
 
 
 def published(service) -> list[tuple[str, str]]:
@@ -222,7 +222,7 @@ def test_a_worker_node_is_a_statefulset_pod_with_api_celery_and_redis_sharing_a_
     claims = {claim["metadata"]["name"] for claim in statefulset["spec"]["volumeClaimTemplates"]}
     assert claims == {"spool", "redis-data"}
     assert parts["api"]["readinessProbe"]["httpGet"]["path"] == "/health"
-    assert parts["celery"]["command"][:4] == ["python", "-m", "worker.celery_app", "worker"]
+    assert parts["celery"]["command"][:4] == ["python", "-m", "worker.celery_worker", "worker"]
 
 
 def test_the_hub_is_a_deployment_behind_a_service_listing_each_worker_pod():

@@ -347,7 +347,7 @@ def poisonous_multipart() -> tuple[bytes, dict[str, str]]:
 async def test_a_poisonous_upload_is_a_400_and_takes_no_worker_out_of_rotation(make_worker_api, make_hub):
     workers = [await make_worker_api(), await make_worker_api()]
     for api in workers:  # as a live Celery worker would, so both are healthy for the Hub
-        await api.redis.set("scanhub:celery:heartbeat:node@host", "1", px=60_000)
+        await api.redis.set(api.store.keys.celery_heartbeat("node@host"), "1", px=60_000)
     hub = await make_hub([str(api.client.make_url("")).rstrip("/") for api in workers])
     body, headers = poisonous_multipart()
     response = await hub.post(UPLOAD, data=body, headers=headers)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.samples import EICAR, zip_bytes
+from samples.basic import EICAR, zip_bytes
 from worker import reports
 from worker.analysis.engine import Submission, analyze_file
 from worker.settings import WorkerSettings
@@ -127,7 +127,9 @@ def test_a_site_can_add_its_own_report_type_from_a_json_file(tmp_path: Path, rea
 
 async def test_task_endpoint_applies_report_type_and_view(worker_api, real_report):
     await worker_api.upload()
-    await worker_api.redis.hset("scanhub:task:1", mapping=done_fields(real_report, {}, int(time.time())))
+    await worker_api.redis.hset(
+        worker_api.store.keys.task(1), mapping=done_fields(real_report, {}, int(time.time()))
+    )
     small = await (await worker_api.client.get(f"{API}/task/1?report_type=small")).json()
     assert len(small["tc_report"]) == 2
     flat = await (await worker_api.client.get(f"{API}/task/1?report_type=large&view=flat")).json()

@@ -85,7 +85,7 @@ async def test_yara_endpoints_belong_to_the_admin_token_group(make_worker_api, r
 async def test_sync_status_lists_only_the_file_left_out_of_a_community_set_with_its_compiler_error(
     make_worker_api, rules_dir
 ):
-    from tests.support.samples_yara import EXTERNALS_RULES, MODULE_RULES, SYNTAX_ERROR_RULE
+    from samples.yara import EXTERNALS_RULES, MODULE_RULES, SYNTAX_ERROR_RULE
 
     for name, text in {**MODULE_RULES, "externals.yar": EXTERNALS_RULES}.items():
         (rules_dir / name).write_text(text)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 
@@ -10,6 +9,7 @@ import pytest
 from aiohttp import FormData
 
 from tests.unit.conftest import TOKEN_SUBMIT, TOKEN_TASKS
+from worker.keys import ADMISSION
 from worker.store import DONE, done_fields
 
 API = "/api/tiscale/v1"
@@ -68,7 +68,7 @@ async def test_done_task_returns_report_and_custom_data_unchanged(worker_api):
     await worker_api.upload(custom_data='{"origin": {"uploader": "analyst"}}')
     report = [{"index": 0, "info": {"file": {"file_name": "sample.txt"}}}]
     fields = done_fields(report, {"worker_hostname": "w1"}, int(time.time()))
-    await worker_api.redis.hset("scanhub:task:1", mapping=fields)
+    await worker_api.redis.hset(worker_api.store.keys.task(1), mapping=fields)
     view = await (await worker_api.client.get(f"{API}/task/1")).json()
     assert view["status"] == DONE
     assert view["processed"] > 0
@@ -201,8 +201,8 @@ async def test_list_filters_by_age_and_token_with_or_without_token_prefix(worker
     await worker_api.upload(headers={"X-TiScale-Token": "other"})
     await worker_api.upload()
     # Make task 1 look ten minutes old.
-    await worker_api.redis.hset("scanhub:task:1", "submitted", int(time.time()) - 600)
-    await worker_api.redis.zadd("scanhub:tasks", {"1": int(time.time()) - 600})
+    await worker_api.redis.hset(worker_api.store.keys.task(1), "submitted", int(time.time()) - 600)
+    await worker_api.redis.zadd(worker_api.store.keys.all_tasks, {"1": int(time.time()) - 600})
 
     async def listed(query: str) -> list[int]:
         response = await worker_api.client.get(f"{API}/task{query}")
@@ -234,7 +234,7 @@ async def test_delete_task_removes_record_file_and_listing(worker_api):
 async def test_bulk_delete_by_age_keeps_younger_tasks_and_age_zero_deletes_all(worker_api):
     for _ in range(3):
         await worker_api.upload()
-    await worker_api.redis.zadd("scanhub:tasks", {"1": int(time.time()) - 1000})
+    await worker_api.redis.zadd(worker_api.store.keys.all_tasks, {"1": int(time.time()) - 1000})
     assert (await worker_api.client.delete(f"{API}/task?age=500")).status == 200
     assert (await worker_api.client.get(f"{API}/task/1")).status == 404
     assert (await worker_api.client.get(f"{API}/task/2")).status == 200
@@ -301,7 +301,7 @@ async def test_health_is_503_without_a_live_celery_worker(worker_api):
 
 
 async def test_health_is_200_with_a_celery_heartbeat(worker_api):
-    await worker_api.redis.set("scanhub:celery:heartbeat:node@host", "1", px=5000)
+    await worker_api.redis.set(worker_api.store.keys.celery_heartbeat("node@host"), "1", px=5000)
     response = await worker_api.client.get("/health")
     assert response.status == 200
     assert (await response.json())["checks"]["celery_workers"] == ["node@host"]
@@ -343,10 +343,13 @@ async def test_openapi_document_lists_every_served_route_with_its_token_group(wo
 
 async def test_uploads_are_admitted_again_once_the_queue_drains(make_worker_api):
     api = await make_worker_api(max_queue_depth=1)
+    admission = api.client.app[ADMISSION]
+    now = [0.0]
+    admission.clock = lambda: now[0]
     assert (await api.upload()).status == 200
     assert (await api.upload()).status == 503
-    await api.redis.delete("scanhub:queued")  # as if the analysis processes took the job
-    await asyncio.sleep(0.3)  # past the admission check's refresh interval
+    await api.redis.delete(api.store.keys.queued_tasks)  # as if the analysis processes took the job
+    now[0] += admission.max_age + 0.01  # past the admission check's refresh interval
     assert (await api.upload()).status == 200
 
 
@@ -361,7 +364,7 @@ async def test_custom_data_comes_back_exactly_as_sent_even_beyond_float_precisio
         custom_data='{"id": 123456789012345678901234567890, "ratio": 0.1000000000000000055511}'
     )
     fields = done_fields([], {}, int(time.time()))
-    await worker_api.redis.hset("scanhub:task:1", mapping=fields)
+    await worker_api.redis.hset(worker_api.store.keys.task(1), mapping=fields)
     text = await (await worker_api.client.get(f"{API}/task/1")).text()
     assert '"custom_data":{"id": 123456789012345678901234567890, "ratio": 0.1000000000000000055511}' in text
 

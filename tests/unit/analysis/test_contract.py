@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.samples import EICAR, pdf_with_javascript
+from samples.basic import EICAR, pdf_with_javascript
 from worker.analysis import heuristics, registry
 from worker.analysis.context import CLASSIFICATION_CODES, AnalysisTimeout, Analyzer
 from worker.analysis.engine import Submission, analyze_file

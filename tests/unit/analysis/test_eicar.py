@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from tests.support.samples import EICAR, aes_zip_bytes, compressed, tar_gz_bytes, zip_bytes
+from samples.basic import EICAR, aes_zip_bytes, compressed, tar_gz_bytes, zip_bytes
 from tests.unit.analysis.conftest import by_path, hashes
 
 MALICIOUS = 3

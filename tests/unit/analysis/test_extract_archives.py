@@ -9,8 +9,7 @@ import tracemalloc
 
 import pytest
 
-from tests.support.samples import EICAR
-from tests.support.samples_archives import (
+from samples.archives import (
     IDENTIFICATION_SAMPLES,
     ar_bytes,
     cab_bytes,
@@ -24,6 +23,7 @@ from tests.support.samples_archives import (
     rpm_bytes,
     szdd_bytes,
 )
+from samples.basic import EICAR
 from tests.unit.analysis.conftest import by_path
 
 MALICIOUS = 3

@@ -13,8 +13,8 @@ import zipfile
 
 import pytest
 
-from tests.support.samples import EICAR, aes_zip_bytes, tar_bytes
-from tests.support.samples_compression import (
+from samples.basic import EICAR, aes_zip_bytes, tar_bytes
+from samples.compression import (
     COMPRESSORS,
     IDENTIFICATION_SAMPLES,
     SUFFIXES,
@@ -293,7 +293,7 @@ def test_bzip2_zip_member_is_decoded_in_bounded_blocks_and_stops_at_the_ratio(an
 
 
 def rebuild_with(stream: bytes) -> bytes:
-    from tests.support.samples import write_raw_member
+    from samples.basic import write_raw_member
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

@@ -9,8 +9,8 @@ import zlib
 
 import pytest
 
-from tests.support.samples import EICAR, zip_bytes
-from tests.support.samples_documents import (
+from samples.basic import EICAR, zip_bytes
+from samples.documents import (
     IDENTIFICATION_SAMPLES,
     doc_with_package,
     docx_with_embedding,
@@ -117,7 +117,7 @@ def test_embedded_storage_streams_of_an_xls_are_children_named_by_their_stream_p
 
 
 def test_ole10native_stream_of_another_ole1_class_is_given_as_its_native_data(analyze):
-    from tests.support.samples import ole_bytes
+    from samples.basic import ole_bytes
 
     native = b"\x01\x00\x00\x00" + b"not a package header at all" * 3
     report = analyze(ole_bytes({"\x01Ole10Native": native}), "object.bin")
@@ -157,8 +157,8 @@ def test_compound_file_directory_beyond_the_entry_limit_is_refused_before_olefil
 
 
 def test_children_limit_stops_a_compound_file_with_many_packages(analyze):
-    from tests.support.samples import ole_bytes
-    from tests.support.samples_documents import ole10native_stream
+    from samples.basic import ole_bytes
+    from samples.documents import ole10native_stream
 
     streams = {f"ObjectPool/_{n}/\x01Ole10Native": ole10native_stream(f"file{n}.txt", b"x") for n in range(6)}
     report = analyze(ole_bytes(streams), "many.doc", unpack_max_children=3)

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from tests.support.samples import EICAR, distlib_launcher, python_elf, zip_bytes
-from tests.support.samples_executables import (
+from samples.basic import EICAR, distlib_launcher, python_elf, zip_bytes
+from samples.executables import (
     IDENTIFICATION_SAMPLES,
     autoit_a3x,
     autoit_pe,

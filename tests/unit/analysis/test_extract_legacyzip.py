@@ -7,8 +7,8 @@ import tracemalloc
 
 import pytest
 
-from tests.support.samples import EICAR
-from tests.support.samples_legacyzip import EICAR_MEMBER, SAMPLES, TEXT_MEMBER, shrink_bomb
+from samples.basic import EICAR
+from samples.legacyzip import EICAR_MEMBER, SAMPLES, TEXT_MEMBER, shrink_bomb
 from tests.unit.analysis.conftest import by_path
 
 MALICIOUS = 3

@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.support.samples import EICAR, zip_bytes
-from tests.support.samples_mail import (
+from samples.basic import EICAR, zip_bytes
+from samples.mail import (
     IDENTIFICATION_SAMPLES,
     PADDED_EICAR,
     binhex,

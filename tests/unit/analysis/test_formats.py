@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.samples import (
+from samples.basic import (
     distlib_launcher,
     office_macro_document,
     pdf_with_javascript,

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.support import samples_identify
-from tests.support.samples_identify import (
+from samples import IdentificationSample, identification_samples
+from samples import identify as samples_identify
+from samples.identify import (
     MSI_CLSID,
     POWERPOINT_CLSID,
     ole_with_clsid,
@@ -20,20 +19,8 @@ from worker.analysis import content, filetypes, identify
 from worker.analysis.context import FileContext
 from worker.settings import WorkerSettings
 
-SUPPORT = Path(__file__).resolve().parents[2] / "support"
-Sample = tuple[str, str, Callable[[], bytes]]
-
-
-def collected_samples() -> list[tuple[str, Sample]]:
-    """IDENTIFICATION_SAMPLES of every `tests/support/samples_*.py`, with the module's name."""
-    found = []
-    for path in sorted(SUPPORT.glob("samples_*.py")):
-        module = importlib.import_module(f"tests.support.{path.stem}")
-        found += [(path.stem, sample) for sample in getattr(module, "IDENTIFICATION_SAMPLES", [])]
-    return found
-
-
-SAMPLES = collected_samples()
+Sample = IdentificationSample
+SAMPLES = identification_samples()
 
 
 def sample_id(item: tuple[str, Sample]) -> str:
@@ -198,7 +185,7 @@ def without_system_libmagic(self, name, *args, **kwargs):
     original(self, name, *args, **kwargs)
 ctypes.CDLL.__init__ = without_system_libmagic
 from worker.analysis import identify
-from tests.support.samples_identify import png
+from samples.identify import png
 json.dump(identify.identify(png()), sys.stdout)
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.support.samples import EICAR
+from samples.basic import EICAR
 from worker.analysis import ruleset
 
 NEW_RULE = """

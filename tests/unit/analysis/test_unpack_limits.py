@@ -9,7 +9,7 @@ import tracemalloc
 import zipfile
 from pathlib import Path
 
-from tests.support.samples import EICAR, tar_bytes, zip_bomb_bytes, zip_bytes
+from samples.basic import EICAR, tar_bytes, zip_bomb_bytes, zip_bytes
 from tests.unit.analysis.conftest import by_path
 
 
@@ -137,7 +137,7 @@ def test_corrupt_archive_is_reported_as_an_error_not_a_failed_task(analyze):
 
 
 def test_password_list_is_cut_at_password_list_max_so_a_huge_list_cannot_stall_a_worker(analyze):
-    from tests.support.samples import aes_zip_bytes
+    from samples.basic import aes_zip_bytes
 
     archive = aes_zip_bytes({"eicar.com": EICAR}, b"secret-50")
     decoys = [f"wrong-{n}" for n in range(200)]
@@ -156,7 +156,7 @@ def test_password_list_is_cut_at_password_list_max_so_a_huge_list_cannot_stall_a
 
 
 def test_the_file_time_limit_is_checked_between_password_attempts(analyze):
-    from tests.support.samples import aes_zip_bytes
+    from samples.basic import aes_zip_bytes
 
     archive = aes_zip_bytes({f"m{n}.bin": b"x" for n in range(50)}, b"nobody-knows")
     report = analyze(
@@ -169,7 +169,7 @@ def test_the_file_time_limit_is_checked_between_password_attempts(analyze):
 
 
 def test_a_zip_directory_of_200k_entries_stops_at_the_children_limit_without_parsing_it_all(analyze):
-    from tests.support.samples import many_entries_zip_bytes
+    from samples.basic import many_entries_zip_bytes
 
     archive = many_entries_zip_bytes(200_000)
     tracemalloc.start()

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.samples import EICAR, zip_bytes
-from tests.support.samples_yara import EXTERNALS_RULES, MODULE_RULES, SYNTAX_ERROR_RULE, minimal_pe
+from samples.basic import EICAR, zip_bytes
+from samples.yara import EXTERNALS_RULES, MODULE_RULES, SYNTAX_ERROR_RULE, minimal_pe
 from tests.unit.analysis.conftest import by_path
 from worker.analysis import ruleset, yara_scan
 

@@ -1,6 +1,6 @@
 """Encoders for the PKZIP 1.x methods shrink and implode and the ZIP files that hold them.
 
-They made the samples shipped in tests/samples/legacyzip/ (checked with Info-ZIP unzip and
+They made the samples shipped in samples/files/legacyzip/ (checked with Info-ZIP unzip and
 7-Zip when they were made); the tests read those files, and use this module only for
 streams that need no outside check (a bomb, a damaged stream).
 """
@@ -12,9 +12,9 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.samples import EICAR
+from samples.basic import EICAR
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "legacyzip"
+SAMPLES = Path(__file__).resolve().parent / "files" / "legacyzip"
 
 PADDING = b"".join(
     b"Line %d of the padding text: the quick brown fox jumps over the lazy dog, again and again.\r\n" % n

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from tests.support.samples import EICAR, tar_bytes
+from samples.basic import EICAR, tar_bytes
 
 # --- RAR 5 (stored members, optionally AES-256 encrypted) --------------------------------
 

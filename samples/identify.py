@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.samples import ole_bytes, plain_pdf, tar_bytes, zip_bytes
+from samples.basic import ole_bytes, plain_pdf, tar_bytes, zip_bytes
 
 Builder = Callable[[], bytes]
 

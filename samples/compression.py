@@ -1,7 +1,7 @@
 """Samples for the compression formats: built here in Python where a library or a few lines can, else shipped.
 
 The shipped ones (ARJ and LHA archives made with the Debian tools) are in
-tests/samples/compression/, and its README says how each was made.
+samples/files/compression/, and its README says how each was made.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 import inflate64
 import lz4.frame
 
-from tests.support.samples import tar_bytes, write_raw_member
+from samples.basic import tar_bytes, write_raw_member
 from worker.analysis.decoders.streams import zstd
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "compression"
+SAMPLES = Path(__file__).resolve().parent / "files" / "compression"
 TEXT = b"The quick brown fox jumps over the lazy dog.\n" * 40
 
 

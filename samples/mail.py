@@ -16,7 +16,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 
-from tests.support.samples import EICAR, ole_bytes, zip_bytes
+from samples.basic import EICAR, ole_bytes, zip_bytes
 
 # EICAR followed by spaces: still matched by the EICAR rule, and over the blob minimum.
 PADDED_EICAR = EICAR + b" " * 300

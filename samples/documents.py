@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 
-from tests.support.samples import EICAR, MINI_SECTOR, build_pdf, ole_bytes, zeros_deflate_stream, zip_bytes
+from samples.basic import EICAR, MINI_SECTOR, build_pdf, ole_bytes, zeros_deflate_stream, zip_bytes
 
 COMPOBJ_PACKAGE = (
     b"\x01\x00\xfe\xff\x03\x0a\x00\x00\xff\xff\xff\xff\x0c\x00\x03\x00\x00\x00\x00\x00"

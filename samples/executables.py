@@ -11,12 +11,12 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.samples import EICAR
+from samples.basic import EICAR
 
 FILE_ALIGNMENT = 0x200
 SECTION_ALIGNMENT = 0x1000
 RESOURCE_DIRECTORY = 2
-SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples" / "executables"
+SAMPLES_DIR = Path(__file__).resolve().parent / "files" / "executables"
 
 
 def align(value: int, alignment: int) -> int:
@@ -163,7 +163,7 @@ def upx_packed_elf() -> bytes | None:
 
 
 def zip_of(members: dict[str, bytes]) -> bytes:
-    from tests.support.samples import zip_bytes
+    from samples.basic import zip_bytes
 
     return zip_bytes(members)
 
@@ -330,7 +330,7 @@ def inno_marked_pe() -> bytes:
 
 
 def nsis_installer() -> bytes:
-    """An NSIS installer holding EICAR, made by makensis (see tests/samples/executables/README.md)."""
+    """An NSIS installer holding EICAR, made by makensis (see samples/files/executables/README.md)."""
     return (SAMPLES_DIR / "eicar-nsis-setup.exe").read_bytes()
 
 
