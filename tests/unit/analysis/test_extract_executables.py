@@ -23,6 +23,7 @@ from samples.executables import (
     upx_marked_pe,
     upx_packed_elf,
 )
+from tests.support.memory import peak_memory
 from tests.unit.analysis.conftest import by_path
 
 MALICIOUS = 3
@@ -207,17 +208,10 @@ def test_cookie_pointing_outside_the_file_is_an_error_not_a_failure(analyze):
 
 
 def test_pyinstaller_member_bomb_stops_at_the_ratio_limit_in_bounded_memory(analyze):
-    import tracemalloc
-
     bomb = b"\0" * (64 * 1024 * 1024)
     archive = carchive([("zeros.bin", b"x", bomb), ("data/eicar.com", b"x", EICAR)])
     del bomb
-    tracemalloc.start()
-    try:
-        report = analyze(archive, "bomb.pkg", unpack_max_ratio=10)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    report, peak = peak_memory(lambda: analyze(archive, "bomb.pkg", unpack_max_ratio=10))
     assert peak < 32 * 1024**2
     assert "ratio" in [limit["limit"] for limit in report[0]["metadata"]["archive"]["limits_hit"]]
     assert_found_inside(report, "data/eicar.com")

@@ -10,6 +10,7 @@ from samples.basic import (
     python_elf,
     zip_bytes,
 )
+from tests.support.memory import peak_memory
 from tests.unit.analysis.conftest import hashes
 
 
@@ -146,8 +147,6 @@ def test_an_analyzer_that_raises_is_recorded_in_the_entry_and_the_others_still_r
 
 def test_a_docx_with_a_huge_compressed_ole_member_is_not_read_whole(analyze):
     """olevba reads OLE members whole; a 100 MiB member behind a ~100 KB docx must be refused."""
-    import tracemalloc
-
     ole_magic = bytes.fromhex("D0CF11E0A1B11AE1")
     docx = zip_bytes(
         {
@@ -157,12 +156,8 @@ def test_a_docx_with_a_huge_compressed_ole_member_is_not_read_whole(analyze):
         }
     )
     assert len(docx) < 1024**2
-    tracemalloc.start()
-    try:
-        entry = analyze(docx, "bomb.docx")[0]
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    report, peak = peak_memory(lambda: analyze(docx, "bomb.docx"))
+    entry = report[0]
     office = entry["metadata"]["document"]["office"]
     assert office["macros"] is None
     assert "expands to more than" in office["errors"][0]
