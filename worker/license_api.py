@@ -14,6 +14,7 @@ from aiohttp import BodyPartReader, web
 
 from common.auth import token_group
 from common.errors import ApiError, json_response
+from common.service import is_multipart
 from worker.keys import STORE
 
 routes = web.RouteTableDef()
@@ -65,7 +66,7 @@ async def generate_machine_id(request: web.Request) -> web.Response:
 @routes.put(f"{LICENSE}/upload")
 @token_group("admin")
 async def upload_license(request: web.Request) -> web.Response:
-    if not request.content_type.startswith("multipart/"):
+    if not is_multipart(request):
         raise ApiError(400, "send the license as multipart/form-data in a part named 'file'")
     reader = await request.multipart()
     part = await reader.next()

@@ -237,27 +237,25 @@ def test_eicar_in_zip_members_of_each_method_is_found(analyze, method, build):
     assert_eicar_propagates(report, "tools/eicar.com")
 
 
-def test_aes_encrypted_bzip2_member_is_decrypted_then_decoded(analyze):
+@pytest.mark.parametrize(
+    ("compression", "password", "user_data", "source"),
+    [
+        ("ZIP_BZIP2", b"infected", None, "default_password_list"),
+        ("ZIP_LZMA", b"s3cret", {"password_list": ["wrong", "s3cret"]}, "user_data.password_list"),
+    ],
+)
+def test_aes_encrypted_member_is_decrypted_with_a_listed_password_then_decoded(
+    analyze, compression, password, user_data, source
+):
     import pyzipper
 
     buffer = io.BytesIO()
-    with pyzipper.AESZipFile(buffer, "w", compression=pyzipper.ZIP_BZIP2, encryption=pyzipper.WZ_AES) as z:
-        z.setpassword(b"infected")
+    method = getattr(pyzipper, compression)
+    with pyzipper.AESZipFile(buffer, "w", compression=method, encryption=pyzipper.WZ_AES) as z:
+        z.setpassword(password)
         z.writestr("eicar.com", EICAR)
-    report = analyze(buffer.getvalue(), "aes-bz2.zip")
-    assert report[0]["metadata"]["archive"]["password_source"] == "default_password_list"
-    assert_eicar_propagates(report, "eicar.com")
-
-
-def test_aes_lzma_member_opens_with_the_second_password_of_the_list(analyze):
-    import pyzipper
-
-    buffer = io.BytesIO()
-    with pyzipper.AESZipFile(buffer, "w", compression=pyzipper.ZIP_LZMA, encryption=pyzipper.WZ_AES) as z:
-        z.setpassword(b"s3cret")
-        z.writestr("eicar.com", EICAR)
-    report = analyze(buffer.getvalue(), "aes-lzma.zip", user_data={"password_list": ["wrong", "s3cret"]})
-    assert report[0]["metadata"]["archive"]["password_source"] == "user_data.password_list"
+    report = analyze(buffer.getvalue(), f"aes-{compression}.zip", user_data=user_data)
+    assert report[0]["metadata"]["archive"]["password_source"] == source
     assert_eicar_propagates(report, "eicar.com")
 
 
