@@ -61,15 +61,33 @@ return {result, redis.call('HGETALL', KEYS[1])}
 """
 )
 
+# Task ids carry the node's epoch: a random number drawn the first time a Redis is used
+# (kept under `Keys.epoch`), in the high bits, above a counter. A Redis that loses its data
+# for good draws a new epoch, so a task_url handed out before the loss can never name
+# another submission's task: it answers 404. Ids stay below 2**53 (exact in JSON clients).
+EPOCH_BITS, COUNTER_BITS = 20, 32
 # One round trip to create a task: allocate its id, write the record, index it.
-# KEYS[1] id counter, KEYS[2] all-tasks index, KEYS[3] queued index;
-# ARGV[1] task key prefix, ARGV[2] ttl, ARGV[3] submitted, ARGV[4..] field/value pairs.
+# KEYS[1] id counter, KEYS[2] all-tasks index, KEYS[3] queued index, KEYS[4] epoch;
+# ARGV[1] task key prefix, ARGV[2] ttl, ARGV[3] submitted, ARGV[4] an epoch to use if the
+# Redis has none yet, ARGV[5..] field/value pairs.
 # (Builds a key inside the script, so it is not for Redis Cluster; a node owns its Redis.)
 CREATE_SCRIPT = """
-local task_id = redis.call('INCR', KEYS[1])
+local epoch = redis.call('GET', KEYS[4])
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[4], epoch)
+end
+local counter = redis.call('INCR', KEYS[1])
+if counter >= 4294967296 then  -- the counter is spent: move to the next epoch
+  epoch = (tonumber(epoch) % 1048575) + 1
+  redis.call('SET', KEYS[4], epoch)
+  redis.call('SET', KEYS[1], 1)
+  counter = 1
+end
+local task_id = string.format('%.0f', tonumber(epoch) * 4294967296 + counter)
 local key = ARGV[1] .. task_id
 redis.call('HSET', key, 'task_id', task_id, 'submitted', ARGV[3], 'status', 'queued', 'attempts', 0)
-for i = 4, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+for i = 5, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', key, ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], task_id)
 redis.call('ZADD', KEYS[3], ARGV[3], task_id)
@@ -93,6 +111,10 @@ class Keys:
     @property
     def task_counter(self) -> str:
         return f"{self.prefix}:task_ids"
+
+    @property
+    def epoch(self) -> str:
+        return f"{self.prefix}:epoch"
 
     @property
     def all_tasks(self) -> str:
@@ -138,6 +160,11 @@ class Retention:
     def queued_seconds(self) -> int:
         # A safety net only: the sweeper cancels a stale queued task well before this.
         return self.unprocessed_seconds + self.failed_seconds
+
+
+def new_epoch() -> int:
+    """A random epoch for a Redis that has none yet (never 0)."""
+    return secrets.randbelow(2**EPOCH_BITS - 1) + 1
 
 
 def normalize_filter_token(token: str | None) -> str:
@@ -219,11 +246,12 @@ class TaskStore:
     async def create(self, submitted: int, **fields: Any) -> int:
         keys = self.keys
         task_id = await self._create(
-            keys=[keys.task_counter, keys.all_tasks, keys.queued_tasks],
+            keys=[keys.task_counter, keys.all_tasks, keys.queued_tasks, keys.epoch],
             args=[
                 keys.task_prefix,
                 self.retention.queued_seconds,
                 submitted,
+                new_epoch(),
                 *_flatten(encode_fields(fields)),
             ],
         )

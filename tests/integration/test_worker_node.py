@@ -72,18 +72,20 @@ async def test_list_filters_by_token_and_age_on_a_live_node(worker_nodes):
     node = worker_nodes()
     async with aiohttp.ClientSession() as session:
         first = await submit(session, node.url, b"a", headers={"X-TiScale-Token": "Token batch7"})
-        await submit(session, node.url, b"b", headers={"X-TiScale-Token": "batch8"})
+        second = await submit(session, node.url, b"b", headers={"X-TiScale-Token": "batch8"})
         await wait_for_task(session, first)
+        one, two = (int(url.rsplit("/", 1)[1]) for url in (first, second))
+        assert two == one + 1 and one >> 32 > 0  # sequential, above this Redis's epoch
 
         async def listed(query: str) -> list[int]:
             async with session.get(f"{node.url}{API}/task{query}") as response:
                 return [entry["task_id"] for entry in await response.json()]
 
-        assert await listed("?token=batch7") == [1]
-        assert await listed("?token=Token%20batch7") == [1]
-        assert await listed("?token=batch8") == [2]
+        assert await listed("?token=batch7") == [one]
+        assert await listed("?token=Token%20batch7") == [one]
+        assert await listed("?token=batch8") == [two]
         assert await listed("?age=3600") == []
-        assert await listed("?age=0") == [1, 2]
+        assert await listed("?age=0") == [one, two]
 
 
 async def test_single_and_bulk_delete_on_a_live_node(worker_nodes):

@@ -50,6 +50,8 @@ async def make_worker_api(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     async def make(send_jobs: Callable[[list[int]], None] | None = None, **overrides: Any) -> WorkerApi:
         settings = WorkerSettings(spool_dir=tmp_path / f"spool{len(clients)}", **overrides)
         redis = fakeredis.aioredis.FakeRedis(decode_responses=True)
+        # Epoch 0 (never drawn by a real node) keeps this Redis's task ids 1, 2, 3, ...
+        await redis.set(Keys(settings.key_prefix).epoch, 0)
         api = WorkerApi(client=None, settings=settings, redis=redis)  # type: ignore[arg-type]
         app = create_app(settings, redis_client=redis, send_jobs=send_jobs or api.queued.extend)
         api.client = TestClient(TestServer(app))
