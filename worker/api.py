@@ -8,12 +8,15 @@ of `worker/keys.py`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from common.errors import ApiError
 from common.metrics import METRICS
 from common.service import health_response, service_app, spool_checks
 from worker import fetch, license_api, rules_api, submit_url, task_api, upload_api
@@ -24,9 +27,26 @@ from worker.keys import ADMISSION, DOWNLOADS, FETCH_SESSION, PUBLISHER, SETTINGS
 from worker.publisher import JobPublisher, SendJobs
 from worker.retention import run_sweeper
 from worker.settings import WorkerSettings
-from worker.store import Keys, TaskStore
+from worker.store import Keys, TaskStore, connect_async
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+
+def redis_unavailable(retry_after_seconds: int) -> Any:
+    """Middleware: a request that needs the node's Redis while it is down gets 503 with
+    Retry-After (the client sends it again), not a 500; nothing was accepted."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (redis.ConnectionError, redis.TimeoutError) as error:
+            log.warning("%s %s: Redis unavailable: %s", request.method, request.path, error)
+            message = "the Worker's Redis is unavailable; try again"
+            raise ApiError(503, message, {"Retry-After": str(retry_after_seconds)}) from None
+
+    return middleware
 
 
 async def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
@@ -41,6 +61,8 @@ async def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
         depth = await store.queue_depth()
         checks["queue_depth"] = depth
         checks["queue"] = "ok" if depth < settings.max_queue_depth else "overloaded"
+        # Informational like the tools: whether an accepted task survives a Redis crash.
+        checks["durability"] = await store.durability()
     except Exception as error:
         checks["redis"] = f"unreachable: {error}"
     checks.update(spool_checks(settings.spool_dir, settings.min_free_spool_bytes))
@@ -116,6 +138,7 @@ def create_app(
 ) -> web.Application:
     """The Worker API. Tests may pass a fake Redis client and a job sender of their own."""
     app = service_app("worker", settings, refresh_gauges)
+    app.middlewares.append(redis_unavailable(settings.retry_after_seconds))  # inside json_errors
     app[SETTINGS] = settings
     for module in (upload_api, submit_url, task_api, license_api, rules_api):
         app.add_routes(module.routes)
@@ -123,7 +146,7 @@ def create_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
-        client = redis_client or aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        client = redis_client or connect_async(settings.redis_url)
         app[STORE] = TaskStore(client, Keys(settings.key_prefix), settings.retention())
         app[ADMISSION] = Admission(
             app[STORE].queue_depth,

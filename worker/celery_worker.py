@@ -13,13 +13,12 @@ import socket
 import sys
 from typing import Any
 
-import redis
 from celery import Celery, bootsteps, signals
 
 from worker import tasks
 from worker.celery_app import configure
 from worker.settings import WorkerSettings, load_worker_settings
-from worker.store import Keys, SyncTaskStore
+from worker.store import Keys, SyncTaskStore, connect
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ class Heartbeat(bootsteps.StartStopStep):
 
     def start(self, worker: Any) -> None:
         settings: WorkerSettings = worker.app.settings
-        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        client = connect(settings.redis_url)
         store = SyncTaskStore(client, Keys(settings.key_prefix), settings.retention())
         name = worker.hostname or socket.gethostname()
         interval = settings.celery_heartbeat_seconds

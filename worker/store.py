@@ -9,6 +9,7 @@ back by a late write from an analysis process.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,11 @@ from typing import Any, cast
 import orjson
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+log = logging.getLogger(__name__)
 
 QUEUED, ANALYZING, DONE, FAILED = "queued", "analyzing", "done", "failed"
 
@@ -162,6 +168,26 @@ class Retention:
         return self.unprocessed_seconds + self.failed_seconds
 
 
+def connect(url: str) -> redis.Redis:
+    """A Redis client for an analysis process: reconnects and retries a command a few
+    times (with backoff) when the server restarts, instead of failing the first command."""
+    return redis.Redis.from_url(url, decode_responses=True, **reconnecting())
+
+
+def connect_async(url: str) -> aioredis.Redis:
+    """The API's Redis client, with the same reconnecting retries."""
+    return aioredis.Redis.from_url(url, decode_responses=True, **reconnecting(asynchronous=True))
+
+
+def reconnecting(asynchronous: bool = False) -> dict[str, Any]:
+    retry_class = AsyncRetry if asynchronous else Retry
+    return {
+        "retry": retry_class(ExponentialBackoff(cap=1.0, base=0.05), retries=4),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+        "health_check_interval": 30,
+    }
+
+
 def new_epoch() -> int:
     """A random epoch for a Redis that has none yet (never 0)."""
     return secrets.randbelow(2**EPOCH_BITS - 1) + 1
@@ -256,6 +282,20 @@ class TaskStore:
             ],
         )
         return int(task_id)
+
+    async def durability(self) -> str:
+        """Whether a task accepted now survives a Redis crash: "ok" when Redis fsyncs its
+        append-only file before answering each write (`appendfsync always`), else why not."""
+        try:
+            config = await self.redis.config_get("append*")
+        except Exception as error:  # CONFIG may be renamed or refused (managed Redis)
+            return f"unknown: {error}"
+        if config.get("appendonly") != "yes":
+            return "not durable: appendonly is off, a Redis restart loses queued tasks"
+        if config.get("appendfsync") != "always":
+            policy = config.get("appendfsync")
+            return f"appendfsync {policy}: a Redis crash can lose the last second of accepted tasks"
+        return "ok"
 
     async def get(self, task_id: int) -> dict[str, str] | None:
         fields = cast(dict[str, str], await self.redis.hgetall(self.keys.task(task_id)))

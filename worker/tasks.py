@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis
 from billiard.pool import SIG_SOFT_TIMEOUT, soft_timeout_sighandler
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -26,7 +25,7 @@ from worker.digests import DIGESTS
 from worker.identity import worker_identity
 from worker.settings import WorkerSettings
 from worker.spool import discard, task_spool_path
-from worker.store import Keys, SyncTaskStore
+from worker.store import Keys, SyncTaskStore, connect
 
 log = logging.getLogger(__name__)
 Engine = Callable[[Submission], list[dict[str, Any]]]
@@ -42,7 +41,7 @@ class ProcessContext:
 
     @classmethod
     def build(cls, settings: WorkerSettings) -> ProcessContext:
-        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        client = connect(settings.redis_url)
         return cls(settings, SyncTaskStore(client, Keys(settings.key_prefix), settings.retention()))
 
 
