@@ -36,7 +36,13 @@ def descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
-async def test_launcher_serves_files_and_ctrl_c_stops_every_process_and_removes_its_state(tmp_path):
+def api_pids(pid: int) -> set[int]:
+    return {child.pid for child in descendants(pid) if "-m worker" in " ".join(child.cmdline())}
+
+
+async def test_launcher_serves_files_restarts_a_crashed_process_and_ctrl_c_stops_all_and_removes_its_state(
+    tmp_path,
+):
     hub_port, worker_port = free_port(), free_port()
     launcher = start_launcher(tmp_path, hub_port, worker_port)
     try:
@@ -60,8 +66,20 @@ async def test_launcher_serves_files_and_ctrl_c_stops_every_process_and_removes_
             assert task_url.startswith(f"http://127.0.0.1:{worker_port}/")
             assert (await wait_for_task(session, task_url))["status"] == "done"
 
+        # A crashed Worker API is restarted; the rest of the cluster is left running.
+        [api] = [child for child in children if "-m worker" in " ".join(child.cmdline())]
+        os.killpg(api.pid, signal.SIGKILL)
+        health = f"http://127.0.0.1:{worker_port}/health"
+        wait_until(lambda: api_pids(launcher.pid) - {api.pid} and http_status(health) == 200,
+                   30, what="the Worker API to be restarted")  # fmt: skip
+        assert all(child.is_running() for child in children if child.pid != api.pid)
+        children = descendants(launcher.pid)
+
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(60) == 0
+        output = launcher.stdout.read()  # type: ignore[union-attr]
+        assert f"worker1-api (pid {api.pid}) was killed by SIGKILL" in output
+        assert "worker1-api restarted (pid " in output
         wait_until(lambda: not any(child.is_running() and child.status() != "zombie" for child in children),
                    15, what="every child to exit")  # fmt: skip
         assert not state_dirs[0].exists()
