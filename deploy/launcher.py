@@ -3,25 +3,32 @@
 Starts a Redis-compatible server per Worker node (unless REDIS_URL is set, in which
 case every node shares it under its own key prefix and queue), then each Worker node's
 API and Celery worker (ports 8081, 8082, ...), then the Hub in front of them on 8080,
-waits for everything to be healthy and prints where to send files.
+waits for everything to be healthy and prints where to send files. From then on it
+supervises: a process that dies is started again after a delay that doubles while it keeps
+dying, and the other processes carry on untouched.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from deploy.processes import Managed, WorkerNode, hub_env, start_hub, start_redis, wait_hub_ready
 
 HUB_PORT = 8080
 WORKER_BASE_PORT = 8081
+
+log = logging.getLogger("scanhub.launcher")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -98,9 +105,6 @@ class LocalCluster:
         wait_hub_ready(self.hub, self.hub_url, timeout=30)
         return self
 
-    def first_exited(self) -> Managed | None:
-        return next((part for part in self.processes() if not part.running()), None)
-
     def stop(self) -> None:
         if self.hub is not None:
             self.hub.stop()
@@ -112,6 +116,7 @@ class LocalCluster:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s launcher: %(message)s", stream=sys.stderr)
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="scanhub-"))
     temporary = args.state_dir is None
     cluster = LocalCluster(state_dir, args.workers, args.hub_port, args.worker_port)
@@ -130,12 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start()
         print_banner(cluster.hub_url, cluster.nodes, state_dir)
         started = True
-        while not stopping:
-            exited = cluster.first_exited()
-            if exited is not None:
-                print(f"\n{exited.name} exited unexpectedly; stopping the cluster.", file=sys.stderr)
-                stopping = True
-            time.sleep(0.5)
+        Supervisor(cluster.processes()).run(lambda: stopping, time.sleep)
         return 0
     except (TimeoutError, RuntimeError) as error:
         print(f"start-up failed: {error}", file=sys.stderr)
@@ -148,6 +148,135 @@ def main(argv: list[str] | None = None) -> int:
         if temporary:
             shutil.rmtree(state_dir, ignore_errors=True)
         print("stopped.", file=sys.stderr)
+
+
+class Process(Protocol):
+    """What the supervisor needs of a child process (`deploy.processes.Managed` has it)."""
+
+    name: str
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def running(self) -> bool: ...
+
+    def restart(self) -> object: ...
+
+
+@dataclass
+class Backoff:
+    """The delays before restarting one process: `first`, doubling with each death in a row, up to `longest`.
+
+    A run of at least `stable_after` seconds counts as a recovery, so the next death starts
+    from `first` again; a process that keeps dying at once is retried every `longest` seconds
+    for as long as the launcher runs.
+    """
+
+    first: float = 0.5
+    longest: float = 30.0
+    stable_after: float = 60.0
+    quick_deaths: int = 0  # deaths in a row, each after a run shorter than `stable_after`
+
+    def next_delay(self, ran_for: float) -> float:
+        if ran_for >= self.stable_after:
+            self.quick_deaths = 0
+        delay = min(self.longest, self.first * 2 ** min(self.quick_deaths, 32))
+        self.quick_deaths += 1
+        return delay
+
+
+@dataclass
+class Supervised:
+    process: Process
+    backoff: Backoff
+    started_at: float
+    restart_at: float | None = None  # set while the process is dead and waiting for its delay
+
+
+class Supervisor:
+    """Restarts the cluster's processes that die, each on its own backoff, one log line per event.
+
+    `poll` does one round and never blocks; `run` polls until told to stop. The clock and the
+    sleep are injectable, so the schedule can be checked without waiting for it.
+    """
+
+    def __init__(
+        self,
+        processes: Sequence[Process],
+        clock: Callable[[], float] = time.monotonic,
+        backoff: Callable[[], Backoff] = Backoff,
+    ):
+        self.clock = clock
+        now = clock()
+        self.entries = [Supervised(process, backoff(), now) for process in processes]
+
+    def run(
+        self, stopping: Callable[[], bool], sleep: Callable[[float], object], interval: float = 0.25
+    ) -> None:
+        """Poll every `interval` seconds (sooner when a restart is due) until `stopping()`."""
+        while not stopping():
+            sleep(min(interval, self.poll(stopping)))
+
+    def poll(self, stopping: Callable[[], bool] = lambda: False) -> float:
+        """Notice deaths and restart what is due (nothing once `stopping()`).
+
+        Returns the seconds until the next restart falls due (infinity if none is waiting).
+        """
+        now = self.clock()
+        waits = [float("inf")]
+        for entry in self.entries:
+            if entry.restart_at is None and not entry.process.running():
+                self.died(entry, now)
+            if entry.restart_at is not None and entry.restart_at <= now and not stopping():
+                self.restart(entry, now)
+            if entry.restart_at is not None:
+                waits.append(max(0.0, entry.restart_at - now))
+        return min(waits)
+
+    def died(self, entry: Supervised, now: float) -> None:
+        ran_for = now - entry.started_at
+        delay = entry.backoff.next_delay(ran_for)
+        entry.restart_at = now + delay
+        process, deaths = entry.process, entry.backoff.quick_deaths
+        what = f"{process.name} (pid {process.pid}) {describe_exit(process.returncode)} after {ran_for:.1f} s"
+        if deaths > 1:
+            log.warning(
+                "%s, its %s death in a row within %.0f s of starting; still retrying: restarting in %.1f s",
+                what, ordinal(deaths), entry.backoff.stable_after, delay,
+            )  # fmt: skip
+        else:
+            log.warning("%s; restarting in %.1f s", what, delay)
+
+    def restart(self, entry: Supervised, now: float) -> None:
+        entry.restart_at = None
+        entry.started_at = now
+        try:
+            entry.process.restart()
+        except OSError as error:  # could not even start: counts as a death at once
+            delay = entry.backoff.next_delay(0)
+            entry.restart_at = now + delay
+            log.warning("%s could not be started: %s; retrying in %.1f s", entry.process.name, error, delay)
+            return
+        log.warning("%s restarted (pid %d)", entry.process.name, entry.process.pid)
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "stopped"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
+
+
+def ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def hub_environment(

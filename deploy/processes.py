@@ -66,6 +66,11 @@ class Managed:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the process has ended (negative: the signal that ended it)."""
+        return None if self.process is None else self.process.poll()
+
     def signal_group(self, signum: int) -> None:
         if self.process is None:
             return
@@ -87,6 +92,11 @@ class Managed:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def restart(self) -> Managed:
+        """Start the same command again once the process has ended (its log is appended to)."""
+        self.stop()
+        return self.start()
 
     def kill(self) -> None:
         """SIGKILL the whole group at once, as a crash would."""
@@ -117,7 +127,17 @@ def http_status(url: str, timeout: float = 2) -> int:
         return int(error.code)
 
 
+# How often the Redis append-only file is flushed to disk: a crash of the machine loses at
+# most about this much of the queue; a crash of the Redis process alone loses nothing.
+REDIS_APPENDFSYNC = "everysec"
+
+
 def start_redis(workdir: Path, port: int | None = None, log_dir: Path | None = None) -> tuple[Managed, str]:
+    """A Redis-compatible server keeping its data in an append-only file in `workdir`.
+
+    Started again on the same `workdir` (by the supervisor, or by `make run --state-dir`),
+    it reloads that file, so queued tasks and their records come back with it.
+    """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     command = [
@@ -131,7 +151,9 @@ def start_redis(workdir: Path, port: int | None = None, log_dir: Path | None = N
         "--save",
         "",
         "--appendonly",
-        "no",
+        "yes",
+        "--appendfsync",
+        REDIS_APPENDFSYNC,
         "--protected-mode",
         "yes",
     ]

@@ -1,18 +1,22 @@
-"""`make run`'s launcher: a working cluster on start, nothing left behind on Ctrl-C."""
+"""`make run`'s launcher: a working cluster, crashed processes restarted, a clean Ctrl-C."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import aiohttp
 import psutil
 
-from deploy.processes import free_port, wait_until
+from deploy.launcher import LocalCluster, Supervisor
+from deploy.processes import Managed, free_port, http_status, wait_until
+from tests.e2e.conftest import HUB_TEST_SETTINGS, NODE_SETTINGS, clean_environment
 from tests.support.client import submit, wait_for_task
 
 
@@ -32,7 +36,13 @@ def descendants(pid: int) -> list[psutil.Process]:
     return psutil.Process(pid).children(recursive=True)
 
 
-async def test_launcher_serves_files_and_ctrl_c_stops_every_process_and_removes_its_state(tmp_path):
+def api_pids(pid: int) -> set[int]:
+    return {child.pid for child in descendants(pid) if "-m worker" in " ".join(child.cmdline())}
+
+
+async def test_launcher_serves_files_restarts_a_crashed_process_and_ctrl_c_stops_all_and_removes_its_state(
+    tmp_path,
+):
     hub_port, worker_port = free_port(), free_port()
     launcher = start_launcher(tmp_path, hub_port, worker_port)
     try:
@@ -56,8 +66,20 @@ async def test_launcher_serves_files_and_ctrl_c_stops_every_process_and_removes_
             assert task_url.startswith(f"http://127.0.0.1:{worker_port}/")
             assert (await wait_for_task(session, task_url))["status"] == "done"
 
+        # A crashed Worker API is restarted; the rest of the cluster is left running.
+        [api] = [child for child in children if "-m worker" in " ".join(child.cmdline())]
+        os.killpg(api.pid, signal.SIGKILL)
+        health = f"http://127.0.0.1:{worker_port}/health"
+        wait_until(lambda: api_pids(launcher.pid) - {api.pid} and http_status(health) == 200,
+                   30, what="the Worker API to be restarted")  # fmt: skip
+        assert all(child.is_running() for child in children if child.pid != api.pid)
+        children = descendants(launcher.pid)
+
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(60) == 0
+        output = launcher.stdout.read()  # type: ignore[union-attr]
+        assert f"worker1-api (pid {api.pid}) was killed by SIGKILL" in output
+        assert "worker1-api restarted (pid " in output
         wait_until(lambda: not any(child.is_running() and child.status() != "zombie" for child in children),
                    15, what="every child to exit")  # fmt: skip
         assert not state_dirs[0].exists()
@@ -80,3 +102,90 @@ def test_ctrl_c_during_start_up_also_cleans_up(tmp_path):
     finally:
         if launcher.poll() is None:
             launcher.kill()
+
+
+def crash(part: Managed) -> int:
+    """SIGKILL a process's whole group, as a crash would, leaving the restart to the supervisor."""
+    pid = part.pid
+    os.killpg(pid, signal.SIGKILL)
+    return pid
+
+
+def wait_restarted(part: Managed, old_pid: int, health_url: str) -> None:
+    wait_until(
+        lambda: part.pid != old_pid and part.running() and http_status(health_url) == 200,
+        30,
+        interval=0.1,
+        what=f"{part.name} to be restarted and {health_url} to answer 200",
+    )
+
+
+async def task_status(session: aiohttp.ClientSession, task_url: str) -> str:
+    async with session.get(task_url) as response:
+        assert response.status == 200, await response.text()
+        return str((await response.json())["status"])
+
+
+def supervised_cluster(tmp_path: Path) -> LocalCluster:
+    settings = {f"SCANHUB_{name.upper()}": value for name, value in NODE_SETTINGS.items()}
+    environment = {
+        **clean_environment(),
+        **settings,
+        **HUB_TEST_SETTINGS,
+        "SCANHUB_CELERY_CONCURRENCY": "1",
+        "SCANHUB_CELERY_HEARTBEAT_SECONDS": "0.5",  # a killed Celery worker's heartbeat lapses in 1.5 s
+    }
+    return LocalCluster(
+        tmp_path / "state", workers=1, hub_port=free_port(), worker_port=free_port(),
+        environment=environment, log_dir=tmp_path,
+    )  # fmt: skip
+
+
+async def test_supervisor_restarts_each_killed_process_and_redis_comes_back_with_its_queue(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="scanhub.launcher")
+    cluster = supervised_cluster(tmp_path)
+    stop = threading.Event()
+    supervisor = threading.Thread(target=lambda: None)
+    try:
+        cluster.start()
+        node, [redis], hub = cluster.nodes[0], cluster.redis_servers, cluster.hub
+        assert node.api is not None and node.celery is not None and hub is not None
+        supervisor = threading.Thread(
+            target=Supervisor(cluster.processes()).run, args=(stop.is_set, stop.wait)
+        )
+        supervisor.start()
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+            for part in (node.api, node.celery):
+                wait_restarted(part, crash(part), f"{node.url}/health")
+                wait_until(
+                    lambda: http_status(f"{cluster.hub_url}/health") == 200, 20, what="the Hub's rotation"
+                )
+                task_url = await submit(session, cluster.hub_url, f"after {part.name}".encode())
+                assert (await wait_for_task(session, task_url))["status"] == "done"
+
+            # With one analysis process busy, the next task waits in Redis; Redis is killed
+            # under it and must come back from its append-only file with that task queued.
+            busy = await submit(session, node.url, b"SLEEP:2 keeps the only analysis process busy")
+            await wait_for_task(session, busy, until=lambda view: view["status"] == "analyzing")
+            waiting = await submit(session, node.url, b"queued behind it")
+            assert await task_status(session, waiting) == "queued"
+            wait_restarted(redis, crash(redis), f"{node.url}/health")
+            assert (await wait_for_task(session, waiting))["status"] == "done"
+            assert (cluster.state_dir / "worker1" / "redis" / "appendonlydir").is_dir()
+
+            wait_restarted(hub, crash(hub), f"{cluster.hub_url}/health")
+            task_url = await submit(session, cluster.hub_url, b"after the hub")
+            assert (await wait_for_task(session, task_url))["status"] == "done"
+    finally:
+        stop.set()
+        if supervisor.is_alive():
+            supervisor.join(10)
+        cluster.stop()
+    for name in (f"{node.name}-api", f"{node.name}-celery", redis.name, "hub"):
+        assert any(
+            message.startswith(f"{name} (pid ")
+            and "was killed by SIGKILL" in message
+            and "restarting in 0.5 s" in message
+            for message in caplog.messages
+        ), (name, caplog.messages)
+        assert any(message.startswith(f"{name} restarted (pid ") for message in caplog.messages), name

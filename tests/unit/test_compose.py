@@ -59,7 +59,8 @@ def test_redis_services_use_a_valkey_image_with_persistence(services):
     for node in NODES:
         redis = services[f"{node}-redis"]
         assert redis["image"].startswith("valkey/valkey:")
-        assert "--appendonly" in redis["command"]
+        command = redis["command"]
+        assert command[command.index("--appendonly") + 1] == "yes"
         assert any(volume.endswith(":/data") for volume in redis["volumes"])
 
 
@@ -156,6 +157,22 @@ def test_every_service_has_a_healthcheck(services):
         assert services[f"{node}-celery"]["healthcheck"]["test"][-1] == "celery"
 
 
+def test_every_service_restarts_unless_stopped_and_checks_its_health_periodically(services):
+    for name, service in services.items():
+        assert service["restart"] in ("always", "unless-stopped"), name
+        healthcheck = service["healthcheck"]
+        assert {"interval", "timeout", "retries"} <= set(healthcheck), name
+
+
+def test_scanhub_services_run_under_an_init_and_their_healthcheck_kills_a_hung_process(services):
+    # Docker never restarts an unhealthy container: the check kills the hung process itself,
+    # which only works when an init, not the service, is PID 1.
+    for name, service in scanhub_services(services).items():
+        assert service["init"] is True, name
+        test = service["healthcheck"]["test"]
+        assert test[1:6] == ["python", "-m", "deploy.healthcheck", "--kill-after", "3"], name
+
+
 def test_dependencies_start_redis_first_and_the_hub_after_the_workers(services):
     for node in NODES:
         for part in ("api", "celery"):
@@ -168,7 +185,19 @@ def test_healthcheck_module_answers_for_an_unreachable_url():
     from deploy.healthcheck import main
 
     assert main(["http", "http://127.0.0.1:9/health"]) == 1
+    assert main(["alive", "http://127.0.0.1:9/health"]) == 1
     assert main(["nonsense"]) == 2
+
+
+def test_every_healthcheck_command_is_one_the_module_accepts(services):
+    from deploy.healthcheck import check
+
+    for name, service in scanhub_services(services).items():
+        argv = service["healthcheck"]["test"][4:]
+        if argv[0] == "--kill-after":
+            argv = argv[2:]
+        assert argv[0] in ("http", "alive", "celery"), name
+    assert check(["alive"]) is None
 
 
 # Kubernetes
@@ -246,3 +275,45 @@ def test_the_hub_is_a_deployment_behind_a_service_listing_each_worker_pod():
     assert tokens["SCANHUB_WORKER_TOKENS"]["secretKeyRef"]["key"] == "worker-submit-token"
     api_env = env_of(containers(statefulset)["api"])
     assert api_env["SCANHUB_SUBMIT_TOKENS"]["secretKeyRef"]["key"] == "worker-submit-token"
+
+
+def all_containers() -> dict[str, dict[str, Any]]:
+    workloads = by_kind("StatefulSet") + by_kind("Deployment")
+    return {
+        f"{workload['metadata']['name']}/{name}": container
+        for workload in workloads
+        for name, container in containers(workload).items()
+    }
+
+
+def test_every_kubernetes_container_has_liveness_and_readiness_probes():
+    for name, container in all_containers().items():
+        assert "livenessProbe" in container and "readinessProbe" in container, name
+
+
+def test_exec_probes_have_time_to_start_python():
+    # Kubernetes gives a probe 1 s by default, and kills what runs longer: too short for
+    # starting Python on a busy node.
+    for name, container in all_containers().items():
+        for kind in ("livenessProbe", "readinessProbe"):
+            probe = container[kind]
+            if "exec" in probe:
+                assert probe.get("timeoutSeconds", 1) >= 5, (name, kind)
+
+
+def test_liveness_of_the_http_services_needs_an_http_answer_not_just_an_open_port():
+    parts = all_containers()
+    for name in ("scanhub-worker/api", "scanhub-hub/hub"):
+        liveness = parts[name]["livenessProbe"]
+        assert "tcpSocket" not in liveness, name
+        assert liveness["exec"]["command"][:4] == ["python", "-m", "deploy.healthcheck", "alive"], name
+    celery = parts["scanhub-worker/celery"]
+    for kind in ("livenessProbe", "readinessProbe"):
+        assert celery[kind]["exec"]["command"] == ["python", "-m", "deploy.healthcheck", "celery"]
+
+
+def test_kubernetes_redis_keeps_an_append_only_file_on_its_volume():
+    redis = all_containers()["scanhub-worker/redis"]
+    command = redis["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert {mount["mountPath"] for mount in redis["volumeMounts"]} == {"/data"}
