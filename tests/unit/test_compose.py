@@ -61,6 +61,7 @@ def test_redis_services_use_a_valkey_image_with_persistence(services):
         assert redis["image"].startswith("valkey/valkey:")
         command = redis["command"]
         assert command[command.index("--appendonly") + 1] == "yes"
+        assert command[command.index("--appendfsync") + 1] == "always"  # see bench.durability
         assert any(volume.endswith(":/data") for volume in redis["volumes"])
 
 
@@ -316,4 +317,11 @@ def test_kubernetes_redis_keeps_an_append_only_file_on_its_volume():
     redis = all_containers()["scanhub-worker/redis"]
     command = redis["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] == "always"  # see bench.durability
     assert {mount["mountPath"] for mount in redis["volumeMounts"]} == {"/data"}
+
+
+def test_the_launchers_redis_fsyncs_each_write_before_answering():
+    from deploy.processes import REDIS_APPENDFSYNC
+
+    assert REDIS_APPENDFSYNC == "always"
