@@ -25,7 +25,7 @@ from worker.analysis import tools
 from worker.celery_app import create_celery
 from worker.keys import ADMISSION, DOWNLOADS, FETCH_SESSION, PUBLISHER, SETTINGS, STORE
 from worker.publisher import JobPublisher, SendJobs
-from worker.retention import run_sweeper
+from worker.retention import remove_partial_uploads, run_sweeper
 from worker.settings import WorkerSettings
 from worker.store import Keys, TaskStore, connect_async
 
@@ -146,6 +146,7 @@ def create_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
+        remove_partial_uploads(settings.spool_dir)
         client = redis_client or connect_async(settings.redis_url)
         app[STORE] = TaskStore(client, Keys(settings.key_prefix), settings.retention())
         app[ADMISSION] = Admission(
@@ -160,7 +161,9 @@ def create_app(
         app[FETCH_SESSION] = fetch.guarded_session(networks, settings.submit_url_timeout_seconds)
         app[DOWNLOADS] = set()
         stop_sweeper = asyncio.Event()
-        sweeper = asyncio.create_task(run_sweeper(app[STORE], settings, stop_sweeper))
+        sweeper = asyncio.create_task(
+            run_sweeper(app[STORE], settings, stop_sweeper, republish=app[PUBLISHER].publish)
+        )
         yield
         stop_sweeper.set()
         running = app[DOWNLOADS]

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from celery import Celery, bootsteps, signals
+from kombu import Connection
 
 from worker import tasks
 from worker.celery_app import configure
@@ -29,6 +30,7 @@ class ScanhubCelery(Celery):
     def __init__(self, settings: WorkerSettings):
         super().__init__("scanhub", broker=settings.redis_url, set_as_current=False)
         configure(self, settings)
+        self.steps["worker"].add(RestoreOrphanedJobs)
         self.steps["worker"].add(Heartbeat)
         self.settings = settings
         self.process_context: tasks.ProcessContext | None = None
@@ -56,6 +58,39 @@ def register_tasks(app: ScanhubCelery) -> None:
     @app.task(name="scanhub.analyze_batch")
     def analyze_batch(task_ids: list[int]) -> list[str]:
         return tasks.analyze_batch(app.context(), task_ids)
+
+
+class RestoreOrphanedJobs(bootsteps.StartStopStep):
+    """At start, before consuming: when no other Celery worker of this node is alive, every
+    job still marked as taken was taken by a worker that died (a SIGKILL, a lost container).
+    They go back to the queue now, rather than after the broker's visibility timeout (an
+    hour by default). With several Celery workers per node, a restarted one leaves that to
+    the visibility timeout, since it cannot tell whose jobs they are.
+    """
+
+    requires = {"celery.worker.components:Timer"}
+
+    def start(self, worker: Any) -> None:
+        settings: WorkerSettings = worker.app.settings
+        store = SyncTaskStore(connect(settings.redis_url), Keys(settings.key_prefix), settings.retention())
+        others = [name for name in store.live_celery_workers() if name != worker.hostname]
+        if others:
+            log.info("not restoring taken jobs: other Celery workers are alive: %s", others)
+            return
+        restored = restore_taken_jobs(settings.redis_url)
+        if restored:
+            log.warning("restored %d job(s) taken by a Celery worker that died", restored)
+
+
+def restore_taken_jobs(broker_url: str, limit: int = 100_000) -> int:
+    """Put every taken, unacknowledged job back in its queue (kombu's own restore, with a
+    visibility timeout of zero); returns how many went back."""
+    with Connection(broker_url, transport_options={"visibility_timeout": 0}) as connection:
+        channel = connection.default_channel
+        client, key = channel.client, channel.unacked_key
+        before = int(client.hlen(key))
+        channel.qos.restore_visible(start=0, num=limit)
+        return before - int(client.hlen(key))
 
 
 class Heartbeat(bootsteps.StartStopStep):

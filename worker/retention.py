@@ -10,14 +10,34 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker import spool
 from worker.settings import WorkerSettings
 from worker.spool import discard, task_spool_path
 from worker.store import ANALYZING, QUEUED, TaskStore
 
 log = logging.getLogger(__name__)
+# A partial upload not written for this long belongs to no live upload (its API died); at
+# start-up, when no upload of this process can be in flight, a shorter idle time suffices.
+INCOMING_IDLE_SECONDS = 300
+INCOMING_IDLE_AT_START_SECONDS = 30
+
+
+def remove_partial_uploads(spool_dir: Path, idle_seconds: float = INCOMING_IDLE_AT_START_SECONDS) -> int:
+    """Delete partial uploads left by an API process that died mid-upload."""
+    cutoff = time.time() - idle_seconds
+    removed = 0
+    for path in spool_dir.glob(f"{spool.INCOMING_PREFIX}*"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < cutoff:
+                discard(path)
+                removed += 1
+    if removed:
+        log.info("removed %d partial upload(s) left by an earlier API process", removed)
+    return removed
 
 
 @dataclass
@@ -25,6 +45,7 @@ class SweepResult:
     canceled: list[int]
     pruned: int
     orphans_removed: int
+    requeued: list[int]
 
 
 async def cancel_unprocessed(store: TaskStore, settings: WorkerSettings, now: float) -> list[int]:
@@ -41,14 +62,52 @@ async def cancel_unprocessed(store: TaskStore, settings: WorkerSettings, now: fl
     return canceled
 
 
-async def remove_orphan_files(store: TaskStore, spool_dir: Path, older_than: float) -> int:
-    """Delete spool files that no live task will ever read (e.g. after a crash mid-upload)."""
+Republish = Callable[[int], Awaitable[None]]
+
+
+async def requeue_stranded(
+    store: TaskStore, settings: WorkerSettings, now: float, republish: Republish
+) -> list[int]:
+    """Send a new job for every task still queued after `requeue_stranded_after_seconds`
+    whose job is nowhere in the broker (neither waiting nor taken by a Celery worker).
+
+    That happens when a Celery process dies between taking a job from the queue and
+    recording it as taken, or when a broker write is lost: without this, such a task would
+    wait for the unprocessed-task limit and be canceled. A job taken at the very moment of
+    the check can be sent twice; the task is then analyzed twice, never lost.
+    """
+    cutoff = now - settings.requeue_stranded_after_seconds
+    waiting = await store.ids_submitted_before(cutoff, store.keys.queued_tasks)
+    if not waiting:
+        return []
+    with_jobs = await store.task_ids_with_jobs(settings.celery_queue)
+    requeued = []
+    for task_id in waiting:
+        if task_id in with_jobs or await store.status(task_id) != QUEUED:
+            continue
+        await republish(task_id)
+        requeued.append(task_id)
+    if requeued:
+        log.warning("re-queued %d task(s) whose job was lost: %s", len(requeued), requeued[:20])
+    return requeued
+
+
+async def remove_orphan_files(
+    store: TaskStore, spool_dir: Path, older_than: float, incoming_older_than: float
+) -> int:
+    """Delete spool files that no live task will ever read (e.g. after a crash mid-upload).
+
+    Task files go once not modified since `older_than`; a partial upload (`incoming-*`),
+    which a live upload keeps writing, once not written since `incoming_older_than`.
+    """
     removed = 0
     for path in spool_dir.iterdir():
+        incoming = path.name.startswith(spool.INCOMING_PREFIX)
         try:
-            if path.stat().st_mtime > older_than:
-                continue
+            modified = path.stat().st_mtime
         except FileNotFoundError:
+            continue
+        if modified > (incoming_older_than if incoming else older_than):
             continue
         if path.name.isdigit() and await store.status(int(path.name)) in (QUEUED, ANALYZING):
             continue
@@ -59,17 +118,24 @@ async def remove_orphan_files(store: TaskStore, spool_dir: Path, older_than: flo
     return removed
 
 
-async def sweep_once(store: TaskStore, settings: WorkerSettings, now: float | None = None):
+async def sweep_once(
+    store: TaskStore, settings: WorkerSettings, now: float | None = None, republish: Republish | None = None
+) -> SweepResult:
     now = time.time() if now is None else now
+    requeued = await requeue_stranded(store, settings, now, republish) if republish else []
     canceled = await cancel_unprocessed(store, settings, now)
     shortest_retention = min(settings.task_age_limit_seconds, settings.file_age_limit_seconds)
     pruned = await store.prune_index(now - shortest_retention)
     orphan_age = max(settings.unprocessed_task_limit_seconds, settings.analysis_time_limit_seconds)
-    orphans = await remove_orphan_files(store, settings.spool_dir, now - orphan_age)
-    return SweepResult(canceled, pruned, orphans)
+    orphans = await remove_orphan_files(
+        store, settings.spool_dir, now - orphan_age, now - INCOMING_IDLE_SECONDS
+    )
+    return SweepResult(canceled, pruned, orphans, requeued)
 
 
-async def run_sweeper(store: TaskStore, settings: WorkerSettings, stop: asyncio.Event) -> None:
+async def run_sweeper(
+    store: TaskStore, settings: WorkerSettings, stop: asyncio.Event, republish: Republish | None = None
+) -> None:
     """Sweep every interval until `stop` is set.
 
     Stopping goes through an event rather than task cancellation alone: a cancellation that
@@ -80,7 +146,7 @@ async def run_sweeper(store: TaskStore, settings: WorkerSettings, stop: asyncio.
     while not stop.is_set():
         try:
             if await store.take_sweeper_lock(interval * 0.9):
-                await sweep_once(store, settings)
+                await sweep_once(store, settings, republish=republish)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -41,6 +41,9 @@ class WorkerSettings(ServiceSettings):
     unprocessed_task_limit_minutes: float = 60
     file_age_limit_minutes: float = 1440
     sweep_interval_seconds: float = 30
+    # A task still queued this long with no job in the broker (its job was lost in a crash)
+    # is sent again; must stay below the unprocessed task limit, which cancels it.
+    requeue_stranded_after_seconds: float = 300
 
     # Celery behaviour.
     analysis_soft_time_limit_seconds: float = 120

@@ -16,6 +16,9 @@ from typing import Protocol
 from common.streaming import stream_to_file
 from worker.digests import DIGESTS
 
+# Uploads land under this prefix until their task exists (then they are renamed to its id).
+INCOMING_PREFIX = "incoming-"
+
 
 class ChunkSource(Protocol):
     async def read_chunk(self, size: int = ...) -> bytes: ...
@@ -48,7 +51,7 @@ async def receive(
     source: ChunkSource, spool_dir: Path, max_bytes: int, *, retry_after_seconds: int
 ) -> SpooledFile:
     """Copy `source` to a fresh spool file; 413 (and no file left behind) past max_bytes."""
-    path = spool_dir / f"incoming-{secrets.token_hex(12)}"
+    path = spool_dir / f"{INCOMING_PREFIX}{secrets.token_hex(12)}"
     too_large = f"the file is larger than the limit of {max_bytes} bytes"
     size, digests = await stream_to_file(
         _chunks(source),

@@ -9,6 +9,7 @@ back by a late write from an analysis process.
 
 from __future__ import annotations
 
+import base64
 import logging
 import secrets
 import time
@@ -168,6 +169,18 @@ class Retention:
         return self.unprocessed_seconds + self.failed_seconds
 
 
+# Where kombu's Redis transport keeps jobs a consumer took but has not acknowledged: a hash
+# of delivery tag -> JSON [message, exchange, routing key] (kombu's default key name).
+UNACKED_JOBS_KEY = "unacked"
+
+
+def task_ids_of_job(message: dict[str, Any]) -> list[int]:
+    """The task ids a Celery job message carries: `scanhub.analyze` has one, a batch a list."""
+    args = orjson.loads(base64.b64decode(message["body"]))[0]
+    first = args[0] if args else []
+    return [int(task_id) for task_id in (first if isinstance(first, list) else [first])]
+
+
 def connect(url: str) -> redis.Redis:
     """A Redis client for an analysis process: reconnects and retries a command a few
     times (with backoff) when the server restarts, instead of failing the first command."""
@@ -323,6 +336,18 @@ class TaskStore:
     async def queue_depth(self) -> int:
         return int(await self.redis.zcard(self.keys.queued_tasks))
 
+    async def task_ids_with_jobs(self, queue: str) -> set[int]:
+        """Ids of every task with a job in the broker: waiting in `queue`, or taken by a
+        Celery worker and not yet acknowledged. Reads the whole queue: for the reconciler."""
+        found: set[int] = set()
+        for raw in await self.redis.lrange(queue, 0, -1):
+            found.update(task_ids_of_job(orjson.loads(raw)))
+        for raw in await self.redis.hvals(UNACKED_JOBS_KEY):
+            message, _exchange, routing_key = orjson.loads(raw)
+            if routing_key == queue:
+                found.update(task_ids_of_job(message))
+        return found
+
     async def ids_submitted_before(self, cutoff: float, index: str | None = None) -> list[int]:
         members = cast(
             list[str], await self.redis.zrangebyscore(index or self.keys.all_tasks, "-inf", cutoff)
@@ -475,6 +500,11 @@ class SyncTaskStore:
 
     def heartbeat(self, hostname: str, ttl_seconds: float) -> None:
         self.redis.set(self.keys.celery_heartbeat(hostname), str(time.time()), px=int(ttl_seconds * 1000))
+
+    def live_celery_workers(self) -> list[str]:
+        """Hostnames of the Celery workers of this node whose heartbeat has not expired."""
+        keys = self.redis.scan_iter(match=self.keys.celery_heartbeat_pattern)
+        return [str(key).rsplit(":", 1)[-1] for key in keys]
 
 
 def _flatten(fields: dict[str, str]) -> list[str]:

@@ -37,7 +37,11 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 
 def api_pids(pid: int) -> set[int]:
-    return {child.pid for child in descendants(pid) if "-m worker" in " ".join(child.cmdline())}
+    return {child.pid for child in descendants(pid) if is_worker_api(child)}
+
+
+def is_worker_api(process) -> bool:
+    return process.cmdline()[-2:] == ["-m", "worker"]
 
 
 async def test_launcher_serves_files_restarts_a_crashed_process_and_ctrl_c_stops_all_and_removes_its_state(
@@ -67,7 +71,7 @@ async def test_launcher_serves_files_restarts_a_crashed_process_and_ctrl_c_stops
             assert (await wait_for_task(session, task_url))["status"] == "done"
 
         # A crashed Worker API is restarted; the rest of the cluster is left running.
-        [api] = [child for child in children if "-m worker" in " ".join(child.cmdline())]
+        [api] = [child for child in children if is_worker_api(child)]
         os.killpg(api.pid, signal.SIGKILL)
         health = f"http://127.0.0.1:{worker_port}/health"
         wait_until(lambda: api_pids(launcher.pid) - {api.pid} and http_status(health) == 200,

@@ -14,11 +14,11 @@ from deploy.processes import Managed, free_port, redis_server_binary, wait_until
 from tests.support.client import submit, wait_for_task
 
 
-def valkey(directory: Path, port: int, fsync: str) -> Managed:
+def valkey(directory: Path, port: int, fsync: str, appendonly: str = "yes") -> Managed:
     command = [
         str(redis_server_binary()),
         *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", ""),
-        *("--appendonly", "yes", "--appendfsync", fsync),
+        *("--appendonly", appendonly, "--appendfsync", fsync),
     ]
     server = Managed(f"redis:{port}", command, dict(os.environ), directory / "redis.log").start()
 
@@ -57,8 +57,19 @@ async def test_tasks_answered_before_a_redis_sigkill_are_all_analyzed_after_its_
         server.stop()
 
 
-async def test_health_says_when_accepted_tasks_are_not_durable(worker_nodes):
-    node = worker_nodes()  # the test Redis runs without an append-only file
-    async with aiohttp.ClientSession() as session, session.get(f"{node.url}/health") as response:
-        durability = (await response.json())["checks"]["durability"]
-    assert durability.startswith("not durable")
+@pytest.mark.parametrize(
+    ("appendonly", "fsync", "expected"),
+    [("no", "always", "not durable"), ("yes", "everysec", "appendfsync everysec")],
+)
+async def test_health_says_when_accepted_tasks_are_not_durable(
+    worker_nodes, tmp_path, appendonly, fsync, expected
+):
+    port = free_port()
+    server = valkey(tmp_path, port, fsync, appendonly)
+    try:
+        node = worker_nodes(redis_url=f"redis://127.0.0.1:{port}/0", start_celery=False)
+        async with aiohttp.ClientSession() as session, session.get(f"{node.url}/health") as response:
+            durability = (await response.json())["checks"]["durability"]
+        assert durability.startswith(expected)
+    finally:
+        server.stop()

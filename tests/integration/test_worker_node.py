@@ -64,7 +64,8 @@ async def test_lifecycle_upload_analyze_report_and_empty_spool(worker_nodes):
             assert view["processed"] >= view["submitted"]
             assert view["worker_hostname"]
             assert view["direct_sender"] == "127.0.0.1"
-        assert [e["task_id"] for e in await (await session.get(f"{node.url}{API}/task")).json()] == [1, 2, 3]
+        ids = [int(url.rsplit("/", 1)[1]) for url in task_urls.values()]
+        assert [e["task_id"] for e in await (await session.get(f"{node.url}{API}/task")).json()] == ids
     assert list(spool_of(node).iterdir()) == []
 
 
@@ -123,10 +124,10 @@ async def test_failing_analysis_fails_only_that_task_and_the_next_one_succeeds(w
 
 
 async def test_celery_worker_killed_mid_analysis_still_ends_done_after_restart(worker_nodes):
+    # The broker's visibility timeout stays at its hour: the restarted worker takes the
+    # dead one's jobs back at start.
     node = worker_nodes(
         engine=MARKER_ENGINE,
-        visibility_timeout_seconds="6",
-        unacked_restore_interval_seconds="1",
         analysis_soft_time_limit_seconds="4",
         analysis_time_limit_seconds="5",
         max_job_batch="1",
@@ -137,7 +138,7 @@ async def test_celery_worker_killed_mid_analysis_still_ends_done_after_restart(w
         node.celery.kill()  # SIGKILL to the Celery parent and its pool processes
         assert len(list(spool_of(node).iterdir())) == 1  # the file waits for the retry
         node.start_celery()
-        view = await wait_for_task(session, task_url, timeout=90)
+        view = await wait_for_task(session, task_url, timeout=30)
     assert view["status"] == "done", view
     assert list(spool_of(node).iterdir()) == []
 
@@ -180,6 +181,19 @@ async def test_task_not_processed_within_the_limit_is_canceled_and_its_file_dele
         later = await wait_for_task(session, task_url)
         assert later["status"] == "failed"
         assert later["error"] == view["error"]
+
+
+async def test_a_job_lost_between_the_queue_and_a_crashed_consumer_is_sent_again(worker_nodes):
+    node = worker_nodes(start_celery=False, requeue_stranded_after_seconds="1", sweep_interval_seconds="0.3")
+    broker = redis.Redis.from_url(node.env["SCANHUB_REDIS_URL"])
+    async with aiohttp.ClientSession() as session:
+        task_url = await submit(session, node.url, b"my job is lost")
+        # A consumer took the job and died before recording it as taken.
+        assert broker.lpop("scanhub") is not None
+        wait_until(lambda: broker.llen("scanhub") == 1, 30, what="the job to be sent again")
+        node.start_celery()
+        view = await wait_for_task(session, task_url, timeout=30)
+    assert view["status"] == "done", view
 
 
 async def test_one_gib_upload_keeps_the_api_process_memory_flat(worker_nodes):
@@ -229,7 +243,7 @@ async def test_one_gib_upload_keeps_the_api_process_memory_flat(worker_nodes):
         f"peak {peak / 1024**2:.1f} MB, growth {growth_mb:.1f} MB"
     )
     assert view["status"] == "queued"
-    assert (spool_of(node) / "1").stat().st_size == size
+    assert (spool_of(node) / task_url.rsplit("/", 1)[1]).stat().st_size == size
     assert growth_mb < 100
 
 
@@ -244,7 +258,9 @@ async def test_bad_uploads_leave_the_node_serving_others(worker_nodes):
         assert response.status == 400
         view = await wait_for_task(session, await submit(session, node.url, b"fine"))
         assert view["status"] == "done"
-        assert view["task_id"] == 1  # the refused uploads created no task
+        async with session.get(f"{node.url}{API}/task") as response:
+            listed = await response.json()
+        assert [entry["task_id"] for entry in listed] == [view["task_id"]]  # the refused created none
 
 
 async def test_concurrent_uploads_all_end_done_whether_sent_alone_or_in_batch_jobs(worker_nodes):

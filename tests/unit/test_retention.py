@@ -69,3 +69,67 @@ async def test_the_api_closes_at_once_even_when_the_sweeper_is_mid_call(make_wor
         api = await make_worker_api()
         assert (await api.client.get("/api/tiscale/v1/task/abc")).status == 400
         await asyncio.wait_for(api.client.close(), 5)
+
+
+def job_message(task_ids: list[int]) -> str:
+    """A Celery job as kombu's Redis transport stores it (only the parts the reconciler reads)."""
+    import base64
+    import json
+
+    args = [task_ids] if len(task_ids) > 1 else task_ids
+    body = base64.b64encode(json.dumps([args, {}, {}]).encode()).decode()
+    return json.dumps({"body": body, "headers": {"task": "scanhub.analyze"}})
+
+
+async def test_a_task_queued_long_with_no_job_anywhere_is_sent_again_and_others_are_left(tmp_path):
+    import json
+
+    settings = WorkerSettings(spool_dir=tmp_path, requeue_stranded_after_seconds=60)
+    client = fakeredis.aioredis.FakeRedis(decode_responses=True)
+    store = TaskStore(client, Keys(), settings.retention())
+    now = time.time()
+    lost, waiting, taken, batched, young = [await store.create(int(now - 120)) for _ in range(4)] + [
+        await store.create(int(now - 10))
+    ]
+    await client.rpush(settings.celery_queue, job_message([waiting]))
+    await client.hset("unacked", "tag-1", json.dumps([json.loads(job_message([taken])), "", "scanhub"]))
+    await client.rpush(settings.celery_queue, job_message([batched, 10**9]))
+    sent: list[int] = []
+
+    async def republish(task_id: int) -> None:
+        sent.append(task_id)
+
+    result = await sweep_once(store, settings, now, republish=republish)
+    assert sent == result.requeued == [lost]
+    assert await store.status(young) == "queued"
+
+
+async def test_a_job_taken_by_another_nodes_queue_does_not_count_as_this_tasks_job(tmp_path):
+    import json
+
+    settings = WorkerSettings(spool_dir=tmp_path, requeue_stranded_after_seconds=60)
+    client = fakeredis.aioredis.FakeRedis(decode_responses=True)
+    store = TaskStore(client, Keys(), settings.retention())
+    task_id = await store.create(int(time.time() - 120))
+    other = json.dumps([json.loads(job_message([task_id])), "", "scanhub-worker2"])
+    await client.hset("unacked", "tag-9", other)
+    sent: list[int] = []
+
+    async def republish(task_id: int) -> None:
+        sent.append(task_id)
+
+    await sweep_once(store, settings, time.time(), republish=republish)
+    assert sent == [task_id]
+
+
+def test_partial_uploads_of_a_dead_api_are_removed_at_start_but_a_live_one_stays(tmp_path):
+    from worker.retention import remove_partial_uploads
+
+    stale, live, task_file = tmp_path / "incoming-dead", tmp_path / "incoming-live", tmp_path / "7"
+    for path in (stale, live, task_file):
+        path.write_bytes(b"x")
+    past = time.time() - 120
+    for path in (stale, task_file):
+        os.utime(path, (past, past))
+    assert remove_partial_uploads(tmp_path) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["7", "incoming-live"]
