@@ -1,8 +1,16 @@
 """Token authentication for the Worker and Hub APIs: token groups, 401/403, constant time.
 
 Each handler declares the token group it belongs to with `@token_group("submit")`; the
-middleware reads it from the matched route. A group with no configured tokens is open:
-the spec says the Authorization header is then ignored.
+middleware reads it from the matched route. The rule, one for every route:
+
+- A service with no token configured at all is open (the Authorization header is ignored);
+  it refuses to start on a non-loopback address unless `SCANHUB_ALLOW_OPEN=true`.
+- Once any token is configured, every route requires one, except `/health` (probes) and the
+  bearer-token endpoint (`PUBLIC`). The `submit` or `tasks` group with no tokens of its own
+  accepts the admin tokens, or, with no admin tokens either, any configured token. The
+  `admin` group accepts only admin tokens: with none configured its routes answer 403, so
+  handing out a submit token never grants administration. Routes that declare no group
+  (`/metrics`, `/openapi.json`) accept any configured token.
 
 Beside the static `Authorization: Token <x>`, short-lived OAuth2 bearer tokens are accepted
 wherever a static token is (api-conventions): a client exchanges a static token for a
@@ -29,6 +37,11 @@ BEARER_LIFETIME_SECONDS = 300
 TOKEN_PATH = "/api/auth/v1/token"
 
 GROUP_ATTRIBUTE = "_scanhub_token_group"
+# Routes anyone may call whatever the tokens: health probes and the bearer-token endpoint.
+PUBLIC = "public"
+# The group of routes that declare none: any configured token is accepted.
+ANY = "any"
+ADMIN = "admin"
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -61,23 +74,35 @@ class Authenticator:
     """Checks static and bearer tokens for the token groups, and issues bearer tokens."""
 
     def __init__(self, groups: Mapping[str, Sequence[str]], bearer_secret: str | None = None):
-        self.groups = {name: list(tokens) for name, tokens in groups.items()}
+        own = {name: list(tokens) for name, tokens in groups.items()}
+        everyone = list(dict.fromkeys(token for tokens in own.values() for token in tokens))
+        # No token anywhere: open. Otherwise a group without tokens falls back (see above).
+        self.open = not everyone
+        fallback = own.get(ADMIN) or everyone
+        self.groups = {name: tokens or fallback for name, tokens in own.items() if name != ADMIN}
+        self.groups[ADMIN] = own.get(ADMIN, [])
+        self.groups[ANY] = everyone
         # Without a configured secret, bearer tokens are valid only at the process that
         # issued them; set one shared secret when several processes serve one address.
         self.bearer_secret = bearer_secret or secrets.token_urlsafe(32)
 
     def check(self, authorization: str | None, group: str) -> None:
-        allowed = self.groups.get(group, [])
-        if not allowed:
+        if self.open or group == PUBLIC:
             return
+        allowed = self.groups.get(group, self.groups[ANY])
+        if not allowed:
+            variable = f"SCANHUB_{group.upper()}_TOKENS"
+            raise ApiError(403, f"no {group} token is configured on this service: set {variable}")
         presented = split_authorization(authorization)
         if presented is None:
             raise ApiError(401, "authorization required: send 'Authorization: Token <token>'")
         scheme, credentials = presented
         if scheme == "token" and token_is_valid(credentials, allowed):
             return
-        if scheme == "bearer" and group in self.bearer_scope(credentials):
-            return
+        if scheme == "bearer":
+            scope = self.bearer_scope(credentials)
+            if group in scope or (group == ANY and scope):
+                return
         raise ApiError(403, "the authorization token is not valid")
 
     def bearer_scope(self, bearer: str) -> list[str]:
@@ -97,7 +122,7 @@ class Authenticator:
         ]
 
     def issue(self, client_id: str, client_secret: str) -> dict[str, Any]:
-        scope = self.groups_of(client_secret)
+        scope = [group for group in self.groups_of(client_secret) if group != ANY]
         if not scope:
             raise ApiError(401, "invalid_client: the client secret is not a valid token")
         now = int(time.time())
@@ -137,15 +162,14 @@ def token_endpoint(authenticator: Authenticator) -> web.RouteDef:
             authenticator.issue(client_id, client_secret), headers={"Cache-Control": "no-store"}
         )
 
-    return web.post(TOKEN_PATH, issue_token)
+    return web.post(TOKEN_PATH, token_group(PUBLIC)(issue_token))
 
 
 def auth_middleware(authenticator: Authenticator):
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        group = getattr(request.match_info.handler, GROUP_ATTRIBUTE, None)
-        if group is not None:
-            authenticator.check(request.headers.get("Authorization"), group)
+        group = getattr(request.match_info.handler, GROUP_ATTRIBUTE, ANY)
+        authenticator.check(request.headers.get("Authorization"), group)
         return await handler(request)
 
     return authenticate

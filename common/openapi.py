@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from common.auth import GROUP_ATTRIBUTE
+from common.auth import ANY, GROUP_ATTRIBUTE, PUBLIC
 from common.errors import json_response
 
 PATH_PARAMETER = re.compile(r"{([^}:]+)(:[^}]*)?}")
@@ -49,8 +49,8 @@ def openapi_document(app: web.Application, title: str, version: str) -> dict[str
         ]
         if parameters:
             operation["parameters"] = parameters
-        group = getattr(route.handler, GROUP_ATTRIBUTE, None)
-        if group:
+        group = getattr(route.handler, GROUP_ATTRIBUTE, ANY)
+        if group != PUBLIC:
             security_groups.add(group)
             operation["security"] = [{"token": [group]}, {"bearer": [group]}]
         paths.setdefault(path, {})[route.method.lower()] = operation

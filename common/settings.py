@@ -6,6 +6,7 @@ the environment (and an optional file) when the service starts.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -56,6 +57,9 @@ class ServiceSettings(BaseSettings):
     submit_tokens: TokenList = Field(default_factory=list)
     tasks_tokens: TokenList = Field(default_factory=list)
     admin_tokens: TokenList = Field(default_factory=list)
+    # Serve with no token at all on a non-loopback address (anyone who reaches it can read
+    # every report and delete tasks); refused at start-up unless set.
+    allow_open: bool = False
     # Signs OAuth2 bearer tokens; unset: a random secret per process (see common/auth.py).
     bearer_secret: str | None = None
     tls_certificate: Path | None = None
@@ -79,6 +83,19 @@ class ServiceSettings(BaseSettings):
         if value is not None and len(value) < 32:
             raise ValueError("bearer_secret must be at least 32 characters (RFC 7518 §3.2)")
         return value
+
+    def open_exposure(self) -> str | None:
+        """Why this service must not start: no token configured, a non-loopback address, and
+        no `allow_open`. None when it may."""
+        if self.allow_open or self.submit_tokens or self.tasks_tokens or self.admin_tokens:
+            return None
+        if self.host == "localhost" or is_loopback(self.host):
+            return None
+        return (
+            f"refusing to serve on {self.host} with no token configured: anyone who reaches it could "
+            "read every report and delete tasks. Set SCANHUB_SUBMIT_TOKENS / SCANHUB_TASKS_TOKENS / "
+            "SCANHUB_ADMIN_TOKENS, or SCANHUB_ALLOW_OPEN=true to serve openly on purpose"
+        )
 
     @classmethod
     def settings_customise_sources(
@@ -109,6 +126,13 @@ def yes_or_no(text: str) -> bool | None:
     if lowered in FALSE_WORDS:
         return False
     return None
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def split_list(value: Any) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from common.service import serve
 from hub.api import create_app
 from hub.settings import load_hub_settings
@@ -9,6 +11,8 @@ from hub.settings import load_hub_settings
 
 def main() -> None:
     settings = load_hub_settings()
+    if problem := settings.open_exposure():
+        sys.exit(problem)
     serve(create_app(settings), settings, "hub")
 
 

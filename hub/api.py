@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from common.auth import token_group
+from common.auth import PUBLIC, token_group
 from common.errors import ApiError, json_response
 from common.metrics import METRICS
 from common.service import health_response, require_multipart, service_app, spool_checks, upload_body_limit
@@ -83,6 +83,7 @@ def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
 
 
 @routes.get("/health")
+@token_group(PUBLIC)
 async def health(request: web.Request) -> web.Response:
     healthy, checks = health_report(request.app)
     return health_response(healthy, checks, request.app[SETTINGS].retry_after_seconds)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from common.service import serve
 from worker.api import create_app
 from worker.settings import load_worker_settings
@@ -9,6 +11,8 @@ from worker.settings import load_worker_settings
 
 def main() -> None:
     settings = load_worker_settings()
+    if problem := settings.open_exposure():
+        sys.exit(problem)
     serve(create_app(settings), settings, "worker")
 
 

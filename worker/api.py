@@ -16,6 +16,7 @@ import redis
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from common.auth import PUBLIC, token_group
 from common.errors import ApiError
 from common.metrics import METRICS
 from common.service import health_response, service_app, spool_checks
@@ -73,6 +74,7 @@ async def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
 
 
 @routes.get("/health")
+@token_group(PUBLIC)
 async def health(request: web.Request) -> web.Response:
     """200 when Redis, a Celery worker and the spool are usable and the queue has room, else 503."""
     healthy, checks = await health_report(request.app)

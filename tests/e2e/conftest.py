@@ -20,6 +20,7 @@ MARKER_ENGINE = "tests.support.engines:with_markers"
 # Short enough that a killed Celery worker's unacknowledged jobs come back within seconds;
 # the time limits stay below the visibility timeout, as the settings require.
 NODE_SETTINGS = {
+    "allow_open": "true",
     "engine": MARKER_ENGINE,
     "visibility_timeout_seconds": "5",
     "unacked_restore_interval_seconds": "1",
@@ -28,6 +29,7 @@ NODE_SETTINGS = {
     "max_job_batch": "1",
 }
 HUB_TEST_SETTINGS = {
+    "SCANHUB_ALLOW_OPEN": "true",  # served on namespace addresses, with no tokens
     "SCANHUB_HEALTH_INTERVAL_SECONDS": "0.2",
     "SCANHUB_HEALTH_TIMEOUT_SECONDS": "2",
     "SCANHUB_CONNECT_TIMEOUT_SECONDS": "2",
