@@ -36,6 +36,9 @@ BLOCK = 1024 * 1024
 # Small children may have any ratio: a 1 MiB file of zeros harms nobody.
 RATIO_FLOOR_BYTES = 1024 * 1024
 MAX_NAME_CHARS = 1024
+# Skipped members listed in a report (a tar of 300k links must not make a 300k-item list);
+# the rest are only counted (`skipped_unlisted`).
+MAX_SKIPPED_LISTED = 100
 
 
 class AnalysisTimeout(BaseException):
@@ -114,14 +117,26 @@ class ExtractionLog:
     members: int = 0
     children: list[Child] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    skipped_unlisted: int = 0
     limits: list[dict[str, str]] = field(default_factory=list)
     password_source: str | None = None
+    # Children being written: dropped by `discard` if an interruption leaves them half written.
+    writing: list[ChildWriter] = field(default_factory=list)
 
     @property
     def used(self) -> bool:
         return bool(self.format or self.children or self.skipped or self.limits)
 
+    def progress(self) -> tuple[int, int, int, int]:
+        """What an extractor changed: compared before and after it runs."""
+        skipped = len(self.skipped) + self.skipped_unlisted
+        return (len(self.children), skipped, len(self.limits), self.members)
+
     def discard(self) -> None:
+        """Remove every child file of this container: analyzed, not yet analyzed (a limit or
+        a timeout interrupted the walk) or half written."""
+        for writer in list(self.writing):
+            writer.drop()
         for child in self.children:
             child.path.unlink(missing_ok=True)
 
@@ -188,7 +203,10 @@ class FileContext:
 
     def skip(self, name: str, reason: str) -> None:
         """Record a member that is reported but not extracted (a link, a wrong password...)."""
-        self.extraction.skipped.append({"file_path": display_name(name), "reason": reason})
+        if len(self.extraction.skipped) < MAX_SKIPPED_LISTED:
+            self.extraction.skipped.append({"file_path": display_name(name), "reason": reason})
+        else:
+            self.extraction.skipped_unlisted += 1
 
     def extract(
         self,
@@ -245,6 +263,7 @@ class ChildWriter:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self.handle: IO[bytes] = os.fdopen(fd, "wb")
         self.written = 0
+        context.extraction.writing.append(self)
 
     def write(self, block: bytes | bytearray | memoryview) -> None:
         budget, settings = self.budget, self.context.settings
@@ -263,6 +282,7 @@ class ChildWriter:
     def keep(self, relationship: str = "container") -> Child:
         self.handle.close()
         child = Child(self.path, self.name, self.written, relationship)
+        self._done()
         self.context.extraction.children.append(child)
         return child
 
@@ -270,6 +290,12 @@ class ChildWriter:
         if not self.handle.closed:
             self.handle.close()
         self.path.unlink(missing_ok=True)
+        self._done()
+
+    def _done(self) -> None:
+        writing = self.context.extraction.writing
+        if self in writing:
+            writing.remove(self)
 
 
 def blocks(source: Source) -> Iterable[bytes | bytearray | memoryview]:

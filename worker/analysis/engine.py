@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 __all__ = ["CLASSIFICATION_CODES", "AnalysisTimeout", "Submission", "analyze_file"]
 
 UNKNOWN_IDENTITY = {"file_type": "Binary", "file_subtype": "None", "mime_type": "", "description": ""}
-MAX_SKIPPED_REPORTED = 100
 
 
 @dataclass
@@ -162,7 +161,7 @@ def run_one(analyzer: Analyzer, entry: dict[str, Any], context: FileContext) -> 
     if analyzer.time_limit is not None:
         context.deadline = min(file_deadline, time.monotonic() + analyzer.time_limit)
     extraction = context.extraction
-    before = (len(extraction.children), len(extraction.skipped), len(extraction.limits), extraction.members)
+    before = extraction.progress()
     started = time.perf_counter()
     findings: Findings = {}
     outcome = "ok"
@@ -187,8 +186,7 @@ def run_one(analyzer: Analyzer, entry: dict[str, Any], context: FileContext) -> 
                 "outcome": outcome,
             }
         )
-    after = (len(extraction.children), len(extraction.skipped), len(extraction.limits), extraction.members)
-    if analyzer.extracts and not extraction.format and after != before:
+    if analyzer.extracts and not extraction.format and extraction.progress() != before:
         # The first extractor that found members names the container's format.
         extraction.format = analyzer.name
     for error_text in findings.get("errors", []):
@@ -226,9 +224,11 @@ def extraction_findings(context: FileContext) -> Findings:
         "format": log_.format,
         "members": max(log_.members, len(log_.children)),
         "extracted": len(log_.children),
-        "skipped": log_.skipped[:MAX_SKIPPED_REPORTED],
+        "skipped": log_.skipped,
         "limits_hit": log_.limits,
     }
+    if log_.skipped_unlisted:
+        archive["skipped_unlisted"] = log_.skipped_unlisted
     if log_.password_source:
         archive["password_source"] = log_.password_source
     findings: Findings = {
