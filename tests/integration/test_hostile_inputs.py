@@ -176,7 +176,7 @@ async def test_json_nested_100k_deep_in_custom_data_is_a_400(worker_nodes):
     deep = "[" * 100_000 + "]" * 100_000
     async with aiohttp.ClientSession() as session:
         for fields in ({"custom_data": deep}, {"user_data": deep}):
-            response = await upload(session, node.url, b"x", None, None, **fields)
+            response = await upload(session, node.url, b"x", "x.bin", None, **fields)
             assert response.status == 400, (fields.keys(), response.status)
             assert "message" in json.loads(await response.text())
         assert (await upload(session, node.url, b"fine")).status == 200
