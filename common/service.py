@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from common import tls
 from common.auth import Authenticator, auth_middleware, token_endpoint
 from common.errors import ApiError, json_errors, json_response
 from common.metrics import METRICS, ServiceMetrics, metrics_route
@@ -45,16 +47,25 @@ def service_app(
     return app
 
 
+def server_ssl_context(settings: ServiceSettings) -> ssl.SSLContext | None:
+    """HTTPS with the configured certificate, or one issued now (`SCANHUB_TLS=on`); None: HTTP."""
+    if settings.tls_certificate is not None:
+        return tls.server_context(settings.tls_certificate, settings.tls_key or settings.tls_certificate)
+    if not settings.tls:
+        return None
+    names = settings.tls_names or [socket.gethostname()]
+    files = tls.ensure_certificate(settings.tls_dir, names, settings.tls_ca_dir)
+    logging.getLogger("scanhub.tls").info("serving HTTPS as %s (CA %s)", ", ".join(names), files.ca)
+    return tls.server_context(files.certificate, files.key)
+
+
 def serve(app: web.Application, settings: ServiceSettings, service: str) -> None:
     """Run `app` until SIGINT/SIGTERM: logging, uvloop when available, TLS when configured."""
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    ssl_context = None
-    if settings.tls_certificate:
-        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_context.load_cert_chain(settings.tls_certificate, settings.tls_key)
+    ssl_context = server_ssl_context(settings)
     try:
         import uvloop
 

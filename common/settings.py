@@ -62,8 +62,16 @@ class ServiceSettings(BaseSettings):
     allow_open: bool = False
     # Signs OAuth2 bearer tokens; unset: a random secret per process (see common/auth.py).
     bearer_secret: str | None = None
+    # HTTPS. Your own certificate and key, or `tls` on: a certificate issued at start-up by
+    # the CA in tls_ca_dir (default tls_dir), made there if absent (see common/tls.py).
     tls_certificate: Path | None = None
     tls_key: Path | None = None
+    tls: bool = False
+    tls_dir: Path = Path("/tmp/scanhub-tls")
+    tls_ca_dir: Path | None = None
+    # Names this service is reached by (its certificate's subject alternative names);
+    # default: the host name. localhost and 127.0.0.1 are always added, for probes.
+    tls_names: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Where submissions are written while they are received; each service has its own default.
     spool_dir: Path = Path("/tmp/scanhub-spool")
     min_free_spool_bytes: int = 256 * 1024**2
@@ -71,6 +79,20 @@ class ServiceSettings(BaseSettings):
     max_form_field_bytes: int = 1024 * 1024
     # Sent with every 503 (overloaded, disk full, unhealthy).
     retry_after_seconds: int = 5
+
+    @field_validator("tls_names", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> list[str]:
+        return split_list(value)
+
+    @property
+    def serves_https(self) -> bool:
+        return self.tls or self.tls_certificate is not None
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that issued this service's certificate when `tls` made it."""
+        return (self.tls_ca_dir or self.tls_dir) / "ca.pem"
 
     @field_validator("submit_tokens", "tasks_tokens", "admin_tokens", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ import enum
 import os
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import urllib.error
@@ -37,9 +38,17 @@ class Result(enum.Enum):
     UNRESPONSIVE = "unresponsive"  # the process does not answer: hung or gone
 
 
+def tls_context() -> ssl.SSLContext:
+    """Trusts scanhub's own CA when this container's service made its certificate from one
+    (`SCANHUB_TLS_CA_DIR` or `SCANHUB_TLS_DIR`), else the system's CAs."""
+    directory = os.environ.get("SCANHUB_TLS_CA_DIR") or os.environ.get("SCANHUB_TLS_DIR")
+    ca_file = Path(directory) / "ca.pem" if directory else None
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file and ca_file.exists() else None)
+
+
 def http_result(url: str) -> Result:
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
+        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS, context=tls_context()) as response:
             return Result.HEALTHY if response.status == 200 else Result.UNHEALTHY
     except urllib.error.HTTPError:
         return Result.UNHEALTHY

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from common.settings import TRUE_WORDS
 from deploy.processes import Managed, WorkerNode, hub_env, start_hub, start_redis, wait_hub_ready
 
 HUB_PORT = 8080
@@ -58,8 +59,22 @@ class LocalCluster:
     hub: Managed | None = None
 
     @property
+    def tls(self) -> bool:
+        """`SCANHUB_TLS=on`: every service serves HTTPS with a certificate from one CA in
+        <state dir>/tls (clients: `curl --cacert <state dir>/tls/ca.pem`)."""
+        return self.environment.get("SCANHUB_TLS", "").strip().lower() in TRUE_WORDS
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def ca_file(self) -> Path | None:
+        return self.state_dir / "tls" / "ca.pem" if self.tls else None
+
+    @property
     def hub_url(self) -> str:
-        return f"http://127.0.0.1:{self.hub_port}"
+        return f"{self.scheme}://127.0.0.1:{self.hub_port}"
 
     def processes(self) -> list[Managed]:
         parts = [self.hub, *(part for node in self.nodes for part in (node.api, node.celery))]
@@ -91,19 +106,27 @@ class LocalCluster:
                     "SCANHUB_SPOOL_DIR": str(spool_dir),
                     "PYTHONUNBUFFERED": "1",
                     **extra,
+                    **self.tls_environment(),
                 }
             )
-            node = WorkerNode(name, f"http://127.0.0.1:{port}", env, log_dir=self.log_dir)
+            url = f"{self.scheme}://127.0.0.1:{port}"
+            node = WorkerNode(name, url, env, log_dir=self.log_dir, ca_file=self.ca_file)
             self.nodes.append(node)
             node.start(wait=False)
         hub_environ = hub_environment(
             self.environment, self.hub_port, host, self.nodes, self.state_dir / "hub-spool"
         )
+        hub_environ.update(self.tls_environment())
         self.hub = start_hub(hub_environ, log_dir=self.log_dir)
         for node in self.nodes:
             node.wait_healthy(90)
-        wait_hub_ready(self.hub, self.hub_url, timeout=30)
+        wait_hub_ready(self.hub, self.hub_url, timeout=30, ca_file=self.ca_file)
         return self
+
+    def tls_environment(self) -> dict[str, str]:
+        if not self.tls:
+            return {}
+        return {"SCANHUB_TLS": "on", "SCANHUB_TLS_DIR": str(self.state_dir / "tls")}
 
     def stop(self) -> None:
         if self.hub is not None:
@@ -133,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     try:
         cluster.start()
-        print_banner(cluster.hub_url, cluster.nodes, state_dir)
+        print_banner(cluster.hub_url, cluster.nodes, state_dir, cluster.ca_file)
         started = True
         Supervisor(cluster.processes()).run(lambda: stopping, time.sleep)
         return 0
@@ -292,7 +315,8 @@ def hub_environment(
     return hub_env(env, port, [node.url for node in nodes], spool_dir, **extra)
 
 
-def print_banner(hub_url: str, nodes: list[WorkerNode], state_dir: Path) -> None:
+def print_banner(hub_url: str, nodes: list[WorkerNode], state_dir: Path, ca_file: Path | None = None) -> None:
+    curl = f"curl --cacert {ca_file}" if ca_file else "curl"
     lines = [
         "",
         "scanhub is running.",
@@ -301,9 +325,9 @@ def print_banner(hub_url: str, nodes: list[WorkerNode], state_dir: Path) -> None
         f"  state and spools: {state_dir}",
         "",
         "Send a file to the Hub:",
-        f"  curl -F file=@/bin/ls {hub_url}/api/tiscale/v1/upload",
-        "It answers with a task_url on the Worker that took the file; poll that, e.g.:",
-        f"  curl '{nodes[0].url}/api/tiscale/v1/task/1?full=true'",
+        f"  {curl} -F file=@/bin/ls {hub_url}/api/tiscale/v1/upload",
+        "It answers with a task_url on the Worker that took the file; poll that until processed:",
+        f"  {curl} '<task_url>?full=true'",
         "",
         "Ctrl-C stops everything.",
         "",

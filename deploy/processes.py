@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -119,9 +120,11 @@ def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condi
     raise TimeoutError(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
 
 
-def http_status(url: str, timeout: float = 2) -> int:
+def http_status(url: str, timeout: float = 2, ca_file: Path | None = None) -> int:
+    """The status `url` answers; https is verified against `ca_file` (scanhub's own CA)."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
@@ -226,6 +229,7 @@ class WorkerNode:
     log_dir: Path | None
     api: Managed | None = None
     celery: Managed | None = None
+    ca_file: Path | None = None  # when the node serves HTTPS with scanhub's CA
 
     def start(self, wait: bool = True, timeout: float = 60) -> WorkerNode:
         self.start_api()
@@ -245,7 +249,7 @@ class WorkerNode:
             for part in (self.api, self.celery):
                 if part is not None and not part.running():
                     raise RuntimeError(f"{part.name} exited with {part.process.returncode}")  # type: ignore[union-attr]
-            return http_status(f"{self.url}/health") == 200
+            return http_status(f"{self.url}/health", ca_file=self.ca_file) == 200
 
         wait_until(healthy, timeout, interval=0.2, what=f"{self.name} to become healthy")
 
@@ -277,13 +281,15 @@ def start_hub(env: dict[str, str], log_dir: Path | None, name: str = "hub") -> M
     return Managed(name, python_command("-m", "hub"), env, log_path).start()
 
 
-def wait_hub_ready(hub: Managed, url: str, timeout: float = 30, want_healthy: bool = True) -> None:
+def wait_hub_ready(
+    hub: Managed, url: str, timeout: float = 30, want_healthy: bool = True, ca_file: Path | None = None
+) -> None:
     """Until the Hub answers /health (200 when `want_healthy`, else any answer)."""
 
     def ready() -> bool:
         if not hub.running():
             raise RuntimeError(f"{hub.name} exited with {hub.process.returncode}")  # type: ignore[union-attr]
-        status = http_status(f"{url}/health")
+        status = http_status(f"{url}/health", ca_file=ca_file)
         return status == 200 if want_healthy else status in (200, 503)
 
     wait_until(ready, timeout, interval=0.1, what=f"{hub.name} at {url}")

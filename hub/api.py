@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from common import tls
 from common.auth import PUBLIC, token_group
 from common.errors import ApiError, json_response
 from common.metrics import METRICS
@@ -122,7 +123,8 @@ async def resources(app: web.Application) -> AsyncIterator[None]:
     settings, pool = app[SETTINGS], app[POOL]
     settings.spool_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_bodies(settings)
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    ssl_context = tls.client_context(settings.worker_ca())
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, ssl=ssl_context))
     app[SESSION] = session
     # Serve with a first view of the Workers rather than refusing everything until the loop runs.
     await check_all(session, pool, settings.health_timeout_seconds)

@@ -38,6 +38,9 @@ class HubSettings(ServiceSettings):
     # Tokens the Hub presents to the Workers' submit group: none, one for every Worker, or
     # one per Worker in the order of worker_urls.
     worker_tokens: TokenList = Field(default_factory=list)
+    # The CA https:// Workers are verified against. Default: with `tls` on, the CA of this
+    # Hub's own TLS directory (shared with the Workers); otherwise the system's CAs.
+    worker_ca_file: Path | None = None
     health_interval_seconds: float = 5
     health_timeout_seconds: float = 3
     connect_timeout_seconds: float = 5
@@ -71,6 +74,11 @@ class HubSettings(ServiceSettings):
         if self.health_interval_seconds <= 0 or self.health_timeout_seconds <= 0:
             raise ValueError("health interval and timeout must be positive")
         return self
+
+    def worker_ca(self) -> Path | None:
+        if self.worker_ca_file is not None:
+            return self.worker_ca_file
+        return self.ca_file if self.tls and self.tls_certificate is None else None
 
     def worker_token(self, index: int) -> str | None:
         if not self.worker_tokens:

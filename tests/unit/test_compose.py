@@ -113,14 +113,15 @@ def test_each_nodes_api_and_celery_share_settings_spool_and_their_own_redis(serv
         assert urlsplit(redis_url).hostname == f"{node}-redis"
         redis_urls.add(redis_url)
         spool = api["environment"]["SCANHUB_SPOOL_DIR"]
-        assert api["volumes"] == celery["volumes"] == [f"{node}-spool:{spool}"]
+        assert celery["volumes"] == [f"{node}-spool:{spool}"]
+        assert api["volumes"] == [*celery["volumes"], f"tls:{api['environment']['SCANHUB_TLS_DIR']}"]
         WorkerSettings(**{"spool_dir": spool, "redis_url": redis_url})  # values the settings accept
     assert len(redis_urls) == len(NODES)
 
 
 def test_the_hub_spools_to_its_own_volume(services, compose):
     hub = services["hub"]
-    assert hub["volumes"] == [f"hub-spool:{hub['environment']['SCANHUB_SPOOL_DIR']}"]
+    assert hub["volumes"][0] == f"hub-spool:{hub['environment']['SCANHUB_SPOOL_DIR']}"
     declared = set(compose["volumes"])
     for service in services.values():
         for volume in service.get("volumes", []):
@@ -247,8 +248,8 @@ def test_a_worker_node_is_a_statefulset_pod_with_api_celery_and_redis_sharing_a_
     assert set(parts) == {"api", "celery", "redis"}
     assert env_of(parts["api"]) == env_of(parts["celery"])
     assert env_of(parts["api"])["SCANHUB_REDIS_URL"].startswith("redis://127.0.0.1:")
-    for part in ("api", "celery"):
-        assert {mount["name"] for mount in parts[part]["volumeMounts"]} == {"spool"}
+    assert {mount["name"] for mount in parts["celery"]["volumeMounts"]} == {"spool"}
+    assert {mount["name"] for mount in parts["api"]["volumeMounts"]} == {"spool", "tls", "tls-ca"}
     claims = {claim["metadata"]["name"] for claim in statefulset["spec"]["volumeClaimTemplates"]}
     assert claims == {"spool", "redis-data"}
     assert parts["api"]["readinessProbe"]["httpGet"]["path"] == "/health"
@@ -325,3 +326,36 @@ def test_the_launchers_redis_fsyncs_each_write_before_answering():
     from deploy.processes import REDIS_APPENDFSYNC
 
     assert REDIS_APPENDFSYNC == "always"
+
+
+def test_every_api_serves_https_from_the_shared_ca_and_the_hub_reaches_workers_over_https(services):
+    from hub.settings import HubSettings
+
+    apis = ["hub", *(f"{node}-api" for node in NODES)]
+    for name in apis:
+        environment = services[name]["environment"]
+        assert environment["SCANHUB_TLS"] == "on"
+        assert f"tls:{environment['SCANHUB_TLS_DIR']}" in services[name]["volumes"]
+        assert "https://127.0.0.1:" in " ".join(services[name]["healthcheck"]["test"])
+    for node in NODES:
+        names = services[f"{node}-api"]["environment"]["SCANHUB_TLS_NAMES"].split(",")
+        assert f"{node}-api" in names  # the name the Hub connects to is on the certificate
+    hub = services["hub"]["environment"]
+    settings = HubSettings(worker_urls=hub["SCANHUB_WORKER_URLS"], tls=True, tls_dir=hub["SCANHUB_TLS_DIR"])
+    assert all(url.startswith("https://") for url in settings.worker_urls)
+    assert str(settings.worker_ca()) == f"{hub['SCANHUB_TLS_DIR']}/ca.pem"
+
+
+def test_kubernetes_pods_serve_https_from_the_ca_secret_and_probe_over_https():
+    [statefulset] = by_kind("StatefulSet")
+    [deployment] = by_kind("Deployment")
+    [config] = [doc for doc in by_kind("ConfigMap") if doc["metadata"]["name"] == "scanhub-hub"]
+    api, hub = containers(statefulset)["api"], containers(deployment)["hub"]
+    assert env_of(api)["SCANHUB_TLS"] == config["data"]["SCANHUB_TLS"] == "on"
+    assert env_of(api)["SCANHUB_PUBLIC_URL"].startswith("https://")
+    assert all(url.strip().startswith("https://") for url in config["data"]["SCANHUB_WORKER_URLS"].split(","))
+    for container, template in ((api, statefulset), (hub, deployment)):
+        assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+        assert "https://127.0.0.1:" in " ".join(container["livenessProbe"]["exec"]["command"])
+        volumes = {volume["name"]: volume for volume in template["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["tls-ca"]["secret"]["secretName"] == "scanhub-tls-ca"
