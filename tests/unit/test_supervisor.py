@@ -166,7 +166,7 @@ def test_a_process_that_cannot_even_be_started_is_retried_later(caplog):
     def fail() -> None:
         raise FileNotFoundError("no such file: python")
 
-    broken.restart = fail  # type: ignore[method-assign]
+    broken.restart = fail  # type: ignore[method-assign,assignment]
     supervisor = Supervisor([broken], clock=clock)
     broken.die(1)
     clock.sleep(supervisor.poll())
