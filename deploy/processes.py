@@ -61,7 +61,8 @@ class Managed:
 
     @property
     def pid(self) -> int:
-        assert self.process is not None
+        if self.process is None:
+            raise RuntimeError(f"{self.name} was never started")
         return self.process.pid
 
     def running(self) -> bool:
@@ -248,7 +249,7 @@ class WorkerNode:
         def healthy() -> bool:
             for part in (self.api, self.celery):
                 if part is not None and not part.running():
-                    raise RuntimeError(f"{part.name} exited with {part.process.returncode}")  # type: ignore[union-attr]
+                    raise RuntimeError(f"{part.name} exited with {part.returncode}")
             return http_status(f"{self.url}/health", ca_file=self.ca_file) == 200
 
         wait_until(healthy, timeout, interval=0.2, what=f"{self.name} to become healthy")
@@ -288,7 +289,7 @@ def wait_hub_ready(
 
     def ready() -> bool:
         if not hub.running():
-            raise RuntimeError(f"{hub.name} exited with {hub.process.returncode}")  # type: ignore[union-attr]
+            raise RuntimeError(f"{hub.name} exited with {hub.returncode}")
         status = http_status(f"{url}/health", ca_file=ca_file)
         return status == 200 if want_healthy else status in (200, 503)
 
