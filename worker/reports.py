@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from common.settings import yes_or_no
 
 DEFAULT_REPORT_TYPE = "medium"
@@ -127,17 +129,31 @@ def parse_flag(name: str, text: str | None) -> bool | None:
     raise ReportOptionError(f"'{name}' must be true or false (1 or 0), not {text[:40]!r}")
 
 
+# Bounds on a field filter, so that shaping stays cheap whatever a client sends.
+MAX_FIELDS = 200
+MAX_PATH_SEGMENTS = 16
+MAX_FIELDS_TEXT = 16 * 1024
+
+
 def parse_fields(name: str, text: str | None) -> tuple[str, ...] | None:
     if text is None:
         return None
+    problem = f"'{name}' must be a JSON array of at most {MAX_FIELDS} dotted field paths"
+    if len(text) > MAX_FIELDS_TEXT:
+        raise ReportOptionError(f"{problem}, at most {MAX_FIELDS_TEXT} characters long")
     try:
-        value = json.loads(text)
-    except ValueError:
-        raise ReportOptionError(f"'{name}' must be a JSON array of dotted field paths") from None
+        value = orjson.loads(text)  # refuses nesting deeper than 1024 instead of recursing
+    except orjson.JSONDecodeError:
+        raise ReportOptionError(problem) from None
     if not isinstance(value, list) or not all(isinstance(item, str) and item.strip(".") for item in value):
-        raise ReportOptionError(f"'{name}' must be a JSON array of dotted field paths")
+        raise ReportOptionError(problem)
+    if len(value) > MAX_FIELDS:
+        raise ReportOptionError(f"{problem}, not {len(value)}")
     # Paths may be written from the task view's top (`tc_report.classification`).
-    return tuple(item.removeprefix("tc_report.") for item in value)
+    paths = tuple(item.removeprefix("tc_report.") for item in value)
+    if any(len(split_path(path)) > MAX_PATH_SEGMENTS for path in paths):
+        raise ReportOptionError(f"'{name}': a field path has at most {MAX_PATH_SEGMENTS} dotted parts")
+    return paths
 
 
 def parse_options(query: Mapping[str, str], report_types: Mapping[str, Any] = REPORT_TYPES) -> ReportOptions:
@@ -167,52 +183,71 @@ def split_path(path: str) -> list[str]:
     return [part for part in path.split(".") if part]
 
 
-def pick(value: Any, parts: list[str]) -> Any:
-    """The part of `value` a dotted path names (through lists, item by item); KeyError if absent."""
-    if not parts:
+# A set of dotted paths as a tree: {"info": {"file": {"hashes": ALL}}, "classification": ALL}.
+# Selecting or dropping along it visits each entry once, whatever the number of paths.
+ALL: dict[str, Any] = {}
+PathTree = dict[str, Any]
+
+
+def path_tree(paths: list[str] | tuple[str, ...]) -> PathTree:
+    tree: PathTree = {}
+    for path in paths:
+        node = tree
+        parts = split_path(path)
+        for position, part in enumerate(parts):
+            if node.get(part) is ALL:
+                break  # a shorter path already takes all of it
+            if position == len(parts) - 1:
+                node[part] = ALL
+            else:
+                node = node.setdefault(part, {})
+    return tree
+
+
+def select(value: Any, tree: PathTree) -> Any:
+    """What of `value` the paths in `tree` name; through a list, each dict item that has one
+    of the names (items without any are left out). Returns MISSING when nothing is named."""
+    if tree is ALL:
         return copy.deepcopy(value)
     if isinstance(value, list):
-        return [pick(item, parts) for item in value if isinstance(item, dict) and parts[0] in item]
-    if isinstance(value, dict) and parts[0] in value:
-        return {parts[0]: pick(value[parts[0]], parts[1:])}
-    raise KeyError(parts[0])
+        items = [select(item, tree) for item in value if isinstance(item, dict) and tree.keys() & item.keys()]
+        return [item for item in items if item is not MISSING]
+    if isinstance(value, dict):
+        kept = {}
+        for key, subtree in tree.items():
+            if key in value:
+                picked = select(value[key], subtree)
+                if picked is not MISSING:
+                    kept[key] = picked
+        return kept if kept else MISSING
+    return MISSING
 
 
-def merge_picked(target: Any, picked: Any) -> Any:
-    if isinstance(target, dict) and isinstance(picked, dict):
-        for key, value in picked.items():
-            target[key] = merge_picked(target[key], value) if key in target else value
-        return target
-    if isinstance(target, list) and isinstance(picked, list) and len(target) == len(picked):
-        return [merge_picked(a, b) for a, b in zip(target, picked, strict=True)]
-    return picked
+MISSING: Any = object()
 
 
 def include_fields(entry: dict[str, Any], paths: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    kept: dict[str, Any] = {}
-    for path in paths:
-        try:
-            kept = merge_picked(kept, pick(entry, split_path(path)))
-        except KeyError:
-            continue  # a field this entry does not have
-    return kept
+    kept = select(entry, path_tree(paths))
+    return {} if kept is MISSING else kept
 
 
-def drop(value: Any, parts: list[str]) -> None:
+def drop(value: Any, tree: PathTree) -> None:
     if isinstance(value, list):
         for item in value:
-            drop(item, parts)
-    elif isinstance(value, dict) and parts and parts[0] in value:
-        if len(parts) == 1:
-            del value[parts[0]]
-        else:
-            drop(value[parts[0]], parts[1:])
+            drop(item, tree)
+    elif isinstance(value, dict):
+        for key, subtree in tree.items():
+            if key not in value:
+                continue
+            if subtree is ALL:
+                del value[key]
+            else:
+                drop(value[key], subtree)
 
 
 def exclude_fields(entry: dict[str, Any], paths: list[str] | tuple[str, ...]) -> dict[str, Any]:
     kept = copy.deepcopy(entry)
-    for path in paths:
-        drop(kept, split_path(path))
+    drop(kept, path_tree(paths))
     return kept
 
 

@@ -34,18 +34,25 @@ def parse_json_field(name: str, text: str | None) -> Any:
         raise ApiError(400, f"'{name}' is not valid JSON: {error}") from None
 
 
+def readable(text: str, limit: int) -> str:
+    """Client text as valid UTF-8, at most `limit` characters. HTTP headers and multipart
+    filenames are bytes: aiohttp keeps what is not UTF-8 as surrogates, which no JSON
+    encoder accepts; such bytes become U+FFFD, as a user reading the report expects."""
+    return text[:limit].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def forwarded_chain(request: web.Request) -> list[str]:
     """The X-Forwarded-For chain as sent (original sender first), bounded in size."""
     hops: list[str] = []
     for header in request.headers.getall("X-Forwarded-For", []):
-        hops.extend(hop.strip()[:64] for hop in header.split(",") if hop.strip())
+        hops.extend(readable(hop.strip(), 64) for hop in header.split(",") if hop.strip())
     return hops[:MAX_FORWARDED_HOPS]
 
 
 def submission_fields(request: web.Request, custom_data: str | None, user_data: str | None) -> dict[str, Any]:
     """What every new task records about who sent it and what they attached."""
     return {
-        "token": normalize_filter_token(request.headers.get("X-TiScale-Token")),
+        "token": readable(normalize_filter_token(request.headers.get("X-TiScale-Token")), 256),
         "custom_data": custom_data,
         "user_data": user_data,
         "direct_sender": request.remote or "",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
+import orjson
 from aiohttp import web
 
 from common.auth import token_group
@@ -16,6 +20,8 @@ from worker.submission import API
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+# Stored reports larger than this are decoded and shaped in a thread.
+OFFLOAD_REPORT_BYTES = 256 * 1024
 
 
 def parse_task_id(request: web.Request) -> int:
@@ -63,10 +69,23 @@ async def get_task(request: web.Request) -> web.Response:
     fields = await request.app[STORE].get(task_id)
     if fields is None:
         raise ApiError(404, f"task {task_id} does not exist or has expired")
+    if len(fields.get("tc_report", "")) > OFFLOAD_REPORT_BYTES:
+        # Decoding, shaping and encoding a large report takes a while: not on the event loop,
+        # which must keep answering uploads and the Hub's health checks meanwhile.
+        body = await asyncio.to_thread(render_task, fields, options, report_types)
+    else:
+        body = render_task(fields, options, report_types)
+    return web.Response(body=body, content_type="application/json")
+
+
+def render_task(
+    fields: dict[str, str], options: reports.ReportOptions, report_types: Mapping[str, Any]
+) -> bytes:
+    """The task's JSON, its report shaped as asked."""
     view = task_view(fields)
     if isinstance(view.get("tc_report"), list):
         view["tc_report"] = reports.shape_report(view["tc_report"], options, report_types)
-    return json_response(view)
+    return orjson.dumps(view)
 
 
 async def delete_and_clean(app: web.Application, task_ids: list[int]) -> dict[int, str]:

@@ -13,7 +13,7 @@ from common.errors import ApiError, json_response
 from common.service import refuse_oversized_body, require_multipart, upload_body_limit
 from worker import spool
 from worker.keys import ADMISSION, SETTINGS, STORE
-from worker.submission import API, parse_json_field, publish, submission_fields, task_url
+from worker.submission import API, parse_json_field, publish, readable, submission_fields, task_url
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -55,7 +55,7 @@ async def upload(request: web.Request) -> web.Response:
                 if part.name == "file":
                     if spooled is not None:
                         raise ApiError(400, "send exactly one 'file' part per upload")
-                    file_name = (part.filename or "")[:1024]
+                    file_name = readable(part.filename or "", 1024)
                     spooled = await spool.receive(
                         part,
                         settings.spool_dir,
