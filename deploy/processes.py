@@ -172,7 +172,11 @@ def start_redis(workdir: Path, port: int | None = None, log_dir: Path | None = N
 
         return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
 
-    wait_until(ping, 15, what=f"Redis on port {port}")
+    try:
+        wait_until(ping, 15, what=f"Redis on port {port}")
+    except BaseException:  # Ctrl-C or a timeout before the caller knows of this server
+        server.stop()
+        raise
     return server, url
 
 
