@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
+import signal
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -15,6 +17,7 @@ from aiohttp import web
 
 from common import tls
 from common.auth import Authenticator, auth_middleware, token_endpoint
+from common.connections import CONNECTION_LIMITS, ConnectionLimits, GuardedProtocol, connection_cap
 from common.errors import ApiError, json_errors, json_response
 from common.metrics import METRICS, ServiceMetrics, metrics_route
 from common.openapi import openapi_route
@@ -60,7 +63,8 @@ def server_ssl_context(settings: ServiceSettings) -> ssl.SSLContext | None:
 
 
 def serve(app: web.Application, settings: ServiceSettings, service: str) -> None:
-    """Run `app` until SIGINT/SIGTERM: logging, uvloop when available, TLS when configured."""
+    """Run `app` until SIGINT/SIGTERM: logging, uvloop when available, TLS when configured,
+    and the connection limits of `common/connections.py`."""
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -72,14 +76,56 @@ def serve(app: web.Application, settings: ServiceSettings, service: str) -> None
         uvloop.install()
     except ImportError:
         pass
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_context=ssl_context,
-        access_log=None,
-        print=lambda message: logging.getLogger(service).info(message),
+    asyncio.run(run_service(app, settings, ssl_context, logging.getLogger(service)))
+
+
+async def listen(
+    app: web.Application, settings: ServiceSettings, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, asyncio.Server, ConnectionLimits]:
+    """Start serving `app` on the configured address behind the connection limits."""
+    limits = ConnectionLimits(
+        connection_cap(settings.max_connections),
+        settings.header_timeout_seconds,
+        settings.retry_after_seconds,
     )
+    app[CONNECTION_LIMITS] = limits
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=settings.keepalive_timeout_seconds)
+    await runner.setup()
+    handler_factory = runner.server
+    if handler_factory is None:
+        raise RuntimeError("the app runner has no server")
+    server = await asyncio.get_running_loop().create_server(
+        lambda: GuardedProtocol(handler_factory(), limits),
+        settings.host,
+        settings.port,
+        ssl=ssl_context,
+        reuse_address=True,
+        backlog=1024,
+    )
+    return runner, server, limits
+
+
+async def run_service(
+    app: web.Application, settings: ServiceSettings, ssl_context: ssl.SSLContext | None, log: logging.Logger
+) -> None:
+    runner, server, limits = await listen(app, settings, ssl_context)
+    loop = asyncio.get_running_loop()
+    scheme = "https" if ssl_context else "http"
+    log.info(
+        "serving on %s://%s:%s (at most %d connections)",
+        scheme,
+        settings.host,
+        settings.port,
+        limits.max_connections,
+    )
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await runner.cleanup()
 
 
 # Room for the form fields beside the file and for the multipart framing, on top of the

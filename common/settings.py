@@ -79,6 +79,13 @@ class ServiceSettings(BaseSettings):
     max_form_field_bytes: int = 1024 * 1024
     # Sent with every 503 (overloaded, disk full, unhealthy).
     retry_after_seconds: int = 5
+    # Slow or stalled clients (common/connections.py): open connections at once (kept below
+    # the file descriptor limit), time to send complete request headers, idle time between
+    # requests on a kept-alive connection, and time a request body may send nothing.
+    max_connections: int = 1000
+    header_timeout_seconds: float = 10
+    keepalive_timeout_seconds: float = 75
+    body_read_timeout_seconds: float = 30
 
     @field_validator("tls_names", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ import asyncio
 import errno
 import hashlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,6 +21,20 @@ from common.errors import ApiError
 
 WRITE_BLOCK = 1024 * 1024
 INLINE_BLOCK = 64 * 1024
+
+
+async def timed_reads(read: Callable[[], Awaitable[bytes]], seconds: float | None) -> AsyncIterator[bytes]:
+    """The blocks `read()` returns until it returns b""; 408 when one takes longer than
+    `seconds` (a client that stopped sending mid-body). None: no limit."""
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                block = await read()
+        except TimeoutError:
+            raise ApiError(408, f"the request body stalled: nothing arrived for {seconds:g} s") from None
+        if not block:
+            return
+        yield block
 
 
 def write_and_hash(handle: BinaryIO, hashers: list[Any], block: bytes) -> None:

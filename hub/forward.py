@@ -27,7 +27,7 @@ import contextlib
 import logging
 import secrets
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -36,7 +36,7 @@ import aiohttp
 from aiohttp import web
 
 from common.errors import ApiError
-from common.streaming import WRITE_BLOCK, stream_to_file
+from common.streaming import WRITE_BLOCK, stream_to_file, timed_reads
 from hub.pool import Worker, WorkerPool, describe
 from hub.settings import HubSettings
 
@@ -79,13 +79,19 @@ class MemoryBudget:
         self.used -= size
 
 
-async def keep_in_memory(stream: aiohttp.StreamReader, declared: int) -> SpooledBody:
-    data = await stream.read(declared + 1)
-    while len(data) < declared and (more := await stream.read(declared + 1 - len(data))):
-        data += more
+async def keep_in_memory(stream: aiohttp.StreamReader, declared: int, read_timeout: float) -> SpooledBody:
+    data = bytearray()
+
+    def read_rest() -> Awaitable[bytes]:
+        return stream.read(declared + 1 - len(data))
+
+    async for block in timed_reads(read_rest, read_timeout):
+        data += block
+        if len(data) > declared:
+            break
     if len(data) != declared:
         raise ApiError(400, f"the body is not the {declared} bytes its Content-Length says")
-    return SpooledBody(data=data, size=declared)
+    return SpooledBody(data=bytes(data), size=declared)
 
 
 def unavailable(message: str, settings: HubSettings) -> ApiError:
@@ -106,7 +112,12 @@ async def spool_body(
     """Copy the request body to a fresh spool file; 413 (and no file left) past `limit` bytes."""
     path = settings.spool_dir / f"body-{secrets.token_hex(12)}"
     size, _ = await stream_to_file(
-        stream.iter_any(), path, limit, too_large, "Hub", retry_after_seconds=settings.retry_after_seconds
+        timed_reads(stream.readany, settings.body_read_timeout_seconds),
+        path,
+        limit,
+        too_large,
+        "Hub",
+        retry_after_seconds=settings.retry_after_seconds,
     )
     return SpooledBody(path=path, size=size)
 
@@ -192,7 +203,7 @@ async def forward_submission(
         reserved = None
     try:
         if reserved is not None:
-            body = await keep_in_memory(request.content, reserved)
+            body = await keep_in_memory(request.content, reserved, settings.body_read_timeout_seconds)
         else:
             body = await spool_body(request.content, settings, body_limit, too_large)
         try:

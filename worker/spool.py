@@ -8,12 +8,11 @@ disk full) is common/streaming.py's, shared with the Hub.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from common.streaming import stream_to_file
+from common.streaming import stream_to_file, timed_reads
 from worker.digests import DIGESTS
 
 # Uploads land under this prefix until their task exists (then they are renamed to its id).
@@ -42,19 +41,19 @@ def task_spool_path(spool_dir: Path, task_id: int) -> Path:
     return spool_dir / str(task_id)
 
 
-async def _chunks(source: ChunkSource) -> AsyncIterator[bytes]:
-    while chunk := await source.read_chunk(256 * 1024):
-        yield chunk
-
-
 async def receive(
-    source: ChunkSource, spool_dir: Path, max_bytes: int, *, retry_after_seconds: int
+    source: ChunkSource,
+    spool_dir: Path,
+    max_bytes: int,
+    *,
+    retry_after_seconds: int,
+    read_timeout_seconds: float | None = None,
 ) -> SpooledFile:
     """Copy `source` to a fresh spool file; 413 (and no file left behind) past max_bytes."""
     path = spool_dir / f"{INCOMING_PREFIX}{secrets.token_hex(12)}"
     too_large = f"the file is larger than the limit of {max_bytes} bytes"
     size, digests = await stream_to_file(
-        _chunks(source),
+        timed_reads(lambda: source.read_chunk(256 * 1024), read_timeout_seconds),
         path,
         max_bytes,
         too_large,

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from common.auth import token_group
 from common.errors import ApiError, json_response
+from common.streaming import timed_reads
 from worker import fetch, spool
 from worker.digests import DIGEST_BY_HEX_LENGTH
 from worker.keys import ADMISSION, DOWNLOADS, FETCH_SESSION, SETTINGS, STORE
@@ -64,11 +65,11 @@ def custom_headers(value: Any) -> dict[str, str]:
     return headers
 
 
-async def read_json_body(request: web.Request, limit: int) -> Any:
+async def read_json_body(request: web.Request, limit: int, read_timeout: float) -> Any:
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"the request body is larger than {limit} bytes")
     data = bytearray()
-    while chunk := await request.content.read(64 * 1024):
+    async for chunk in timed_reads(lambda: request.content.read(64 * 1024), read_timeout):
         data += chunk
         if len(data) > limit:
             raise ApiError(413, f"the request body is larger than {limit} bytes")
@@ -89,7 +90,9 @@ async def submit_url(request: web.Request) -> web.Response:
     """
     settings, store = request.app[SETTINGS], request.app[STORE]
     await request.app[ADMISSION].check()
-    body = await read_json_body(request, 4 * settings.max_form_field_bytes)
+    body = await read_json_body(
+        request, 4 * settings.max_form_field_bytes, settings.body_read_timeout_seconds
+    )
     if not isinstance(body, dict) or not isinstance(body.get("url"), str):
         raise ApiError(400, "the JSON body needs a 'url' string")
     networks = fetch.parse_networks(settings.submit_url_allowed_networks)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from common.auth import token_group
 from common.errors import ApiError, json_response
 from common.service import refuse_oversized_body, require_multipart, upload_body_limit
+from common.streaming import timed_reads
 from worker import spool
 from worker.keys import ADMISSION, SETTINGS, STORE
 from worker.submission import API, parse_json_field, publish, readable, submission_fields, task_url
@@ -24,13 +27,22 @@ INTEGRITY_ERROR = (
 )
 
 
-async def read_small_field(part: BodyPartReader, limit: int) -> str:
+async def read_small_field(part: BodyPartReader, limit: int, read_timeout: float) -> str:
     data = bytearray()
-    while chunk := await part.read_chunk(64 * 1024):
+    async for chunk in timed_reads(lambda: part.read_chunk(64 * 1024), read_timeout):
         data += chunk
         if len(data) > limit:
             raise ApiError(413, f"form field '{part.name}' is larger than {limit} bytes")
     return data.decode("utf-8", errors="replace")
+
+
+async def next_part(reader: MultipartReader, seconds: float) -> Any:
+    """The next part of the body (its headers read within `seconds`), or None at its end."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await reader.next()
+    except TimeoutError:
+        raise ApiError(408, f"the request body stalled: nothing arrived for {seconds:g} s") from None
 
 
 @routes.post(f"{API}/upload")
@@ -49,7 +61,7 @@ async def upload(request: web.Request) -> web.Response:
     try:
         try:
             reader = await request.multipart()
-            while (part := await reader.next()) is not None:
+            while (part := await next_part(reader, settings.body_read_timeout_seconds)) is not None:
                 if not isinstance(part, BodyPartReader):
                     raise ApiError(400, "nested multipart bodies are not accepted")
                 if part.name == "file":
@@ -61,9 +73,12 @@ async def upload(request: web.Request) -> web.Response:
                         settings.spool_dir,
                         settings.max_upload_bytes,
                         retry_after_seconds=settings.retry_after_seconds,
+                        read_timeout_seconds=settings.body_read_timeout_seconds,
                     )
                 else:
-                    text = await read_small_field(part, settings.max_form_field_bytes)
+                    text = await read_small_field(
+                        part, settings.max_form_field_bytes, settings.body_read_timeout_seconds
+                    )
                     if part.name in ("custom_data", "user_data"):
                         fields[part.name] = text
         except (ValueError, AssertionError, HttpProcessingError) as error:

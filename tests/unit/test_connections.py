@@ -1,0 +1,97 @@
+"""Slow and stalled clients: headers have a deadline, connections a cap, bodies a read timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+import pytest
+from aiohttp import web
+
+from common.service import listen
+from common.settings import ServiceSettings
+from deploy.processes import free_port
+
+pytestmark = pytest.mark.unit
+API = "/api/tiscale/v1"
+
+
+async def hello(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def serving(**limits):
+    app = web.Application()
+    app.router.add_get("/", hello)
+    settings = ServiceSettings(port=free_port(), **limits)
+    runner, server, counters = await listen(app, settings)
+    return runner, server, counters, settings.port
+
+
+async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    async with asyncio.timeout(seconds):
+        return await reader.read()
+
+
+async def test_a_connection_that_never_finishes_its_headers_is_closed(tmp_path):
+    runner, server, counters, port = await serving(header_timeout_seconds=0.3, keepalive_timeout_seconds=75)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and never the rest
+        await writer.drain()
+        assert await closed_within(reader, 5) == b""
+        assert counters.timed_out == 1 and counters.open == 0
+        # A client that sends its request in time is served on the same server.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert b'{"ok": true}' in await closed_within(reader, 5)
+    finally:
+        server.close()
+        await runner.cleanup()
+
+
+async def test_past_the_cap_a_new_connection_gets_503_json_with_retry_after(tmp_path):
+    runner, server, counters, port = await serving(max_connections=5, header_timeout_seconds=30)
+    held = []
+    try:
+        for _ in range(5):
+            held.append(await asyncio.open_connection("127.0.0.1", port))
+        await asyncio.sleep(0)  # let the server accept them
+        reader, _ = await asyncio.open_connection("127.0.0.1", port)
+        answer = await closed_within(reader, 5)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503") and b"Retry-After: 5" in head
+        assert "connections" in orjson.loads(body)["message"]
+        assert counters.refused == 1
+        for _, writer in held:
+            writer.close()
+        deadline = time.monotonic() + 5
+        while counters.open and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert b"200 OK" in await closed_within(reader, 5)
+    finally:
+        server.close()
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("path", ["upload", "submit-url"])
+async def test_a_body_shorter_than_its_content_length_is_a_408_not_a_held_connection(make_worker_api, path):
+    api = await make_worker_api(body_read_timeout_seconds=0.3)
+    server = api.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    content_type = b"multipart/form-data; boundary=b" if path == "upload" else b"application/json"
+    writer.write(
+        b"POST " + f"{API}/{path}".encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Type: " + content_type
+        + b"\r\nContent-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; "
+        b"filename=\"a\"\r\n\r\nonly a little"
+    )  # fmt: skip
+    await writer.drain()
+    async with asyncio.timeout(5):  # the answer comes at once, not when the client gives up
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = await reader.read(200)
+    assert head.startswith(b"HTTP/1.1 408"), head
+    assert b"stalled" in body
+    assert api.spool_files() == []
