@@ -14,7 +14,7 @@ specific rows come before general ones. A row matches a file when any of its cri
 it misses or names vaguely, and what it names differently from one version to the next
 (so most rows carry a signature, and libmagic is their second opinion). Generic rows
 (`text/`, `image/`, `audio/`, `video/`) come last. Every row has a test on a sample the
-tests build (`tests/support/samples_*.py`).
+tests build (`samples/*.py`).
 """
 
 from __future__ import annotations

@@ -3,25 +3,21 @@ without the task failing, without leftovers in the spool, and within the file's 
 
 from __future__ import annotations
 
-import glob
-import importlib
 import random
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
+
+from samples import identification_samples
 
 MUTATIONS_PER_SAMPLE = 6
 LENGTH_FIELDS = (b"\xff\xff\xff\x7f", b"\x00\x00\x00\x00", b"\xff\xff\xff\xff")
 
 
 def all_samples() -> list[tuple[str, Callable[[], bytes]]]:
-    found = []
-    for path in sorted(glob.glob(str(Path(__file__).parents[2] / "support" / "samples_*.py"))):
-        module = importlib.import_module(f"tests.support.{Path(path).stem}")
-        for file_type, file_subtype, builder in getattr(module, "IDENTIFICATION_SAMPLES", []):
-            found.append((f"{Path(path).stem}:{file_type}/{file_subtype}", builder))
-    return found
+    samples = identification_samples()
+    assert samples, "no identification samples found"
+    return [(f"{module}:{file_type}/{subtype}", builder) for module, (file_type, subtype, builder) in samples]
 
 
 def mutate(data: bytes, number: int, rng: random.Random) -> bytes:
