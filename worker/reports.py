@@ -114,9 +114,14 @@ def check_definition(name: str, definition: Any) -> None:
         raise ValueError(f"report type {name!r}: expected an object with children all|flagged|none")
     for part in ("file", "child"):
         spec = definition.get(part, {})
-        if not isinstance(spec, dict) or set(spec) - {"include", "exclude"}:
+        lists = spec.values() if isinstance(spec, dict) else []
+        if (
+            not isinstance(spec, dict)
+            or set(spec) - {"include", "exclude"}
+            or not all(isinstance(paths, list) and all(isinstance(p, str) for p in paths) for paths in lists)
+        ):
             raise ValueError(
-                f"report type {name!r}: {part} must be {{'include': [...]}} or {{'exclude': [...]}}"
+                f"report type {name!r}: {part} must be {{'include': [...]}} or {{'exclude': [...]}} of paths"
             )
 
 

@@ -68,22 +68,30 @@ Republish = Callable[[int], Awaitable[None]]
 async def requeue_stranded(
     store: TaskStore, settings: WorkerSettings, now: float, republish: Republish
 ) -> list[int]:
-    """Send a new job for every task still queued after `requeue_stranded_after_seconds`
-    whose job is nowhere in the broker (neither waiting nor taken by a Celery worker).
+    """Send a new job for every task whose job is nowhere in the broker (neither waiting nor
+    taken by a Celery worker): still queued after `requeue_stranded_after_seconds`, or still
+    analyzing long after the longest job could have ended.
 
     That happens when a Celery process dies between taking a job from the queue and
-    recording it as taken, or when a broker write is lost: without this, such a task would
-    wait for the unprocessed-task limit and be canceled. A job taken at the very moment of
-    the check can be sent twice; the task is then analyzed twice, never lost.
+    recording it as taken, when a broker write is lost, or when a whole node went down mid-
+    analysis and its broker lost the job: without this, the task would wait for the
+    unprocessed-task limit (queued) or never end (analyzing). An analyzing task counts its
+    attempts, so one that keeps killing its process still fails after
+    `max_analysis_attempts`. A job taken at the very moment of the check can be sent twice;
+    the task is then analyzed twice, never lost.
     """
-    cutoff = now - settings.requeue_stranded_after_seconds
-    waiting = await store.ids_submitted_before(cutoff, store.keys.queued_tasks)
-    if not waiting:
+    queued_cutoff = now - settings.requeue_stranded_after_seconds
+    waiting = await store.ids_submitted_before(queued_cutoff, store.keys.queued_tasks)
+    longest_job = settings.analysis_time_limit_seconds * settings.max_job_batch
+    analyzing = await store.analyzing_since_before(
+        now - longest_job - settings.requeue_stranded_after_seconds
+    )
+    if not waiting and not analyzing:
         return []
     with_jobs = await store.task_ids_with_jobs(settings.celery_queue)
     requeued = []
-    for task_id in waiting:
-        if task_id in with_jobs or await store.status(task_id) != QUEUED:
+    for task_id in (*waiting, *analyzing):
+        if task_id in with_jobs or await store.status(task_id) not in (QUEUED, ANALYZING):
             continue
         await republish(task_id)
         requeued.append(task_id)

@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from common.settings import ServiceSettings, split_list
+from worker.reports import site_report_types
 from worker.store import Retention
 
 # The ruleset scanhub ships (worker/rules/*.yar); a site points SCANHUB_YARA_RULES_DIR elsewhere.
@@ -93,6 +94,17 @@ class WorkerSettings(ServiceSettings):
     strings_max_per_category: int = 50
     # A JSON file of extra report types {"name": {"include": [...], "exclude": [...]}}.
     report_types_file: Path | None = None
+
+    @field_validator("report_types_file")
+    @classmethod
+    def _report_types_readable(cls, value: Path | None) -> Path | None:
+        """A broken site report-types file stops start-up, not the first GET /task."""
+        if value is not None:
+            try:
+                site_report_types(value)
+            except (OSError, ValueError) as error:
+                raise ValueError(f"report types file {value}: {error}") from None
+        return value
 
     @property
     def task_age_limit_seconds(self) -> int:

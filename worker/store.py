@@ -348,6 +348,19 @@ class TaskStore:
                 found.update(task_ids_of_job(message))
         return found
 
+    async def analyzing_since_before(self, cutoff: float) -> list[int]:
+        """Tasks still `analyzing` whose analysis started before `cutoff` (seconds)."""
+        found = []
+        for batch in _batches(await self.ids_submitted_before(cutoff), 1000):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for task_id in batch:
+                    pipe.hmget(self.keys.task(task_id), ["status", "started"])
+                rows = await pipe.execute()
+            for task_id, (status, started) in zip(batch, rows, strict=True):
+                if status == ANALYZING and started is not None and float(started) < cutoff:
+                    found.append(task_id)
+        return found
+
     async def ids_submitted_before(self, cutoff: float, index: str | None = None) -> list[int]:
         members = cast(
             list[str], await self.redis.zrangebyscore(index or self.keys.all_tasks, "-inf", cutoff)
@@ -463,7 +476,7 @@ class SyncTaskStore:
 
         Returns the attempt number (0 when the record is gone, -1 when it was already
         finished or canceled) and the record as it is now."""
-        fields = encode_fields({"status": ANALYZING, **worker_identity})
+        fields = encode_fields({"status": ANALYZING, "started": int(time.time()), **worker_identity})
         reply = self._transition_and_read(
             keys=[self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes],
             args=[0, f"{QUEUED},{ANALYZING}", task_id, "attempts", *_flatten(fields)],

@@ -7,6 +7,7 @@ import os
 import time
 
 import fakeredis
+import pytest
 
 from worker.retention import sweep_once
 from worker.settings import WorkerSettings
@@ -133,3 +134,37 @@ def test_partial_uploads_of_a_dead_api_are_removed_at_start_but_a_live_one_stays
         os.utime(path, (past, past))
     assert remove_partial_uploads(tmp_path) == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == ["7", "incoming-live"]
+
+
+async def test_a_task_left_analyzing_by_a_lost_node_is_sent_again_once_no_job_could_still_run(tmp_path):
+    settings = WorkerSettings(spool_dir=tmp_path, requeue_stranded_after_seconds=60)
+    client = fakeredis.aioredis.FakeRedis(decode_responses=True)
+    store = TaskStore(client, Keys(), settings.retention())
+    now = time.time()
+    longest_job = settings.analysis_time_limit_seconds * settings.max_job_batch
+    stuck, running = await store.create(int(now - 5000)), await store.create(int(now - 5000))
+    await client.hset(
+        Keys().task(stuck), mapping={"status": "analyzing", "started": int(now - longest_job - 61)}
+    )
+    await client.hset(Keys().task(running), mapping={"status": "analyzing", "started": int(now - 30)})
+    await client.zrem(Keys().queued_tasks, stuck, running)
+    sent: list[int] = []
+
+    async def republish(task_id: int) -> None:
+        sent.append(task_id)
+
+    await sweep_once(store, settings, now, republish=republish)
+    assert sent == [stuck]
+
+
+def test_a_broken_site_report_types_file_stops_start_up(tmp_path):
+    from pydantic import ValidationError
+
+    from worker.reports import site_report_types
+
+    broken = tmp_path / "types.json"
+    for text in ("{not json", '{"mine": {"children": "some"}}', '{"mine": {"file": {"include": "x"}}}'):
+        broken.write_text(text)
+        site_report_types.cache_clear()
+        with pytest.raises(ValidationError, match="report types file"):
+            WorkerSettings(report_types_file=broken)
