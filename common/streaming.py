@@ -27,11 +27,14 @@ async def timed_reads(read: Callable[[], Awaitable[bytes]], seconds: float | Non
     """The blocks `read()` returns until it returns b""; 408 when one takes longer than
     `seconds` (a client that stopped sending mid-body). None: no limit."""
     while True:
-        try:
-            async with asyncio.timeout(seconds):
-                block = await read()
-        except TimeoutError:
-            raise ApiError(408, f"the request body stalled: nothing arrived for {seconds:g} s") from None
+        if seconds is None:
+            block = await read()
+        else:
+            try:
+                async with asyncio.timeout(seconds):
+                    block = await read()
+            except TimeoutError:
+                raise ApiError(408, f"the request body stalled: nothing arrived for {seconds:g} s") from None
         if not block:
             return
         yield block

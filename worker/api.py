@@ -160,7 +160,7 @@ def create_app(
         )
         app[PUBLISHER] = JobPublisher(send_jobs or celery_sender(settings), settings.max_job_batch)
         networks = fetch.parse_networks(settings.submit_url_allowed_networks)
-        app[FETCH_SESSION] = fetch.guarded_session(networks, settings.submit_url_timeout_seconds)
+        app[FETCH_SESSION] = fetch.guarded_session(networks, settings.download_limits())
         app[DOWNLOADS] = set()
         stop_sweeper = asyncio.Event()
         sweeper = asyncio.create_task(

@@ -7,13 +7,20 @@ cannot smuggle a private address in. aiohttp does not consult the resolver for I
 hosts, so those are checked directly, and redirects are followed by hand so that every hop
 is checked again. The body is streamed through the same spool writer as uploads, capped
 at the same size, and never decompressed on the fly.
+
+Slow servers cannot starve the download pool: each read must bring bytes within
+`read_timeout` seconds, a download slower on average than `min_bytes_per_second` once its
+first `grace_seconds` are past is abandoned, the whole download has a deadline, and at most
+`per_origin` downloads run against one origin (host and port) at a time.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -121,11 +128,25 @@ async def check_resolves_publicly(url: URL, allowed_networks: Sequence[Network])
         await resolver.close()
 
 
-def guarded_session(allowed_networks: Sequence[Network], timeout_seconds: float) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(allowed_networks), limit=64)
+@dataclass(frozen=True)
+class DownloadLimits:
+    deadline_seconds: float = 300
+    read_timeout_seconds: float = 30
+    min_bytes_per_second: int = 10_000
+    grace_seconds: float = 30
+    per_origin: int = 4
+    total: int = 64
+
+
+def guarded_session(allowed_networks: Sequence[Network], limits: DownloadLimits) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(allowed_networks), limit=limits.total, limit_per_host=limits.per_origin
+    )
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=aiohttp.ClientTimeout(total=timeout_seconds, sock_connect=10),
+        timeout=aiohttp.ClientTimeout(
+            total=limits.deadline_seconds, sock_connect=10, sock_read=limits.read_timeout_seconds
+        ),
         trust_env=False,  # never route through a proxy from the environment
         auto_decompress=False,
     )
@@ -139,6 +160,7 @@ async def fetch_to_spool(
     max_bytes: int,
     max_redirects: int,
     allowed_networks: Sequence[Network],
+    limits: DownloadLimits = DownloadLimits(),
 ) -> spool.SpooledFile:
     current = url
     origin = URL(url).origin()
@@ -162,8 +184,12 @@ async def fetch_to_spool(
                     # A full disk fails the download like any other error: no client
                     # waits on this request, so no Retry-After reaches anyone.
                     return await spool.receive(
-                        _Chunks(response.content), spool_dir, max_bytes, retry_after_seconds=0
+                        _Chunks(response.content, limits), spool_dir, max_bytes, retry_after_seconds=0
                     )
+                except TimeoutError:
+                    raise FetchError(
+                        f"download timed out: no data for {limits.read_timeout_seconds:g} s"
+                    ) from None
                 except Exception as error:  # ApiError(413) or a broken connection
                     raise FetchError(getattr(error, "message", None) or f"download failed: {error}") from None
         except aiohttp.ClientError as error:
@@ -174,10 +200,20 @@ async def fetch_to_spool(
 
 
 class _Chunks:
-    """Adapts a response body stream to the spool writer's read_chunk interface."""
+    """Adapts a response body stream to the spool writer's read_chunk interface, and
+    abandons a download that stays below the minimum rate after its grace period."""
 
-    def __init__(self, stream: aiohttp.StreamReader):
-        self.stream = stream
+    def __init__(self, stream: aiohttp.StreamReader, limits: DownloadLimits):
+        self.stream, self.limits = stream, limits
+        self.started = time.monotonic()
+        self.received = 0
 
     async def read_chunk(self, size: int = 256 * 1024) -> bytes:
-        return await self.stream.read(size)
+        block = await self.stream.read(size)
+        self.received += len(block)
+        elapsed = time.monotonic() - self.started
+        minimum = self.limits.min_bytes_per_second
+        if block and elapsed > self.limits.grace_seconds and self.received < minimum * elapsed:
+            rate = self.received / elapsed
+            raise FetchError(f"the server sends too slowly ({rate:.0f} bytes/s, the minimum is {minimum})")
+        return block

@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from common.settings import ServiceSettings, split_list
+from worker.fetch import DownloadLimits
 from worker.reports import site_report_types
 from worker.store import Retention
 
@@ -35,7 +36,23 @@ class WorkerSettings(ServiceSettings):
     # submit-url: networks allowed even though not public (e.g. "10.20.0.0/16"); empty: none.
     submit_url_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     submit_url_max_redirects: int = 5
+    # The whole download's deadline; no byte for submit_url_read_timeout_seconds, or less than
+    # submit_url_min_bytes_per_second on average after the first submit_url_rate_grace_seconds,
+    # abandons it; at most submit_url_downloads_per_origin at once per host and port.
     submit_url_timeout_seconds: float = 300
+    submit_url_read_timeout_seconds: float = 30
+    submit_url_min_bytes_per_second: int = 10_000
+    submit_url_rate_grace_seconds: float = 30
+    submit_url_downloads_per_origin: int = 4
+
+    def download_limits(self) -> DownloadLimits:
+        return DownloadLimits(
+            deadline_seconds=self.submit_url_timeout_seconds,
+            read_timeout_seconds=self.submit_url_read_timeout_seconds,
+            min_bytes_per_second=self.submit_url_min_bytes_per_second,
+            grace_seconds=self.submit_url_rate_grace_seconds,
+            per_origin=self.submit_url_downloads_per_origin,
+        )
 
     # Retention (see the README), in minutes as the spec names them.
     task_age_limit_minutes: float = 90

@@ -140,6 +140,7 @@ async def download_and_queue(
             settings.max_upload_bytes,
             settings.submit_url_max_redirects,
             networks,
+            settings.download_limits(),
         )
         if digest is not None and spooled.digests[digest[0]] != digest[1]:
             calculated = spooled.digests[digest[0]]

@@ -36,7 +36,34 @@ async def origin():
             await response.write(b"x" * 10_000)
         return response
 
+    async def drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for _ in range(200):
+            await response.write(b"x" * 100)
+            await asyncio.sleep(0.02)  # ~5 KB/s: a server slowed to starve the download pool
+        return response
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"a start, then nothing")
+        await asyncio.sleep(30)
+        return response
+
+    concurrency = {"now": 0, "most": 0}
+
+    async def counted(request: web.Request) -> web.Response:
+        concurrency["now"] += 1
+        concurrency["most"] = max(concurrency["most"], concurrency["now"])
+        await asyncio.sleep(0.1)
+        concurrency["now"] -= 1
+        return web.Response(body=PAYLOAD)
+
     app = web.Application()
+    app.router.add_get("/counted", counted)
+    app.router.add_get("/drip", drip)
+    app.router.add_get("/stall", stall)
     app.router.add_get("/sample.exe", sample)
     app.router.add_get("/redirect", redirect)
     app.router.add_get("/loop", loop)
@@ -44,6 +71,7 @@ async def origin():
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     server.seen_headers = seen_headers  # type: ignore[attr-defined]
+    server.concurrency = concurrency  # type: ignore[attr-defined]
     yield server
     await server.close()
 
@@ -236,3 +264,30 @@ async def test_an_unexpected_error_after_the_download_fails_the_task_and_leaves_
     assert record["status"] == "failed"
     assert "Redis went away" in record["error"]
     assert api.spool_files() == []
+
+
+@pytest.mark.parametrize(("path", "reason"), [("/drip", "sends too slowly"), ("/stall", "timed out")])
+async def test_a_server_too_slow_or_stalled_fails_the_task_instead_of_holding_a_slot(
+    make_worker_api, origin, path, reason
+):
+    api = await make_worker_api(
+        submit_url_allowed_networks="127.0.0.1/32",
+        submit_url_min_bytes_per_second=50_000,
+        submit_url_rate_grace_seconds=0.3,
+        submit_url_read_timeout_seconds=0.5,
+    )
+    await api.client.post(f"{API}/submit-url", json={"url": str(origin.make_url(path))})
+    record = await wait_until_settled(api, 1)
+    assert record["status"] == "failed"
+    assert reason in record["error"]
+    assert api.spool_files() == []
+
+
+async def test_downloads_from_one_origin_wait_for_its_slots(make_worker_api, origin):
+    api = await make_worker_api(submit_url_allowed_networks="127.0.0.1/32", submit_url_downloads_per_origin=2)
+    for number in range(6):
+        url = str(origin.make_url("/counted").with_query(n=number))
+        assert (await api.client.post(f"{API}/submit-url", json={"url": url})).status == 200
+    for task_id in range(1, 7):
+        assert "sha256" in await wait_until_settled(api, task_id)
+    assert origin.concurrency["most"] == 2
