@@ -44,8 +44,9 @@ class HubSettings(ServiceSettings):
     health_interval_seconds: float = 5
     health_timeout_seconds: float = 3
     connect_timeout_seconds: float = 5
-    # How long a Worker may take to answer once it has the whole body.
-    worker_response_timeout_seconds: float = 60
+    # How long a Worker may take to answer once it has the whole body (it answers in
+    # milliseconds when well); a frozen Worker is left for the next one after this.
+    worker_response_timeout_seconds: float = 10
     # A forward slower than this (a Worker that stopped reading) is abandoned and retried.
     min_forward_bytes_per_second: int = 1024 * 1024
     # Submissions are written here before they are forwarded, so a failed forward can be retried.
