@@ -95,10 +95,13 @@ async def refresh_gauges(app: web.Application) -> None:
     healthy = metrics.gauge("scanhub_hub_worker_healthy", "1 while a Worker is in rotation", ("worker",))
     forwarded = metrics.gauge("scanhub_hub_tasks_forwarded", "Submissions a Worker accepted", ("worker",))
     depth = metrics.gauge("scanhub_hub_worker_queue_depth", "A Worker's queue at its last check", ("worker",))
-    for worker in app[POOL].workers:
-        healthy.labels(worker.url).set(1 if worker.healthy else 0)
-        forwarded.labels(worker.url).set(worker.tasks_forwarded)
-        depth.labels(worker.url).set(worker.queue_depth or 0)
+    # Labelled by position in SCANHUB_WORKER_URLS, not by URL: the addresses are for the
+    # admin-only /api/hub/v1/workers, and /metrics takes any token.
+    for number, worker in enumerate(app[POOL].workers, start=1):
+        label = str(number)
+        healthy.labels(label).set(1 if worker.healthy else 0)
+        forwarded.labels(label).set(worker.tasks_forwarded)
+        depth.labels(label).set(worker.queue_depth or 0)
 
 
 def remove_stale_bodies(settings: HubSettings) -> None:

@@ -364,3 +364,12 @@ async def test_a_worker_answering_500_is_relayed_not_retried_elsewhere(fake_work
     assert response.status == 500
     assert other.received == []
     assert hub.app[POOL].workers[0].healthy
+
+
+async def test_the_hubs_metrics_label_workers_by_position_not_by_address(fake_workers, make_hub):
+    first, second = await fake_workers(2)
+    hub = await make_hub([first.url, second.url])
+    assert (await hub.post(UPLOAD, data=upload_form())).status == 200
+    metrics = await (await hub.get("/metrics")).text()
+    assert 'scanhub_hub_tasks_forwarded{worker="1"} 1.0' in metrics
+    assert first.url not in metrics and second.url not in metrics
