@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             raise
         headers = {k: v for k, v in error.headers.items() if k.lower() in {"allow", "retry-after"}}
         return error_response(error.status, error.reason, headers)
+    except (ConnectionResetError, ClientPayloadError) as error:
+        # The client went away mid-request: nothing to answer, and nothing went wrong here.
+        log.info("%s %s: the client disconnected (%s)", request.method, request.path, type(error).__name__)
+        return error_response(400, "the client disconnected before the request was complete")
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal server error")

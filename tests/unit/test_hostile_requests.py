@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 
@@ -120,3 +121,23 @@ async def test_a_non_utf8_filename_is_kept_readable_not_a_500(worker_api):
     assert status == 200, answer
     record = await worker_api.store.get(1)
     assert record is not None and record["file_name"].startswith("r") and record["file_name"].endswith(".exe")
+
+
+async def test_a_client_that_disconnects_mid_upload_leaves_no_file_and_no_traceback(worker_api, caplog):
+    caplog.set_level(logging.INFO)
+    server = worker_api.client.server
+    _, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(
+        b"POST " + f"{API}/upload".encode() + b" HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\npart of a file'
+    )
+    await writer.drain()
+    await asyncio.sleep(0.1)  # the handler is now reading the body
+    writer.transport.abort()  # the client vanishes
+    for _ in range(100):
+        if not worker_api.spool_files():
+            break
+        await asyncio.sleep(0.02)
+    assert not [record for record in caplog.records if record.exc_info or record.levelno >= logging.ERROR]
+    assert worker_api.spool_files() == []
