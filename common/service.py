@@ -95,10 +95,10 @@ async def listen(
     if handler_factory is None:
         raise RuntimeError("the app runner has no server")
     server = await asyncio.get_running_loop().create_server(
-        lambda: GuardedProtocol(handler_factory(), limits),
+        # TLS is started by the protocol itself, after it has seen that the client speaks it.
+        lambda: GuardedProtocol(handler_factory(), limits, ssl_context),
         settings.host,
         settings.port,
-        ssl=ssl_context,
         reuse_address=True,
         backlog=1024,
     )

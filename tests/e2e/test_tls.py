@@ -27,11 +27,12 @@ async def test_uploads_reports_and_the_hubs_view_of_workers_go_over_verified_htt
             task_url = await submit(session, cluster.hub_url, b"over https")
             assert task_url.startswith("https://127.0.0.1:")
             assert (await wait_for_task(session, task_url))["status"] == "done"
-        # A client that does not trust scanhub's CA is refused, and plain HTTP gets no answer.
+        # A client that does not trust scanhub's CA is refused; plain HTTP is told to use HTTPS.
         async with aiohttp.ClientSession() as session:
             with pytest.raises(aiohttp.ClientConnectorCertificateError):
                 await session.get(f"{cluster.hub_url}/health")
-            with pytest.raises(aiohttp.ClientError):
-                await session.get(cluster.hub_url.replace("https://", "http://") + "/health")
+            async with session.get(cluster.hub_url.replace("https://", "http://") + "/health") as plain:
+                assert plain.status == 400
+                assert "speaks HTTPS" in (await plain.json())["message"]
     finally:
         cluster.stop()
