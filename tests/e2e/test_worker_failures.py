@@ -21,8 +21,8 @@ async def test_uploads_go_elsewhere_while_one_workers_redis_is_down(worker_nodes
         wait_hub_ready(hub, hub_url)
         worker_nodes.redis_servers[0].stop()  # the first node's Redis is gone
         async with aiohttp.ClientSession() as session:
-            async with session.post(f"{first.url}/api/tiscale/v1/upload", data={"file": b"x"}) as direct:
-                assert direct.status == 503 and direct.headers["Retry-After"]
+            direct = await upload(session, first.url, b"x")
+            assert direct.status == 503 and direct.headers["Retry-After"]
             answers = [await upload(session, hub_url, f"file {number}".encode()) for number in range(4)]
             assert [answer.status for answer in answers] == [200] * 4
             task_urls = [(await answer.json())["task_url"] for answer in answers]
