@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format bench test-unit test-integration test-e2e clean
+.PHONY: install run test lint format bench chaos test-unit test-integration test-e2e clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "scanhub needs Python 3.11 or newer (set PYTHON=...)")'
@@ -42,6 +42,10 @@ test-e2e: install
 # `make bench RULES=/path/to/rules` measures with a rule directory of your own; BENCH_ARGS adds options.
 bench: install
 	$(BIN)/python -m bench $(if $(RULES),--rules $(RULES)) $(BENCH_ARGS)
+
+# Faults injected one at a time into a loaded local cluster; prints what each costs.
+chaos: install
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
