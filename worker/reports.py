@@ -264,8 +264,16 @@ def apply_fields(entry: dict[str, Any], spec: Mapping[str, Any]) -> dict[str, An
     return entry
 
 
+def classification_code(entry: Any) -> int:
+    """An entry's classification code (0 unknown ... 3 malicious); 0 when it has none usable
+    (a site's own engine may store reports of any shape)."""
+    classification = entry.get("classification") if isinstance(entry, dict) else None
+    code = classification.get("classification", 0) if isinstance(classification, dict) else 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
 def is_flagged(entry: dict[str, Any]) -> bool:
-    return int(entry.get("classification", {}).get("classification", 0)) >= 2
+    return classification_code(entry) >= 2
 
 
 def apply_report_type(report: list[dict[str, Any]], definition: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -303,35 +311,44 @@ def flatten(value: Any, prefix: str = "", into: dict[str, Any] | None = None) ->
 
 def extend(report: list[dict[str, Any]], original: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each entry names its chain of containers; entry 0 summarizes the tree."""
-    by_index = {entry.get("index"): entry for entry in original}
+    by_index = {index: entry for entry in original if isinstance(index := entry.get("index"), int)}
 
     def chain(entry: dict[str, Any]) -> list[str]:
         names: list[str] = []
-        seen = set()
-        while (relationship := entry.get("parent_relationship")) and entry.get("index") not in seen:
-            seen.add(entry.get("index"))
-            entry = by_index.get(relationship.get("parent_index"), {})
-            names.insert(0, entry.get("info", {}).get("file", {}).get("file_path", ""))
+        seen: set[int] = set()
+        while isinstance(relationship := entry.get("parent_relationship"), dict):
+            index, parent = entry.get("index"), relationship.get("parent_index")
+            if not isinstance(index, int) or index in seen or not isinstance(parent, int):
+                break
+            seen.add(index)
+            entry = by_index.get(parent, {})
+            info = entry.get("info")
+            file = info.get("file") if isinstance(info, dict) else None
+            names.insert(0, str(file.get("file_path", "")) if isinstance(file, dict) else "")
         return names
 
     extended = []
     for entry in report:
         entry = dict(entry)
-        entry["container_chain"] = chain(by_index.get(entry.get("index"), entry))
+        index = entry.get("index")
+        entry["container_chain"] = chain(by_index.get(index, entry) if isinstance(index, int) else entry)
         extended.append(entry)
     if extended:
         counts = {"unknown": 0, "goodware": 0, "suspicious": 0, "malicious": 0}
         names = list(counts)
         for entry in original:
-            code = int(entry.get("classification", {}).get("classification", 0))
+            code = classification_code(entry)
             counts[names[code] if 0 <= code < len(names) else "unknown"] += 1
-        limits = [
-            limit
-            for entry in original
-            for limit in entry.get("metadata", {}).get("archive", {}).get("limits_hit", [])
-        ]
+        limits = [limit for entry in original for limit in limits_hit(entry)]
         extended[0]["summary"] = {"files": len(original), "classifications": counts, "limits_hit": limits}
     return extended
+
+
+def limits_hit(entry: dict[str, Any]) -> list[Any]:
+    metadata = entry.get("metadata")
+    archive = metadata.get("archive") if isinstance(metadata, dict) else None
+    found = archive.get("limits_hit") if isinstance(archive, dict) else None
+    return found if isinstance(found, list) else []
 
 
 def shape_report(

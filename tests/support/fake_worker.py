@@ -70,13 +70,17 @@ class FakeWorker:
             assert request.transport is not None
             request.transport.close()
             raise ConnectionResetError("the fake Worker died")
-        if request.content_type.startswith("multipart/"):
-            reader = await request.multipart()
-            while (part := await reader.next()) is not None:
-                assert isinstance(part, BodyPartReader)
-                received.fields[str(part.name)] = bytes(await part.read())
-        else:
-            received.json = await request.json()
+        try:  # a body a real Worker would refuse gets its 400, as from a real Worker
+            if request.content_type.startswith("multipart/"):
+                reader = await request.multipart()
+                while (part := await reader.next()) is not None:
+                    if not isinstance(part, BodyPartReader):
+                        raise ValueError("nested multipart")
+                    received.fields[str(part.name)] = bytes(await part.read())
+            else:
+                received.json = await request.json()
+        except ValueError as error:
+            return web.json_response({"message": f"malformed body: {error}"}, status=400)
         if self.mode == REJECT:
             return web.json_response({"message": "the upload has no 'file' part"}, status=400)
         self.received.append(received)
