@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 # Any characters a name can carry (zipfile itself cannot write surrogates, NUL or separators
 # at the end); names are only reported, never used as paths.
 member_names = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), min_size=1, max_size=40
+    alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\0"), min_size=1, max_size=40
 ).filter(lambda name: not name.endswith(("/", "\\")) and name.strip("/\\."))
 
 
