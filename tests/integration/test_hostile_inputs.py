@@ -142,8 +142,12 @@ def hostile_archives() -> dict[str, bytes]:
     lying_pe = bytearray(minimal_pe())
     struct.pack_into("<I", lying_pe, 0x3C, 0x7FFFFFF0)  # e_lfanew far past the end
     truncated_zip = zip_bytes({"big.bin": bytes(range(256)) * 4000}, method=zipfile.ZIP_DEFLATED)
+    quine_like = EICAR
+    for level in range(40):  # the same zip in itself, 40 levels: what a zip quine unpacks to
+        quine_like = zip_bytes({f"level{level}.zip" if level else "eicar.com": quine_like})
     return {
         "flat bomb (10 GiB)": zip_bomb_bytes(members=10, member_bytes=1024**3),
+        "quine-like nesting (40 levels)": quine_like,
         "nested bomb": zip_bytes(
             {"inner.zip": zip_bomb_bytes(members=4, member_bytes=1024**3)}, zipfile.ZIP_STORED
         ),
