@@ -34,6 +34,13 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
         return await reader.read()
 
 
+async def one_request(port: int) -> bytes:
+    """A whole GET / on a new connection, and the whole answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    return await closed_within(reader, 5)
+
+
 async def test_a_connection_that_never_finishes_its_headers_is_closed(tmp_path):
     runner, server, counters, port = await serving(header_timeout_seconds=0.3, keepalive_timeout_seconds=75)
     try:
@@ -43,9 +50,7 @@ async def test_a_connection_that_never_finishes_its_headers_is_closed(tmp_path):
         assert await closed_within(reader, 5) == b""
         assert counters.timed_out == 1 and counters.open == 0
         # A client that sends its request in time is served on the same server.
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        assert b'{"ok": true}' in await closed_within(reader, 5)
+        assert b'{"ok": true}' in await one_request(port)
     finally:
         server.close()
         await runner.cleanup()
@@ -69,9 +74,7 @@ async def test_past_the_cap_a_new_connection_gets_503_json_with_retry_after(tmp_
         deadline = time.monotonic() + 5
         while counters.open and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        assert b"200 OK" in await closed_within(reader, 5)
+        assert b"200 OK" in await one_request(port)
     finally:
         server.close()
         await runner.cleanup()
