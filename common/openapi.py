@@ -31,6 +31,8 @@ def openapi_document(app: web.Application, title: str, version: str) -> dict[str
     for route in app.router.routes():
         if route.method in ("HEAD", "*") or route.resource is None:
             continue
+        if route.resource.canonical.endswith("/") and route.resource.canonical != "/":
+            continue  # a trailing-slash alias (common.service.accept_trailing_slashes)
         path = PATH_PARAMETER.sub(r"{\1}", route.resource.canonical)
         summary, description = _summary(route.handler)
         operation: dict[str, Any] = {

@@ -23,6 +23,21 @@ from common.metrics import METRICS, ServiceMetrics, metrics_route
 from common.openapi import openapi_route
 from common.settings import ServiceSettings
 
+API_PREFIX = "/api/"
+
+
+def accept_trailing_slashes(app: web.Application) -> None:
+    """Every API route also answers with a trailing slash (`/api/tiscale/v1/upload/`), as the
+    same handler and token group. No redirect: an HTTP client does not send a POST body
+    again after one. Call once all routes are added; the OpenAPI document leaves these out."""
+    for route in list(app.router.routes()):
+        resource = route.resource
+        if resource is None or route.method in ("HEAD", "*"):
+            continue
+        path = resource.canonical
+        if path.startswith(API_PREFIX) and not path.endswith("/"):
+            app.router.add_route(route.method, path + "/", route.handler)
+
 
 def service_app(
     service: str,

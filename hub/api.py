@@ -18,7 +18,14 @@ from common import tls
 from common.auth import PUBLIC, token_group
 from common.errors import ApiError, json_response
 from common.metrics import METRICS
-from common.service import health_response, require_multipart, service_app, spool_checks, upload_body_limit
+from common.service import (
+    accept_trailing_slashes,
+    health_response,
+    require_multipart,
+    service_app,
+    spool_checks,
+    upload_body_limit,
+)
 from hub.forward import MemoryBudget, forward_submission
 from hub.keys import BODY_MEMORY, POOL, SESSION, SETTINGS
 from hub.pool import Worker, WorkerPool, check_all, run_health_checks
@@ -118,6 +125,7 @@ def create_app(settings: HubSettings) -> web.Application:
         [Worker(url, settings.worker_token(index)) for index, url in enumerate(settings.worker_urls)]
     )
     app.add_routes(routes)
+    accept_trailing_slashes(app)
     app.cleanup_ctx.append(resources)
     return app
 

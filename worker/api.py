@@ -19,8 +19,8 @@ from aiohttp import web
 from common.auth import PUBLIC, token_group
 from common.errors import ApiError
 from common.metrics import METRICS
-from common.service import health_response, service_app, spool_checks
-from worker import fetch, license_api, rules_api, submit_url, task_api, upload_api
+from common.service import accept_trailing_slashes, health_response, service_app, spool_checks
+from worker import fetch, license_api, outbound, rules_api, submit_url, task_api, upload_api
 from worker.admission import Admission
 from worker.analysis import tools
 from worker.celery_app import create_celery
@@ -145,6 +145,7 @@ def create_app(
     for module in (upload_api, submit_url, task_api, license_api, rules_api):
         app.add_routes(module.routes)
     app.add_routes(routes)
+    accept_trailing_slashes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
@@ -159,8 +160,8 @@ def create_app(
             retry_after_seconds=settings.retry_after_seconds,
         )
         app[PUBLISHER] = JobPublisher(send_jobs or celery_sender(settings), settings.max_job_batch)
-        networks = fetch.parse_networks(settings.submit_url_allowed_networks)
-        app[FETCH_SESSION] = fetch.guarded_session(networks, settings.download_limits())
+        networks = outbound.parse_networks(settings.outbound_allowed_networks)
+        app[FETCH_SESSION] = fetch.download_session(networks, settings.download_limits())
         app[DOWNLOADS] = set()
         stop_sweeper = asyncio.Event()
         sweeper = asyncio.create_task(

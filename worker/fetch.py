@@ -1,12 +1,9 @@
-"""Downloads for submit-url, refusing targets inside private networks (SSRF).
+"""Downloads for submit-url, through the node's outbound policy (`worker/outbound.py`).
 
-Every connection goes through `GuardedResolver`, which drops addresses that are not
-globally routable (loopback, private, link-local, multicast, reserved, CGNAT...) unless a
-configured network allows them, so a DNS answer that changes between check and connect
-cannot smuggle a private address in. aiohttp does not consult the resolver for IP-literal
-hosts, so those are checked directly, and redirects are followed by hand so that every hop
-is checked again. The body is streamed through the same spool writer as uploads, capped
-at the same size, and never decompressed on the fly.
+Every connection goes through the policy's resolver, so a URL whose host resolves to a
+private address is refused (SSRF); redirects are followed by hand so that every hop is
+checked again. The body is streamed through the same spool writer as uploads, capped at
+the same size, and never decompressed on the fly.
 
 Slow servers cannot starve the download pool: each read must bring bytes within
 `read_timeout` seconds, a download slower on average than `min_bytes_per_second` once its
@@ -16,8 +13,6 @@ first `grace_seconds` are past is abandoned, the whole download has a deadline, 
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,107 +20,16 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
-from worker import spool
+from worker import outbound, spool
+from worker.outbound import Network
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 REDIRECT_CODES = {301, 302, 303, 307, 308}
 
 
 class FetchError(Exception):
     """The URL could not be fetched; the message says why, for the task's `error`."""
-
-
-def parse_networks(values: Sequence[str]) -> list[Network]:
-    return [ipaddress.ip_network(value, strict=False) for value in values]
-
-
-NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
-IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
-SITE_LOCAL = ipaddress.ip_network("fec0::/10")
-
-
-def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one stands for (mapped, 6to4, NAT64, IPv4-compatible), if any."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip in NAT64_PREFIX or (ip in IPV4_COMPATIBLE and int(ip) > 1):
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def address_allowed(address: str, allowed_networks: Sequence[Network]) -> bool:
-    ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
-    if any(ip in network for network in allowed_networks):
-        return True
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip in SITE_LOCAL:
-            return False
-        inner = embedded_ipv4(ip)
-        if inner is not None:
-            return address_allowed(str(inner), allowed_networks)
-    return ip.is_global and not ip.is_multicast
-
-
-def literal_address(host: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        return None
-
-
-class GuardedResolver(AbstractResolver):
-    def __init__(self, allowed_networks: Sequence[Network]):
-        self.allowed_networks = list(allowed_networks)
-        self._resolver = ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._resolver.resolve(host, port, family)
-        allowed = [result for result in results if address_allowed(result["host"], self.allowed_networks)]
-        if not allowed:
-            raise FetchError(f"{host} resolves only to addresses that are not allowed")
-        return allowed
-
-    async def close(self) -> None:
-        await self._resolver.close()
-
-
-def check_url(url: str, allowed_networks: Sequence[Network]) -> URL:
-    """Syntax and literal-address checks; raises ValueError with a client-facing reason."""
-    if len(url) > 4096:
-        raise ValueError("the URL is longer than 4096 characters")
-    parsed = URL(url)
-    if parsed.scheme not in ("http", "https"):
-        raise ValueError("only http and https URLs can be submitted")
-    if not parsed.host:
-        raise ValueError("the URL has no host")
-    literal = literal_address(parsed.host)
-    if literal is not None and not address_allowed(literal, allowed_networks):
-        raise ValueError(f"the URL points at {literal}, which is not a public address")
-    return parsed
-
-
-async def check_resolves_publicly(url: URL, allowed_networks: Sequence[Network]) -> None:
-    """At submission, refuse a host with no allowed address at all (400, not a failed task)."""
-    if literal_address(url.host or ""):
-        return
-    resolver = GuardedResolver(allowed_networks)
-    try:
-        await resolver.resolve(url.host or "", url.port or 0, socket.AF_UNSPEC)
-    except FetchError as error:
-        raise ValueError(str(error)) from None
-    except OSError as error:
-        raise ValueError(f"cannot resolve {url.host}: {error}") from None
-    finally:
-        await resolver.close()
 
 
 @dataclass(frozen=True)
@@ -138,18 +42,11 @@ class DownloadLimits:
     total: int = 64
 
 
-def guarded_session(allowed_networks: Sequence[Network], limits: DownloadLimits) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(
-        resolver=GuardedResolver(allowed_networks), limit=limits.total, limit_per_host=limits.per_origin
+def download_session(allowed_networks: Sequence[Network], limits: DownloadLimits) -> aiohttp.ClientSession:
+    timeout = aiohttp.ClientTimeout(
+        total=limits.deadline_seconds, sock_connect=10, sock_read=limits.read_timeout_seconds
     )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(
-            total=limits.deadline_seconds, sock_connect=10, sock_read=limits.read_timeout_seconds
-        ),
-        trust_env=False,  # never route through a proxy from the environment
-        auto_decompress=False,
-    )
+    return outbound.guarded_session(allowed_networks, timeout, limits.total, limits.per_origin)
 
 
 async def fetch_to_spool(
@@ -166,8 +63,8 @@ async def fetch_to_spool(
     origin = URL(url).origin()
     for _ in range(max_redirects + 1):
         try:
-            target = check_url(current, allowed_networks)
-        except ValueError as error:
+            target = outbound.check_url(current, allowed_networks)
+        except outbound.Refused as error:
             raise FetchError(str(error)) from None
         if target.origin() != origin:
             headers = {}  # the caller's credentials are for the first origin only
@@ -192,6 +89,8 @@ async def fetch_to_spool(
                     ) from None
                 except Exception as error:  # ApiError(413) or a broken connection
                     raise FetchError(getattr(error, "message", None) or f"download failed: {error}") from None
+        except outbound.Refused as error:
+            raise FetchError(str(error)) from None
         except aiohttp.ClientError as error:
             raise FetchError(f"download failed: {type(error).__name__}: {error}") from None
         except TimeoutError:

@@ -33,8 +33,17 @@ class WorkerSettings(ServiceSettings):
     # Tasks waiting in the queue above which uploads are refused with 503.
     max_queue_depth: int = 10_000
 
-    # submit-url: networks allowed even though not public (e.g. "10.20.0.0/16"); empty: none.
-    submit_url_allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The outbound policy (worker/outbound.py): networks the node may connect to although they
+    # are not public (e.g. "10.20.0.0/16"), for submit-url, callbacks, Splunk and S3; empty: none.
+    outbound_allowed_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices(
+            "outbound_allowed_networks",
+            "SCANHUB_OUTBOUND_ALLOWED_NETWORKS",
+            "submit_url_allowed_networks",
+            "SCANHUB_SUBMIT_URL_ALLOWED_NETWORKS",
+        ),
+    )
     submit_url_max_redirects: int = 5
     # The whole download's deadline; no byte for submit_url_read_timeout_seconds, or less than
     # submit_url_min_bytes_per_second on average after the first submit_url_rate_grace_seconds,
@@ -152,7 +161,7 @@ class WorkerSettings(ServiceSettings):
             unprocessed_seconds=self.unprocessed_task_limit_seconds,
         )
 
-    @field_validator("submit_url_allowed_networks", mode="before")
+    @field_validator("outbound_allowed_networks", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> list[str]:
         return [str(ipaddress.ip_network(item, strict=False)) for item in split_list(value)]

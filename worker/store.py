@@ -251,8 +251,8 @@ def task_view(fields: dict[str, str]) -> dict[str, Any]:
         "direct_sender": fields.get("direct_sender"),
         "forwarded_for": _json_or(fields.get("forwarded_for"), []),
     }
-    if status == DONE:
-        view["tc_report"] = _json_or(fields.get("tc_report"), None)
+    # Always present, null until there is a report: clients read it without a key check.
+    view["tc_report"] = _json_or(fields.get("tc_report"), None) if status == DONE else None
     if status == FAILED:
         view["error"] = fields.get("error", "")
     # Spec: custom_data is returned only once the file has been processed.

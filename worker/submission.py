@@ -34,6 +34,20 @@ def parse_json_field(name: str, text: str | None) -> Any:
         raise ApiError(400, f"'{name}' is not valid JSON: {error}") from None
 
 
+def custom_data_text(text: str | None) -> str | None:
+    """`custom_data` as it will be stored: the client's text when it is valid JSON, else
+    nothing. The spec says custom_data that is not valid JSON is left out of the report,
+    not refused: the file is still analyzed."""
+    if text is None:
+        return None
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        log.info("custom_data is not valid JSON and is left out of the report")
+        return None
+    return text
+
+
 def readable(text: str, limit: int) -> str:
     """Client text as valid UTF-8, at most `limit` characters. HTTP headers and multipart
     filenames are bytes: aiohttp keeps what is not UTF-8 as surrogates, which no JSON

@@ -1,6 +1,7 @@
 """POST /submit-url: a URL accepted at once, downloaded in the background, then queued.
 
-The download itself (outbound guard, redirects, size limit) is `worker/fetch.py`'s.
+The download itself (redirects, size limit) is `worker/fetch.py`'s, through the node's
+outbound policy (`worker/outbound.py`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ from aiohttp import web
 from common.auth import token_group
 from common.errors import ApiError, json_response
 from common.streaming import timed_reads
-from worker import fetch, spool
+from worker import fetch, outbound, spool
 from worker.digests import DIGEST_BY_HEX_LENGTH
 from worker.keys import ADMISSION, DOWNLOADS, FETCH_SESSION, SETTINGS, STORE
 from worker.store import QUEUED
-from worker.submission import API, parse_json_field, publish, submission_fields, task_url
+from worker.submission import (
+    API,
+    custom_data_text,
+    parse_json_field,
+    publish,
+    submission_fields,
+    task_url,
+)
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -30,12 +38,14 @@ routes = web.RouteTableDef()
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 
 
-def json_text(name: str, value: Any) -> str | None:
-    """custom_data / user_data given inside a JSON body: an object, or a JSON string."""
+def json_text(name: str | None, value: Any) -> str | None:
+    """custom_data / user_data given inside a JSON body: an object, or a JSON string (checked
+    here when `name` is given)."""
     if value is None:
         return None
     if isinstance(value, str):
-        parse_json_field(name, value)
+        if name is not None:
+            parse_json_field(name, value)
         return value
     return orjson.dumps(value).decode()
 
@@ -95,13 +105,13 @@ async def submit_url(request: web.Request) -> web.Response:
     )
     if not isinstance(body, dict) or not isinstance(body.get("url"), str):
         raise ApiError(400, "the JSON body needs a 'url' string")
-    networks = fetch.parse_networks(settings.submit_url_allowed_networks)
+    networks = outbound.parse_networks(settings.outbound_allowed_networks)
     try:
-        target = fetch.check_url(body["url"], networks)
-        await fetch.check_resolves_publicly(target, networks)
-    except ValueError as error:
+        target = outbound.check_url(body["url"], networks)
+        await outbound.check_resolves(target, networks)
+    except outbound.Refused as error:
         raise ApiError(400, f"the URL cannot be submitted: {error}") from None
-    custom_data = json_text("custom_data", body.get("custom_data"))
+    custom_data = custom_data_text(json_text(None, body.get("custom_data")))
     user_data = json_text("user_data", body.get("user_data"))
     if user_data is not None and not isinstance(orjson.loads(user_data), dict):
         raise ApiError(400, "'user_data' must be a JSON object")
@@ -129,7 +139,7 @@ async def download_and_queue(
     """Download, verify, then queue one submit-url task; whatever goes wrong fails the task
     and leaves no file behind, rather than a record queued until the sweeper cancels it."""
     settings, store = app[SETTINGS], app[STORE]
-    networks = fetch.parse_networks(settings.submit_url_allowed_networks)
+    networks = outbound.parse_networks(settings.outbound_allowed_networks)
     spooled: spool.SpooledFile | None = None
     try:
         spooled = await fetch.fetch_to_spool(

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -16,7 +17,15 @@ from common.service import refuse_oversized_body, require_multipart, upload_body
 from common.streaming import timed_reads
 from worker import spool
 from worker.keys import ADMISSION, SETTINGS, STORE
-from worker.submission import API, parse_json_field, publish, readable, submission_fields, task_url
+from worker.submission import (
+    API,
+    custom_data_text,
+    parse_json_field,
+    publish,
+    readable,
+    submission_fields,
+    task_url,
+)
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -85,7 +94,8 @@ async def upload(request: web.Request) -> web.Response:
             raise ApiError(400, f"malformed multipart body: {error}") from None
         if spooled is None:
             raise ApiError(400, "the upload has no 'file' part")
-        custom_data = parse_json_field("custom_data", fields.get("custom_data"))
+        custom_text = custom_data_text(fields.get("custom_data"))
+        custom_data = orjson.loads(custom_text) if custom_text is not None else None
         user_data = parse_json_field("user_data", fields.get("user_data"))
         if user_data is not None and not isinstance(user_data, dict):
             raise ApiError(400, "'user_data' must be a JSON object")
@@ -95,7 +105,7 @@ async def upload(request: web.Request) -> web.Response:
 
         task_id = await store.create(
             int(time.time()),
-            **submission_fields(request, fields.get("custom_data"), fields.get("user_data")),
+            **submission_fields(request, custom_text, fields.get("user_data")),
             file_name=file_name,
             size=spooled.size,
             **spooled.digests,

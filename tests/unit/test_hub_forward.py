@@ -306,7 +306,7 @@ async def test_hub_in_front_of_a_real_worker_answers_its_errors_unchanged(make_w
     assert hub.app[POOL].workers[0].healthy is False  # a fakeredis Worker has no Celery heartbeat
     hub.app[POOL].workers[0].healthy = True
     cases = [
-        upload_form(custom_data="{not json"),
+        upload_form(user_data="{not json"),
         upload_form(user_data="[1]"),
         upload_form(custom_data=json.dumps({"integrity_check_hash": "0" * 40})),
     ]

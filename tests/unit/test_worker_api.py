@@ -60,7 +60,7 @@ async def test_pending_task_is_200_with_processed_null_and_no_custom_data(worker
     assert view["processed"] is None
     assert view["status"] == "queued"
     assert "custom_data" not in view
-    assert "tc_report" not in view
+    assert view["tc_report"] is None
     assert isinstance(view["submitted"], int)
 
 
@@ -99,13 +99,46 @@ async def test_upload_that_is_not_multipart_is_400(worker_api):
     assert "multipart" in (await response.json())["message"]
 
 
-@pytest.mark.parametrize("field", ["custom_data", "user_data"])
-async def test_upload_with_bad_json_field_is_400_and_leaves_no_file(worker_api, field):
-    response = await worker_api.upload(**{field: "{not json"})
+async def test_upload_with_bad_json_user_data_is_400_and_leaves_no_file(worker_api):
+    response = await worker_api.upload(user_data="{not json")
     assert response.status == 400
-    assert field in (await response.json())["message"]
+    assert "user_data" in (await response.json())["message"]
     assert worker_api.spool_files() == []
     assert worker_api.queued == []
+
+
+async def test_custom_data_that_is_not_json_is_accepted_and_left_out_of_the_report(worker_api):
+    response = await worker_api.upload(b"analyzed anyway", custom_data="{not json")
+    assert response.status == 200
+    assert worker_api.queued == [1]
+    record = await worker_api.store.get(1)
+    assert "custom_data" not in record
+    await worker_api.store.redis.hset(worker_api.store.keys.task(1), mapping=done_fields([{}], {}, 1))
+    view = await (await worker_api.client.get(f"{API}/task/1")).json()
+    assert view["status"] == DONE and "custom_data" not in view
+
+
+async def test_pending_and_failed_tasks_carry_tc_report_null(worker_api):
+    await worker_api.upload(b"one")
+    await worker_api.upload(b"two")
+    pending = await (await worker_api.client.get(f"{API}/task/1")).json()
+    assert pending["status"] == "queued" and pending["tc_report"] is None
+    await worker_api.store.fail(2, "analysis failed: broken", 5)
+    failed = await (await worker_api.client.get(f"{API}/task/2")).json()
+    assert failed["status"] == "failed" and failed["tc_report"] is None
+    assert failed["error"] == "analysis failed: broken"
+
+
+async def test_a_trailing_slash_reaches_the_same_route_without_a_redirect(worker_api):
+    form = FormData()
+    form.add_field("file", b"slash", filename="s.bin")
+    response = await worker_api.client.post(f"{API}/upload/", data=form, allow_redirects=False)
+    assert response.status == 200
+    assert response.history == ()
+    assert worker_api.queued == [1]
+    task = await worker_api.client.get(f"{API}/task/1/?full=1")
+    assert task.status == 200 and (await task.json())["task_id"] == 1
+    assert (await worker_api.client.get(f"{API}/no-such-route/")).status == 404
 
 
 async def test_upload_over_max_size_is_413_and_leaves_no_file(make_worker_api):
@@ -332,8 +365,11 @@ async def test_openapi_document_lists_every_served_route_with_its_token_group(wo
         for route in worker_api.client.app.router.routes()
         if route.method != "HEAD"
     }
+    aliases = {(path, method) for path, method in served if path.endswith("/") and path != "/"}
     documented = {(path, method) for path, item in document["paths"].items() for method in item}
-    assert documented == served
+    assert documented == served - aliases
+    # Every trailing-slash alias is of a documented API route.
+    assert aliases and {(path[:-1], method) for path, method in aliases} <= documented
     upload = document["paths"]["/api/tiscale/v1/upload"]["post"]
     assert upload["security"][0] == {"token": ["submit"]}
     task = document["paths"]["/api/tiscale/v1/task/{task_id}"]["get"]
