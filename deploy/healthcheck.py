@@ -56,8 +56,9 @@ def http_result(url: str) -> Result:
         return Result.UNRESPONSIVE
 
 
-def celery_result() -> Result:
-    """This container's Celery worker (`--hostname <name>@%h`) has a heartbeat key in Redis.
+def celery_result(role: str = "analysis") -> Result:
+    """This container's Celery worker (`--hostname <name>@%h`) of `role` (analysis, or
+    outputs for `celery outputs`) has a heartbeat key in Redis.
 
     The worker's main loop renews that key every `celery_heartbeat_seconds` with an expiry
     of three intervals, so the key vanishes once the worker is frozen or dead.
@@ -70,7 +71,7 @@ def celery_result() -> Result:
     settings = load_worker_settings()
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=TIMEOUT_SECONDS)
     suffix = f"@{socket.gethostname()}"
-    pattern = Keys(settings.key_prefix).celery_heartbeat_pattern
+    pattern = Keys(settings.key_prefix).celery_heartbeat_pattern_of(role)
     try:
         beating = any(key.decode().endswith(suffix) for key in client.scan_iter(match=pattern))
     except redis.RedisError as error:
@@ -88,6 +89,8 @@ def check(argv: list[str]) -> Result | None:
         return Result.UNRESPONSIVE if http_result(argv[1]) is Result.UNRESPONSIVE else Result.HEALTHY
     if argv == ["celery"]:
         return celery_result()
+    if argv == ["celery", "outputs"]:
+        return celery_result("outputs")
     return None
 
 

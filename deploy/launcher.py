@@ -77,7 +77,7 @@ class LocalCluster:
         return f"{self.scheme}://127.0.0.1:{self.hub_port}"
 
     def processes(self) -> list[Managed]:
-        parts = [self.hub, *(part for node in self.nodes for part in (node.api, node.celery))]
+        parts = [self.hub, *(part for node in self.nodes for part in (node.api, node.celery, node.outputs))]
         return [part for part in (*parts, *self.redis_servers) if part is not None]
 
     def start(self) -> LocalCluster:

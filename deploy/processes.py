@@ -224,9 +224,28 @@ def start_celery(name: str, env: dict[str, str], log_dir: Path | None) -> Manage
     return Managed(f"{name}-celery", command, env, log_path).start()
 
 
+def start_outputs_worker(name: str, env: dict[str, str], log_dir: Path | None) -> Managed:
+    """The node's outputs worker: callback and Splunk deliveries, on a thread pool."""
+    command = python_command(
+        "-m",
+        "worker.celery_worker",
+        "outputs",
+        "--loglevel",
+        env.get("SCANHUB_LOG_LEVEL", "INFO"),
+        "--hostname",
+        f"{name}-outputs@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    )
+    log_path = log_dir / f"{name}-outputs.log" if log_dir else None
+    return Managed(f"{name}-outputs", command, env, log_path).start()
+
+
 @dataclass
 class WorkerNode:
-    """A Worker node as processes: its API and its Celery worker (Redis is started apart)."""
+    """A Worker node as processes: its API, its analysis Celery worker and its outputs
+    worker (Redis is started apart)."""
 
     name: str
     url: str
@@ -234,11 +253,13 @@ class WorkerNode:
     log_dir: Path | None
     api: Managed | None = None
     celery: Managed | None = None
+    outputs: Managed | None = None
     ca_file: Path | None = None  # when the node serves HTTPS with scanhub's CA
 
     def start(self, wait: bool = True, timeout: float = 60) -> WorkerNode:
         self.start_api()
         self.start_celery()
+        self.start_outputs()
         if wait:
             self.wait_healthy(timeout)
         return self
@@ -249,9 +270,12 @@ class WorkerNode:
     def start_celery(self) -> None:
         self.celery = start_celery(self.name, self.env, self.log_dir)
 
+    def start_outputs(self) -> None:
+        self.outputs = start_outputs_worker(self.name, self.env, self.log_dir)
+
     def wait_healthy(self, timeout: float = 60) -> None:
         def healthy() -> bool:
-            for part in (self.api, self.celery):
+            for part in (self.api, self.celery, self.outputs):
                 if part is not None and not part.running():
                     raise RuntimeError(f"{part.name} exited with {part.returncode}")
             return http_status(f"{self.url}/health", ca_file=self.ca_file) == 200
@@ -259,7 +283,7 @@ class WorkerNode:
         wait_until(healthy, timeout, interval=0.2, what=f"{self.name} to become healthy")
 
     def stop(self) -> None:
-        for part in (self.api, self.celery):
+        for part in (self.api, self.celery, self.outputs):
             if part is not None:
                 part.stop()
 

@@ -41,7 +41,7 @@ class NodeFactory:
         self.redis_servers: list[Managed] = []
 
     def __call__(
-        self, redis_url: str | None = None, start_celery: bool = True, **settings: str
+        self, redis_url: str | None = None, start_celery: bool = True, start_outputs: bool = False, **settings: str
     ) -> WorkerNode:
         index = len(self.nodes) + 1
         node_dir = self.tmp_path / f"node{index}"
@@ -63,6 +63,8 @@ class NodeFactory:
         node = WorkerNode(f"node{index}", f"http://{host}:{port}", env, log_dir=node_dir)
         self.nodes.append(node)
         node.start_api()
+        if start_outputs:
+            node.start_outputs()
         if start_celery:
             node.start_celery()
             node.wait_healthy(60)

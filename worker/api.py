@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import redis
@@ -20,7 +20,17 @@ from common.auth import PUBLIC, token_group
 from common.errors import ApiError
 from common.metrics import METRICS
 from common.service import accept_trailing_slashes, health_response, service_app, spool_checks
-from worker import fetch, license_api, outbound, rules_api, submit_url, task_api, upload_api
+from worker import (
+    fetch,
+    license_api,
+    outbound,
+    outputs,
+    rules_api,
+    search_api,
+    submit_url,
+    task_api,
+    upload_api,
+)
 from worker.admission import Admission
 from worker.analysis import tools
 from worker.celery_app import create_celery
@@ -64,6 +74,8 @@ async def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
         checks["queue"] = "ok" if depth < settings.max_queue_depth else "overloaded"
         # Informational like the tools: whether an accepted task survives a Redis crash.
         checks["durability"] = await store.durability()
+        # Informational: without an outputs worker, callbacks and Splunk events wait in the queue.
+        checks["outputs_workers"] = await store.live_celery_workers("outputs")
     except Exception as error:
         checks["redis"] = f"unreachable: {error}"
     checks.update(spool_checks(settings.spool_dir, settings.min_free_spool_bytes))
@@ -110,6 +122,13 @@ async def refresh_gauges(app: web.Application) -> None:
     for analyzer, measures in (await store.analyzer_stats()).items():
         for measure, gauge in analyzer_measures.items():
             gauge.labels(analyzer).set(measures.get(measure, 0))
+    deliveries = metrics.gauge(
+        "scanhub_output_deliveries",
+        "Output attempts by outcome (delivered, retried, failed, refused), all tasks together",
+        ("output", "outcome"),
+    )
+    for (output, outcome), count in (await store.output_stats()).items():
+        deliveries.labels(output, outcome).set(count)
 
 
 def celery_sender(settings: WorkerSettings) -> SendJobs:
@@ -132,17 +151,38 @@ def celery_sender(settings: WorkerSettings) -> SendJobs:
     return send
 
 
+def outputs_sender(
+    settings: WorkerSettings, store: TaskStore, send: Callable[[int], None] | None
+) -> Callable[[int], Awaitable[None]]:
+    """For a task the API ends (failed): when it has outputs (a callback, Splunk), a
+    `scanhub.queue_outputs` job to the outputs worker, which sends them."""
+    if send is None:
+        celery = create_celery(settings)
+
+        def send(task_id: int) -> None:
+            celery.send_task("scanhub.queue_outputs", args=[task_id], queue=settings.outputs_queue)
+
+    async def on_end(task_id: int) -> None:
+        text = await store.redis.hget(store.keys.task(task_id), "user_data")
+        user_data = outputs.user_data_of({"user_data": str(text) if text is not None else None})
+        if outputs.planned_outputs(settings, user_data):
+            await asyncio.to_thread(send, task_id)
+
+    return on_end
+
+
 def create_app(
     settings: WorkerSettings,
     *,
     redis_client: aioredis.Redis | None = None,
     send_jobs: SendJobs | None = None,
+    send_outputs: Callable[[int], None] | None = None,
 ) -> web.Application:
-    """The Worker API. Tests may pass a fake Redis client and a job sender of their own."""
+    """The Worker API. Tests may pass a fake Redis client and job senders of their own."""
     app = service_app("worker", settings, refresh_gauges)
     app.middlewares.append(redis_unavailable(settings.retry_after_seconds))  # inside json_errors
     app[SETTINGS] = settings
-    for module in (upload_api, submit_url, task_api, license_api, rules_api):
+    for module in (upload_api, submit_url, task_api, license_api, rules_api, search_api):
         app.add_routes(module.routes)
     app.add_routes(routes)
     accept_trailing_slashes(app)
@@ -152,6 +192,7 @@ def create_app(
         remove_partial_uploads(settings.spool_dir)
         client = redis_client or connect_async(settings.redis_url)
         app[STORE] = TaskStore(client, Keys(settings.key_prefix), settings.retention())
+        app[STORE].on_end = outputs_sender(settings, app[STORE], send_outputs)
         app[ADMISSION] = Admission(
             app[STORE].queue_depth,
             settings.spool_dir,

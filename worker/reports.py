@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from common.settings import yes_or_no
+from worker.store import task_view
 
 DEFAULT_REPORT_TYPE = "medium"
 VIEWS = ("flat", "extended")
@@ -365,3 +366,11 @@ def shape_report(
     if options.view == "extended":
         return extend(shaped, report)
     return shaped
+
+
+def render_task(fields: dict[str, str], options: ReportOptions, report_types: Mapping[str, Any]) -> bytes:
+    """A task's JSON (as GET /task/{id} answers it), its report shaped as asked."""
+    view = task_view(fields)
+    if isinstance(view.get("tc_report"), list):
+        view["tc_report"] = shape_report(view["tc_report"], options, report_types)
+    return orjson.dumps(view)

@@ -11,7 +11,7 @@ from pydantic_settings import NoDecode
 
 from common.settings import ServiceSettings, split_list
 from worker.fetch import DownloadLimits
-from worker.reports import site_report_types
+from worker.reports import REPORT_TYPES, VIEWS, site_report_types
 from worker.store import Retention
 
 # The ruleset scanhub ships (worker/rules/*.yar); a site points SCANHUB_YARA_RULES_DIR elsewhere.
@@ -62,6 +62,40 @@ class WorkerSettings(ServiceSettings):
             grace_seconds=self.submit_url_rate_grace_seconds,
             per_origin=self.submit_url_downloads_per_origin,
         )
+
+    # Outputs (docs/outputs.md). Callbacks: the report is POSTed to `user_data.callback.url`, else
+    # to callback_url; callback_enabled off ignores both (the task's outputs field says so).
+    callback_enabled: bool = True
+    callback_url: str | None = None
+    callback_report_type: str = "medium"
+    callback_view: str | None = None
+    # Splunk HTTP Event Collector: one event per finished task.
+    splunk_url: str | None = None
+    splunk_token: str | None = None
+    splunk_index: str | None = None
+    splunk_report_type: str = "small"
+    # Deliveries (callbacks, Splunk): attempts in all, the wait before the second (doubling
+    # after each failure, at most output_backoff_max_seconds), each attempt's time limit,
+    # and how many run at once in the node's outputs worker.
+    output_attempts: int = 5
+    output_backoff_seconds: float = 2
+    output_backoff_max_seconds: float = 600
+    output_timeout_seconds: float = 10
+    output_concurrency: int = 8
+    # CA bundle for HTTPS receivers with a private CA; default: the system's CAs.
+    output_ca_file: Path | None = None
+    # S3: the report (and the sample when s3_store_samples) is written before the task is done.
+    # Credentials and region come from the usual AWS_* variables (or an instance role).
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_report_prefix: str = "reports"
+    s3_sample_prefix: str = "samples"
+    s3_store_samples: bool = False
+    # Validity of file_link (a presigned URL); at most 7 days, S3's own limit.
+    s3_link_seconds: int = 7 * 24 * 3600
+    # Result cache: a file analyzed here with the same ruleset and engine version within this
+    # many seconds gets a copy of that report instead of a new analysis; 0 turns it off.
+    cache_seconds: int = 3600
 
     # Retention (see the README), in minutes as the spec names them.
     task_age_limit_minutes: float = 90
@@ -133,6 +167,11 @@ class WorkerSettings(ServiceSettings):
         return value
 
     @property
+    def outputs_queue(self) -> str:
+        """The queue of output deliveries, consumed by the node's outputs worker."""
+        return f"{self.celery_queue}.outputs"
+
+    @property
     def task_age_limit_seconds(self) -> int:
         return max(1, round(self.task_age_limit_minutes * 60))
 
@@ -143,6 +182,19 @@ class WorkerSettings(ServiceSettings):
     @property
     def file_age_limit_seconds(self) -> int:
         return max(1, round(self.file_age_limit_minutes * 60))
+
+    def report_types(self) -> dict[str, Any]:
+        """The built-in report types and the site's own."""
+        return {**REPORT_TYPES, **site_report_types(self.report_types_file)}
+
+    @model_validator(mode="after")
+    def _output_report_types_exist(self) -> WorkerSettings:
+        known = self.report_types()
+        for name in ("callback_report_type", "splunk_report_type"):
+            value = getattr(self, name)
+            if value not in known:
+                raise ValueError(f"{name}: unknown report type {value!r}; one of {', '.join(known)}")
+        return self
 
     @model_validator(mode="after")
     def _visibility_covers_a_batch(self) -> WorkerSettings:
@@ -165,6 +217,20 @@ class WorkerSettings(ServiceSettings):
     @classmethod
     def _networks(cls, value: Any) -> list[str]:
         return [str(ipaddress.ip_network(item, strict=False)) for item in split_list(value)]
+
+    @field_validator("s3_link_seconds")
+    @classmethod
+    def _link_within_s3_limit(cls, value: int) -> int:
+        if not 1 <= value <= 7 * 24 * 3600:
+            raise ValueError("s3_link_seconds must be between 1 and 604800 (7 days, S3's limit)")
+        return value
+
+    @field_validator("callback_view")
+    @classmethod
+    def _known_view(cls, value: str | None) -> str | None:
+        if value not in (None, "", *VIEWS):
+            raise ValueError(f"unknown view {value!r}; one of {', '.join(VIEWS)}")
+        return value or None
 
     @field_validator("default_password_list", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ import base64
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -102,6 +102,14 @@ return task_id
 """
 
 LIST_FIELDS = ("submitted", "processed", "token")
+# What a search by hash reads of each task (see `search_entry`).
+SEARCH_FIELDS = ("submitted", "processed", "status", "classification", "threat_name", "sha256", "file_name")
+# Task record fields holding the state of each output: `output:callback`, `output:splunk`, `output:s3`.
+OUTPUT_FIELD_PREFIX = "output:"
+
+
+# The Celery workers of a node by what they run: analysis jobs, or output deliveries.
+ROLE_KEYS = {"analysis": "celery", "outputs": "celery-outputs"}
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,24 @@ class Keys:
         return f"{self.prefix}:stats:analyzers"
 
     @property
+    def output_stats(self) -> str:
+        return f"{self.prefix}:stats:outputs"
+
+    def sample(self, sha256: str) -> str:
+        """Sorted set of the tasks (by submission time) whose file is, or holds, this sample."""
+        return f"{self.prefix}:sample:{sha256}"
+
+    def digest_alias(self, digest: str) -> str:
+        """An MD5 or SHA1 -> the SHA256 of the same sample."""
+        return f"{self.prefix}:digest:{digest}"
+
+    def cached_result(self, cache_key: str) -> str:
+        return f"{self.prefix}:cache:{cache_key}"
+
+    def output_lock(self, task_id: int, output: str) -> str:
+        return f"{self.prefix}:output-lock:{task_id}:{output}"
+
+    @property
     def license(self) -> str:
         return f"{self.prefix}:license"
 
@@ -147,12 +173,16 @@ class Keys:
     def sweeper_lock(self) -> str:
         return f"{self.prefix}:sweeper:lock"
 
-    def celery_heartbeat(self, hostname: str) -> str:
-        return f"{self.prefix}:celery:heartbeat:{hostname}"
+    def celery_heartbeat(self, hostname: str, role: str = "analysis") -> str:
+        """A live Celery worker's key; `role` is analysis or outputs."""
+        return f"{self.prefix}:{ROLE_KEYS[role]}:heartbeat:{hostname}"
+
+    def celery_heartbeat_pattern_of(self, role: str) -> str:
+        return f"{self.prefix}:{ROLE_KEYS[role]}:heartbeat:*"
 
     @property
     def celery_heartbeat_pattern(self) -> str:
-        return f"{self.prefix}:celery:heartbeat:*"
+        return self.celery_heartbeat_pattern_of("analysis")
 
 
 @dataclass(frozen=True)
@@ -224,8 +254,24 @@ def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
     return encoded
 
 
-def done_fields(report: Any, worker_identity: dict[str, Any], now: int) -> dict[str, str]:
-    return encode_fields({"status": DONE, "processed": now, "tc_report": report, **worker_identity})
+def done_fields(
+    report: Any, worker_identity: dict[str, Any], now: int, extra: dict[str, Any] | None = None
+) -> dict[str, str]:
+    verdict = verdict_fields(report)
+    fields = {"status": DONE, "processed": now, "tc_report": report, **worker_identity, **verdict}
+    return encode_fields({**fields, **(extra or {})})
+
+
+def verdict_fields(report: Any) -> dict[str, Any]:
+    """The verdict of a report's first entry, kept beside the report for searches."""
+    first = report[0] if isinstance(report, list) and report and isinstance(report[0], dict) else {}
+    classification = first.get("classification")
+    if not isinstance(classification, dict):
+        return {}
+    return {
+        "classification": classification.get("classification"),
+        "threat_name": classification.get("result"),
+    }
 
 
 def failed_fields(reason: str, now: int, worker_identity: dict[str, Any] | None = None):
@@ -255,6 +301,17 @@ def task_view(fields: dict[str, str]) -> dict[str, Any]:
     view["tc_report"] = _json_or(fields.get("tc_report"), None) if status == DONE else None
     if status == FAILED:
         view["error"] = fields.get("error", "")
+    if fields.get("cached") == "true":
+        view["cached"] = True
+    if "file_link" in fields:
+        view["file_link"] = fields["file_link"]
+    outputs = {
+        name.removeprefix(OUTPUT_FIELD_PREFIX): orjson.loads(value)
+        for name, value in fields.items()
+        if name.startswith(OUTPUT_FIELD_PREFIX)
+    }
+    if outputs:
+        view["outputs"] = outputs
     # Spec: custom_data is returned only once the file has been processed.
     if view["processed"] and "custom_data" in fields:
         # Returned as the client sent it: re-encoding would, say, turn a 30-digit integer
@@ -272,15 +329,108 @@ def list_entry(task_id: int, values: Sequence[str | None]) -> dict[str, Any]:
     }
 
 
-class TaskStore:
-    """Async access for the API processes (aiohttp)."""
+def search_entry(task_id: int, values: Sequence[str | None], sha256: str) -> dict[str, Any]:
+    submitted, processed, status, classification, threat_name, own_sha256, file_name = values
+    code = int(classification) if classification else None
+    return {
+        "task_id": task_id,
+        "submitted": int(submitted or 0),
+        "processed": int(processed) if processed else None,
+        "status": status or QUEUED,
+        "classification": code,
+        "threat_name": threat_name or None,
+        "file_name": file_name or "",
+        # "file": the task's own file is this sample; "child": it was found inside it.
+        "found_as": "file" if own_sha256 == sha256 else "child",
+    }
 
-    def __init__(self, client: aioredis.Redis, keys: Keys, retention: Retention):
+
+def sample_index_commands(
+    pipe: Any, keys: Keys, task_id: int, submitted: float, digests: Iterable[dict[str, str]], ttl: int
+) -> None:
+    """Queue on `pipe` the writes that make a task findable by each sample's hashes."""
+    for sample in digests:
+        sha256 = sample.get("sha256")
+        if not sha256:
+            continue
+        pipe.zadd(keys.sample(sha256), {str(task_id): submitted})
+        pipe.expire(keys.sample(sha256), ttl)
+        for kind in ("md5", "sha1"):
+            if sample.get(kind):
+                pipe.set(keys.digest_alias(sample[kind]), sha256, ex=ttl)
+
+
+def report_digests(report: Any) -> list[dict[str, str]]:
+    """The md5/sha1/sha256 of every file in a report (the task's own file and its children)."""
+    found = []
+    for entry in report if isinstance(report, list) else []:
+        hashes = entry.get("info", {}).get("file", {}).get("hashes", [])
+        digest = {
+            item["name"]: item["value"] for item in hashes if item.get("name") in ("md5", "sha1", "sha256")
+        }
+        if digest.get("sha256"):
+            found.append(digest)
+    return found
+
+
+class TaskStore:
+    """Async access for the API processes (aiohttp).
+
+    `on_end(task_id)`, when given, is awaited after this store ends a task as failed (a
+    download that failed, a job that could not be queued, a task canceled by retention),
+    so its outputs can be sent.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys,
+        retention: Retention,
+        on_end: Callable[[int], Awaitable[None]] | None = None,
+    ):
         self.redis = client
         self.keys = keys
         self.retention = retention
+        self.on_end = on_end
         self._transition = client.register_script(TRANSITION_SCRIPT)
         self._create = client.register_script(CREATE_SCRIPT)
+
+    async def index_sample(self, task_id: int, submitted: float, digests: dict[str, str]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            sample_index_commands(
+                pipe, self.keys, task_id, submitted, [digests], self.retention.queued_seconds
+            )
+            await pipe.execute()
+
+    async def sha256_of(self, digest: str) -> str | None:
+        """The SHA256 a hex digest stands for: itself when 64 long, else its alias, if known."""
+        if len(digest) == 64:
+            return digest
+        found = await self.redis.get(self.keys.digest_alias(digest))
+        return str(found) if found else None
+
+    async def search(self, sha256: str, limit: int) -> list[dict[str, Any]]:
+        """The live tasks whose file is, or holds, this sample, newest first."""
+        key = self.keys.sample(sha256)
+        members = cast(list[str], await self.redis.zrevrange(key, 0, limit - 1))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for member in members:
+                pipe.hmget(self.keys.task(int(member)), list(SEARCH_FIELDS))
+            rows = await pipe.execute()
+        entries, gone = [], []
+        for member, values in zip(members, rows, strict=True):
+            if values[0] is None:
+                gone.append(member)  # expired or deleted
+                continue
+            entries.append(search_entry(int(member), values, sha256))
+        if gone:
+            await self.redis.zrem(key, *gone)
+        return entries
+
+    async def output_stats(self) -> dict[tuple[str, str], int]:
+        """Deliveries per (output, outcome): delivered, retried, failed, refused."""
+        raw = cast(dict[str, str], await self.redis.hgetall(self.keys.output_stats))
+        return {tuple(field.split(":", 1)): int(value) for field, value in raw.items()}  # type: ignore[misc]
 
     async def create(self, submitted: int, **fields: Any) -> int:
         keys = self.keys
@@ -323,7 +473,14 @@ class TaskStore:
             keys=[self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes],
             args=[self.retention.failed_seconds, only_if, task_id, "", *_flatten(failed_fields(reason, now))],
         )
-        return int(result) > 0
+        if int(result) <= 0:
+            return False
+        if self.on_end is not None:
+            try:
+                await self.on_end(task_id)
+            except Exception:  # the task has failed either way; its outputs are not sent
+                log.exception("task %s: outputs of the failed task could not be queued", task_id)
+        return True
 
     async def update(self, task_id: int, fields: dict[str, Any], only_if: str) -> bool:
         """Add fields to a record still in one of the `only_if` statuses (comma-separated)."""
@@ -443,9 +600,9 @@ class TaskStore:
         identifier, created = await self.redis.hmget(key, ["machine_id", "created"])
         return str(identifier), int(str(created))
 
-    async def live_celery_workers(self) -> list[str]:
+    async def live_celery_workers(self, role: str = "analysis") -> list[str]:
         names = []
-        async for key in self.redis.scan_iter(match=self.keys.celery_heartbeat_pattern):
+        async for key in self.redis.scan_iter(match=self.keys.celery_heartbeat_pattern_of(role)):
             names.append(key.rsplit(":", 1)[-1])
         return names
 
@@ -485,9 +642,51 @@ class SyncTaskStore:
         flat = reply[1] if len(reply) > 1 else []
         return attempt, dict(zip(flat[::2], flat[1::2], strict=True))
 
-    def finish(self, task_id: int, report: Any, worker_identity: dict[str, Any], now: int) -> bool:
-        fields = done_fields(report, worker_identity, now)
-        return self._apply(task_id, self.retention.done_seconds, ANALYZING, "", fields) > 0
+    def finish(
+        self,
+        task_id: int,
+        report: Any,
+        worker_identity: dict[str, Any],
+        now: int,
+        extra: dict[str, Any] | None = None,
+    ) -> bool:
+        """Store the report and mark the task done (only if it is still analyzing), then make
+        it findable by the hashes of every file in the report."""
+        fields = done_fields(report, worker_identity, now, extra)
+        if self._apply(task_id, self.retention.done_seconds, ANALYZING, "", fields) <= 0:
+            return False
+        try:
+            submitted = float(self.redis.hget(self.keys.task(task_id), "submitted") or now)
+            pipe = self.redis.pipeline(transaction=False)
+            ttl = self.retention.queued_seconds
+            sample_index_commands(pipe, self.keys, task_id, submitted, report_digests(report), ttl)
+            pipe.execute()
+        except redis.RedisError as error:  # the report is stored; only its search entries are missing
+            log.warning("task %s: search index not updated: %s", task_id, error)
+        return True
+
+    def set_output(self, task_id: int, output: str, state: dict[str, Any]) -> bool:
+        """Record one output's state in the task (if the task still exists)."""
+        fields = {f"{OUTPUT_FIELD_PREFIX}{output}": orjson.dumps(state).decode()}
+        return self._apply(task_id, 0, "", "", fields) > 0
+
+    def count_output(self, output: str, outcome: str) -> None:
+        self.redis.hincrby(self.keys.output_stats, f"{output}:{outcome}", 1)
+
+    def lock_output(self, task_id: int, output: str, seconds: float) -> bool:
+        """One delivery attempt of an output at a time, even if its job is delivered twice."""
+        key = self.keys.output_lock(task_id, output)
+        return bool(self.redis.set(key, "1", nx=True, px=int(seconds * 1000)))
+
+    def unlock_output(self, task_id: int, output: str) -> None:
+        self.redis.delete(self.keys.output_lock(task_id, output))
+
+    def cached_task(self, cache_key: str) -> int | None:
+        found = self.redis.get(self.keys.cached_result(cache_key))
+        return int(found) if found else None
+
+    def remember_result(self, cache_key: str, task_id: int, seconds: int) -> None:
+        self.redis.set(self.keys.cached_result(cache_key), str(task_id), ex=seconds)
 
     def add_analyzer_stats(self, report: list[dict[str, Any]]) -> None:
         """Add each analyzer's runs, outcomes and seconds in `report` to the node's totals."""
@@ -511,12 +710,14 @@ class SyncTaskStore:
         fields = failed_fields(reason, now, worker_identity)
         return self._apply(task_id, self.retention.failed_seconds, "", "", fields) > 0
 
-    def heartbeat(self, hostname: str, ttl_seconds: float) -> None:
-        self.redis.set(self.keys.celery_heartbeat(hostname), str(time.time()), px=int(ttl_seconds * 1000))
+    def heartbeat(self, hostname: str, ttl_seconds: float, role: str = "analysis") -> None:
+        key = self.keys.celery_heartbeat(hostname, role)
+        self.redis.set(key, str(time.time()), px=int(ttl_seconds * 1000))
 
-    def live_celery_workers(self) -> list[str]:
-        """Hostnames of the Celery workers of this node whose heartbeat has not expired."""
-        keys = self.redis.scan_iter(match=self.keys.celery_heartbeat_pattern)
+    def live_celery_workers(self, role: str = "analysis") -> list[str]:
+        """Hostnames of the Celery workers of this node (analysis or outputs) whose
+        heartbeat has not expired."""
+        keys = self.redis.scan_iter(match=self.keys.celery_heartbeat_pattern_of(role))
         return [str(key).rsplit(":", 1)[-1] for key in keys]
 
 

@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from common.errors import ApiError
-from worker import spool
+from worker import outputs, spool
 from worker.keys import PUBLISHER, SETTINGS, STORE
 from worker.settings import WorkerSettings
 from worker.store import normalize_filter_token
@@ -46,6 +46,18 @@ def custom_data_text(text: str | None) -> str | None:
         log.info("custom_data is not valid JSON and is left out of the report")
         return None
     return text
+
+
+def check_user_data(settings: WorkerSettings, user_data: Any) -> None:
+    """400 for a `user_data` the node cannot act on (not an object, a malformed callback)."""
+    if user_data is None:
+        return
+    if not isinstance(user_data, dict):
+        raise ApiError(400, "'user_data' must be a JSON object")
+    try:
+        outputs.callback_options(user_data, settings.report_types())
+    except ValueError as error:
+        raise ApiError(400, str(error)) from None
 
 
 def readable(text: str, limit: int) -> str:

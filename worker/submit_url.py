@@ -25,6 +25,7 @@ from worker.keys import ADMISSION, DOWNLOADS, FETCH_SESSION, SETTINGS, STORE
 from worker.store import QUEUED
 from worker.submission import (
     API,
+    check_user_data,
     custom_data_text,
     parse_json_field,
     publish,
@@ -113,8 +114,7 @@ async def submit_url(request: web.Request) -> web.Response:
         raise ApiError(400, f"the URL cannot be submitted: {error}") from None
     custom_data = custom_data_text(json_text(None, body.get("custom_data")))
     user_data = json_text("user_data", body.get("user_data"))
-    if user_data is not None and not isinstance(orjson.loads(user_data), dict):
-        raise ApiError(400, "'user_data' must be a JSON object")
+    check_user_data(settings, orjson.loads(user_data) if user_data is not None else None)
     digest = expected_digest(body.get("hash"))
     headers = custom_headers(
         body.get("custom_header_authorization") or body.get("custom_authorization_header")
@@ -159,6 +159,7 @@ async def download_and_queue(
             )
         if not await store.update(task_id, {"size": spooled.size, **spooled.digests}, only_if=QUEUED):
             return  # deleted or canceled while downloading
+        await store.index_sample(task_id, time.time(), spooled.digests)
         spooled.path.rename(spool.task_spool_path(settings.spool_dir, task_id))
         spooled = None
     except fetch.FetchError as error:

@@ -5,17 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
 
-import orjson
 from aiohttp import web
 
 from common.auth import token_group
 from common.errors import ApiError, json_response
 from worker import reports, spool
 from worker.keys import SETTINGS, STORE
-from worker.store import task_view
 from worker.submission import API
 
 log = logging.getLogger(__name__)
@@ -72,20 +68,10 @@ async def get_task(request: web.Request) -> web.Response:
     if len(fields.get("tc_report", "")) > OFFLOAD_REPORT_BYTES:
         # Decoding, shaping and encoding a large report takes a while: not on the event loop,
         # which must keep answering uploads and the Hub's health checks meanwhile.
-        body = await asyncio.to_thread(render_task, fields, options, report_types)
+        body = await asyncio.to_thread(reports.render_task, fields, options, report_types)
     else:
-        body = render_task(fields, options, report_types)
+        body = reports.render_task(fields, options, report_types)
     return web.Response(body=body, content_type="application/json")
-
-
-def render_task(
-    fields: dict[str, str], options: reports.ReportOptions, report_types: Mapping[str, Any]
-) -> bytes:
-    """The task's JSON, its report shaped as asked."""
-    view = task_view(fields)
-    if isinstance(view.get("tc_report"), list):
-        view["tc_report"] = reports.shape_report(view["tc_report"], options, report_types)
-    return orjson.dumps(view)
 
 
 async def delete_and_clean(app: web.Application, task_ids: list[int]) -> dict[int, str]:

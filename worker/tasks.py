@@ -14,18 +14,24 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from billiard.pool import SIG_SOFT_TIMEOUT, soft_timeout_sighandler
 from celery.exceptions import SoftTimeLimitExceeded
 
+from worker import outputs, reports, result_cache
 from worker.analysis.engine import AnalysisTimeout, Submission
 from worker.digests import DIGESTS
 from worker.identity import worker_identity
+from worker.outputs import SendDelivery
 from worker.settings import WorkerSettings
 from worker.spool import discard, task_spool_path
-from worker.store import Keys, SyncTaskStore, connect
+from worker.store import OUTPUT_FIELD_PREFIX, Keys, SyncTaskStore, connect, done_fields
+
+if TYPE_CHECKING:
+    from worker.s3 import S3Output  # boto3 is imported only by nodes that write to S3
 
 log = logging.getLogger(__name__)
 Engine = Callable[[Submission], list[dict[str, Any]]]
@@ -34,15 +40,24 @@ Engine = Callable[[Submission], list[dict[str, Any]]]
 @dataclass
 class ProcessContext:
     """What an analysis process keeps between jobs, built once in each process after the
-    fork (see `worker.celery_app`): the node's settings and its own Redis client."""
+    fork (see `worker.celery_worker`): the node's settings, its own Redis client, how it
+    sends output deliveries, and its S3 client when S3 is configured."""
 
     settings: WorkerSettings
     store: SyncTaskStore
+    send_delivery: SendDelivery | None = None
+    s3: S3Output | None = None
 
     @classmethod
-    def build(cls, settings: WorkerSettings) -> ProcessContext:
+    def build(cls, settings: WorkerSettings, send_delivery: SendDelivery | None = None) -> ProcessContext:
         client = connect(settings.redis_url)
-        return cls(settings, SyncTaskStore(client, Keys(settings.key_prefix), settings.retention()))
+        store = SyncTaskStore(client, Keys(settings.key_prefix), settings.retention())
+        s3 = None
+        if settings.s3_bucket:
+            from worker.s3 import S3Output
+
+            s3 = S3Output(settings)
+        return cls(settings, store, send_delivery, s3)
 
 
 @functools.cache
@@ -52,8 +67,25 @@ def load_engine(dotted_path: str) -> Engine:
     return engine
 
 
-def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> str:
-    """Analyze one task's file and store the outcome; returns the final status.
+@dataclass
+class Outcome:
+    """How one task's analysis ended, for `run_analysis` to store."""
+
+    status: str  # done, failed or skipped
+    report: Any = None
+    reason: str = ""
+    cached_from: int | None = None
+
+
+def run_analysis(
+    task_id: int,
+    store: SyncTaskStore,
+    config: WorkerSettings,
+    send_delivery: SendDelivery | None = None,
+    s3: S3Output | None = None,
+) -> str:
+    """Analyze one task's file (or copy a cached report), write its outputs, store the
+    outcome; returns the final status.
 
     The spool file is removed whatever happens, except when this process dies
     mid-analysis: then Celery re-delivers the job and the file is still there for it.
@@ -65,47 +97,30 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
         log.info("task %s skipped: %s", task_id, "deleted" if attempt == 0 else "already finished")
         discard(spool_path)
         return "skipped"
+    user_data = orjson.loads(record["user_data"]) if "user_data" in record else {}
     try:
-        if attempt > config.max_analysis_attempts:
-            reason = f"analysis did not finish after {attempt - 1} attempts (worker lost)"
-            log.error("task %s failed: %s", task_id, reason)
-            store.fail(task_id, reason, int(time.time()), identity)
-            return "failed"
-        if not spool_path.exists():
-            reason = "the file is gone: an earlier attempt at this task was killed or it was deleted"
-            log.error("task %s failed: %s", task_id, reason)
-            store.fail(task_id, reason, int(time.time()), identity)
-            return "failed"
-        submission = Submission(
-            path=spool_path,
-            file_name=record.get("file_name", ""),
-            digests={name: record[name] for name in DIGESTS if name in record},
-            user_data=orjson.loads(record["user_data"]) if "user_data" in record else {},
-            settings=config,
-        )
         started = time.monotonic()
-        try:
-            report = load_engine(config.engine)(submission)
-        except (AnalysisTimeout, SoftTimeLimitExceeded):
-            reason = f"analysis exceeded the time limit of {config.analysis_soft_time_limit_seconds:g} s"
-            log.warning("task %s failed: %s", task_id, reason)
-            store.fail(task_id, reason, int(time.time()), identity)
-            return "failed"
-        except Exception as error:
-            log.exception("task %s failed in analysis", task_id)
-            store.fail(
-                task_id, f"analysis failed: {type(error).__name__}: {error}", int(time.time()), identity
+        outcome = analysis_outcome(task_id, attempt, record, spool_path, store, config)
+        if outcome.status == "failed":
+            store.fail(task_id, outcome.reason, int(time.time()), identity)
+        elif outcome.status == "done":
+            extra: dict[str, Any] = {}
+            if outcome.cached_from is not None:
+                extra.update(cached="true", cached_from=outcome.cached_from)
+            if s3 is not None:
+                extra.update(s3_fields(s3, task_id, record, outcome.report, identity, spool_path, config))
+            if not store.finish(task_id, outcome.report, identity, int(time.time()), extra):
+                log.info("task %s finished but its record was deleted meanwhile", task_id)
+                return "skipped"
+            if outcome.cached_from is None:
+                remember(store, config, record, task_id)
+            how = (
+                f"from the cache (task {outcome.cached_from})" if outcome.cached_from is not None else "done"
             )
-            return "failed"
-        try:
-            store.add_analyzer_stats(report)
-        except Exception as error:  # statistics are not worth failing a finished task
-            log.warning("task %s: analyzer statistics not recorded: %s", task_id, error)
-        if not store.finish(task_id, report, identity, int(time.time())):
-            log.info("task %s finished but its record was deleted meanwhile", task_id)
-            return "skipped"
-        log.info("task %s done in %.3f s", task_id, time.monotonic() - started)
-        return "done"
+            log.info("task %s %s in %.3f s", task_id, how, time.monotonic() - started)
+        if outcome.status != "skipped" and send_delivery is not None:
+            outputs.queue_outputs(store, config, task_id, user_data, send_delivery)
+        return outcome.status
     except (Exception, AnalysisTimeout) as error:
         # Anything escaping after start() (a Redis error while storing, a time limit arriving
         # late) must still end the record; left "analyzing" it would never finish.
@@ -117,6 +132,78 @@ def run_analysis(task_id: int, store: SyncTaskStore, config: WorkerSettings) -> 
         return "failed"
     finally:
         discard(spool_path)
+
+
+def analysis_outcome(
+    task_id: int,
+    attempt: int,
+    record: dict[str, str],
+    spool_path: Path,
+    store: SyncTaskStore,
+    config: WorkerSettings,
+) -> Outcome:
+    if attempt > config.max_analysis_attempts:
+        reason = f"analysis did not finish after {attempt - 1} attempts (worker lost)"
+        log.error("task %s failed: %s", task_id, reason)
+        return Outcome("failed", reason=reason)
+    if not spool_path.exists():
+        reason = "the file is gone: an earlier attempt at this task was killed or it was deleted"
+        log.error("task %s failed: %s", task_id, reason)
+        return Outcome("failed", reason=reason)
+    cached = result_cache.cached_report(store, config, record)
+    if cached is not None:
+        return Outcome("done", report=cached[1], cached_from=cached[0])
+    submission = Submission(
+        path=spool_path,
+        file_name=record.get("file_name", ""),
+        digests={name: record[name] for name in DIGESTS if name in record},
+        user_data=orjson.loads(record["user_data"]) if "user_data" in record else {},
+        settings=config,
+    )
+    try:
+        report = load_engine(config.engine)(submission)
+    except (AnalysisTimeout, SoftTimeLimitExceeded):
+        reason = f"analysis exceeded the time limit of {config.analysis_soft_time_limit_seconds:g} s"
+        log.warning("task %s failed: %s", task_id, reason)
+        return Outcome("failed", reason=reason)
+    except Exception as error:
+        log.exception("task %s failed in analysis", task_id)
+        return Outcome("failed", reason=f"analysis failed: {type(error).__name__}: {error}")
+    try:
+        store.add_analyzer_stats(report)
+    except Exception as error:  # statistics are not worth failing a finished task
+        log.warning("task %s: analyzer statistics not recorded: %s", task_id, error)
+    return Outcome("done", report=report)
+
+
+def remember(store: SyncTaskStore, config: WorkerSettings, record: dict[str, str], task_id: int) -> None:
+    try:
+        result_cache.remember(store, config, record, task_id)
+    except Exception as error:  # a result not cached is analyzed again next time, nothing worse
+        log.warning("task %s: result not cached: %s", task_id, error)
+
+
+def s3_fields(
+    s3: S3Output,
+    task_id: int,
+    record: dict[str, str],
+    report: Any,
+    identity: dict[str, Any],
+    spool_path: Path,
+    config: WorkerSettings,
+) -> dict[str, Any]:
+    """Write the report (and sample) to S3; the task fields that record it."""
+    now = int(time.time())
+    fields = {**record, **done_fields(report, identity, now)}
+    body = reports.render_task(fields, reports.parse_options({"report_type": "large"}), config.report_types())
+    sample = spool_path if config.s3_store_samples else None
+    state = s3.write(task_id, record.get("sha256", "unknown"), identity["worker_hostname"], body, sample)
+    store_fields: dict[str, Any] = {
+        f"{OUTPUT_FIELD_PREFIX}s3": {k: v for k, v in state.items() if k != "file_link"}
+    }
+    if "file_link" in state:
+        store_fields["file_link"] = state["file_link"]
+    return store_fields
 
 
 def raise_analysis_timeout(signum: int, frame: object) -> None:
@@ -161,7 +248,7 @@ def file_time_limit(seconds: float) -> Iterator[None]:
 def analyze(context: ProcessContext, task_id: int) -> str:
     """The `scanhub.analyze` job: one file."""
     map_soft_time_limit()
-    return run_analysis(task_id, context.store, context.settings)
+    return run_analysis(task_id, context.store, context.settings, context.send_delivery, context.s3)
 
 
 def analyze_batch(context: ProcessContext, task_ids: list[int]) -> list[str]:
@@ -174,5 +261,22 @@ def analyze_batch(context: ProcessContext, task_ids: list[int]) -> list[str]:
     outcomes = []
     for task_id in task_ids:
         with file_time_limit(context.settings.analysis_soft_time_limit_seconds):
-            outcomes.append(run_analysis(task_id, context.store, context.settings))
+            outcomes.append(
+                run_analysis(task_id, context.store, context.settings, context.send_delivery, context.s3)
+            )
     return outcomes
+
+
+def deliver(context: ProcessContext, task_id: int, output: str) -> float | None:
+    """The `scanhub.deliver` job: one attempt at one output of one task; returns the seconds
+    to wait before the next attempt, or None when done."""
+    return outputs.attempt_delivery(context.store, context.settings, task_id, output)
+
+
+def queue_outputs(context: ProcessContext, task_id: int) -> None:
+    """The `scanhub.queue_outputs` job: the deliveries of a task the API ended."""
+    fields = context.store.get(task_id)
+    if fields is None or context.send_delivery is None:
+        return
+    user_data = outputs.user_data_of(fields)
+    outputs.queue_outputs(context.store, context.settings, task_id, user_data, context.send_delivery)

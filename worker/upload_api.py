@@ -19,6 +19,7 @@ from worker import spool
 from worker.keys import ADMISSION, SETTINGS, STORE
 from worker.submission import (
     API,
+    check_user_data,
     custom_data_text,
     parse_json_field,
     publish,
@@ -96,15 +97,14 @@ async def upload(request: web.Request) -> web.Response:
             raise ApiError(400, "the upload has no 'file' part")
         custom_text = custom_data_text(fields.get("custom_data"))
         custom_data = orjson.loads(custom_text) if custom_text is not None else None
-        user_data = parse_json_field("user_data", fields.get("user_data"))
-        if user_data is not None and not isinstance(user_data, dict):
-            raise ApiError(400, "'user_data' must be a JSON object")
+        check_user_data(settings, parse_json_field("user_data", fields.get("user_data")))
         expected = custom_data.get("integrity_check_hash") if isinstance(custom_data, dict) else None
         if expected is not None and str(expected).lower() != spooled.digests["sha1"]:
             raise ApiError(400, INTEGRITY_ERROR.format(calculated=spooled.digests["sha1"], expected=expected))
 
+        submitted = int(time.time())
         task_id = await store.create(
-            int(time.time()),
+            submitted,
             **submission_fields(request, custom_text, fields.get("user_data")),
             file_name=file_name,
             size=spooled.size,
@@ -112,7 +112,8 @@ async def upload(request: web.Request) -> web.Response:
         )
         request.app[ADMISSION].admitted()
         spooled.path.rename(spool.task_spool_path(settings.spool_dir, task_id))
-        spooled = None
+        digests, spooled = spooled.digests, None
+        await store.index_sample(task_id, submitted, digests)
     except BaseException:
         if spooled is not None:
             spooled.discard()

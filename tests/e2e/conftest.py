@@ -81,7 +81,7 @@ class Cluster:
     def kill(self, index: int) -> None:
         """SIGKILL a node's API and Celery worker, as a crash would; its Redis survives."""
         node = self.nodes[index]
-        for part in (node.api, node.celery):
+        for part in (node.api, node.celery, node.outputs):
             if part is not None:
                 part.kill()
 
@@ -90,6 +90,7 @@ class Cluster:
         with self.on(node.name):
             node.start_api()
             node.start_celery()
+            node.start_outputs()
             node.wait_healthy(60)
 
     def workers(self) -> list[dict[str, Any]]:

@@ -40,8 +40,9 @@ def scanhub_services(services) -> dict[str, Any]:
     return {name: service for name, service in services.items() if not name.endswith("-redis")}
 
 
-def test_compose_has_a_hub_and_two_nodes_each_with_api_celery_and_its_own_redis(services):
-    expected = {"hub"} | {f"{node}-{part}" for node in NODES for part in ("api", "celery", "redis")}
+def test_compose_has_a_hub_and_two_nodes_each_with_api_celery_outputs_and_its_own_redis(services):
+    parts = ("api", "celery", "outputs", "redis")
+    expected = {"hub"} | {f"{node}-{part}" for node in NODES for part in parts}
     assert set(services) == expected
 
 
@@ -71,6 +72,10 @@ def test_commands_start_the_hub_the_worker_api_and_celery(services):
         assert services[f"{node}-api"]["command"] == ["python", "-m", "worker"]
         celery = services[f"{node}-celery"]["command"]
         assert celery[:4] == ["python", "-m", "worker.celery_worker", "worker"]
+        outputs = services[f"{node}-outputs"]
+        assert outputs["command"][:4] == ["python", "-m", "worker.celery_worker", "outputs"]
+        assert outputs["environment"] == services[f"{node}-api"]["environment"]
+        assert "ports" not in outputs
 
 
 def published(service) -> list[tuple[str, str]]:
@@ -199,7 +204,9 @@ def test_every_healthcheck_command_is_one_the_module_accepts(services):
         if argv[0] == "--kill-after":
             argv = argv[2:]
         assert argv[0] in ("http", "alive", "celery"), name
+        assert argv[1:] in ([], ["outputs"]) if argv[0] == "celery" else len(argv) == 2, name
     assert check(["alive"]) is None
+    assert check(["celery", "nonsense"]) is None
 
 
 # Kubernetes
@@ -245,8 +252,9 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
 def test_a_worker_node_is_a_statefulset_pod_with_api_celery_and_redis_sharing_a_spool():
     [statefulset] = by_kind("StatefulSet")
     parts = containers(statefulset)
-    assert set(parts) == {"api", "celery", "redis"}
-    assert env_of(parts["api"]) == env_of(parts["celery"])
+    assert set(parts) == {"api", "celery", "outputs", "redis"}
+    assert env_of(parts["api"]) == env_of(parts["celery"]) == env_of(parts["outputs"])
+    assert parts["outputs"]["command"][:4] == ["python", "-m", "worker.celery_worker", "outputs"]
     assert env_of(parts["api"])["SCANHUB_REDIS_URL"].startswith("redis://127.0.0.1:")
     assert {mount["name"] for mount in parts["celery"]["volumeMounts"]} == {"spool"}
     assert {mount["name"] for mount in parts["api"]["volumeMounts"]} == {"spool", "tls", "tls-ca"}
