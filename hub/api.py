@@ -26,6 +26,7 @@ from common.service import (
     spool_checks,
     upload_body_limit,
 )
+from hub import search
 from hub.forward import MemoryBudget, forward_submission
 from hub.keys import BODY_MEMORY, POOL, SESSION, SETTINGS
 from hub.pool import Worker, WorkerPool, check_all, run_health_checks
@@ -125,6 +126,7 @@ def create_app(settings: HubSettings) -> web.Application:
         [Worker(url, settings.worker_token(index)) for index, url in enumerate(settings.worker_urls)]
     )
     app.add_routes(routes)
+    app.add_routes(search.routes)
     accept_trailing_slashes(app)
     app.cleanup_ctx.append(resources)
     return app

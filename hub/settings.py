@@ -38,6 +38,9 @@ class HubSettings(ServiceSettings):
     # Tokens the Hub presents to the Workers' submit group: none, one for every Worker, or
     # one per Worker in the order of worker_urls.
     worker_tokens: TokenList = Field(default_factory=list)
+    # Tokens the Hub presents to the Workers' tasks group for a search by hash (same forms);
+    # default: worker_tokens, which a Worker accepts there when its tasks group has none.
+    worker_search_tokens: TokenList = Field(default_factory=list)
     # The CA https:// Workers are verified against. Default: with `tls` on, the CA of this
     # Hub's own TLS directory (shared with the Workers); otherwise the system's CAs.
     worker_ca_file: Path | None = None
@@ -61,7 +64,7 @@ class HubSettings(ServiceSettings):
     def _worker_urls(cls, value: Any) -> list[str]:
         return parse_worker_urls(value)
 
-    @field_validator("worker_tokens", mode="before")
+    @field_validator("worker_tokens", "worker_search_tokens", mode="before")
     @classmethod
     def _worker_tokens(cls, value: Any) -> list[str]:
         return parse_token_list(value)
@@ -70,8 +73,9 @@ class HubSettings(ServiceSettings):
     def _tokens_match_workers(self) -> HubSettings:
         if not self.worker_urls:
             raise ValueError("the Hub needs at least one Worker: set SCANHUB_WORKER_URLS")
-        if len(self.worker_tokens) not in (0, 1, len(self.worker_urls)):
-            raise ValueError("give no worker token, one for every Worker, or one per Worker URL")
+        for name in ("worker_tokens", "worker_search_tokens"):
+            if len(getattr(self, name)) not in (0, 1, len(self.worker_urls)):
+                raise ValueError(f"{name}: give no token, one for every Worker, or one per Worker URL")
         if self.health_interval_seconds <= 0 or self.health_timeout_seconds <= 0:
             raise ValueError("health interval and timeout must be positive")
         return self
@@ -82,9 +86,17 @@ class HubSettings(ServiceSettings):
         return self.ca_file if self.tls and self.tls_certificate is None else None
 
     def worker_token(self, index: int) -> str | None:
-        if not self.worker_tokens:
-            return None
-        return self.worker_tokens[index if len(self.worker_tokens) > 1 else 0]
+        return pick_token(self.worker_tokens, index)
+
+    def worker_search_token(self, index: int) -> str | None:
+        return pick_token(self.worker_search_tokens or self.worker_tokens, index)
+
+
+def pick_token(tokens: list[str], index: int) -> str | None:
+    """The token for the Worker at `index`: one for all, or one per Worker."""
+    if not tokens:
+        return None
+    return tokens[index if len(tokens) > 1 else 0]
 
 
 def load_hub_settings(**overrides: Any) -> HubSettings:

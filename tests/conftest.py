@@ -41,7 +41,11 @@ class NodeFactory:
         self.redis_servers: list[Managed] = []
 
     def __call__(
-        self, redis_url: str | None = None, start_celery: bool = True, start_outputs: bool = False, **settings: str
+        self,
+        redis_url: str | None = None,
+        start_celery: bool = True,
+        start_outputs: bool = False,
+        **settings: str,
     ) -> WorkerNode:
         index = len(self.nodes) + 1
         node_dir = self.tmp_path / f"node{index}"

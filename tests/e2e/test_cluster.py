@@ -130,3 +130,35 @@ async def test_with_both_workers_down_the_hub_answers_503_with_retry_after(clust
             task_url = await submit(session, cluster.hub_url, b"back again")
             assert worker_of(task_url, cluster) == 1
             assert (await wait_for_task(session, task_url))["status"] == "done"
+
+
+async def test_search_by_hash_through_the_hub_merges_every_worker_and_names_one_that_is_down(cluster):
+    repeated = b"the same attachment, seen twice\n"
+    with cluster.client():
+        async with aiohttp.ClientSession() as session:
+            first = await submit(session, cluster.hub_url, repeated, filename="a.txt")
+            await asyncio.sleep(1.1)  # `submitted` counts whole seconds: the second one is newer
+            second = await submit(session, cluster.hub_url, repeated, filename="b.txt")
+            await submit(session, cluster.hub_url, b"something else\n")
+            assert {worker_of(first, cluster), worker_of(second, cluster)} == {0, 1}
+            for task_url in (first, second):
+                await wait_for_task(session, task_url)
+            sha256 = hashlib.sha256(repeated).hexdigest()
+            for digest in (sha256, hashlib.md5(repeated).hexdigest(), hashlib.sha1(repeated).hexdigest()):
+                async with session.get(f"{cluster.hub_url}/api/scanhub/v1/samples/{digest}") as response:
+                    assert response.status == 200
+                    found = await response.json()
+                assert found["sha256"] == sha256 and found["partial"] == []
+                # Newest first, each entry with the task_url its own Worker serves.
+                assert [entry["task_url"] for entry in found["tasks"]] == [second, first]
+                assert [entry["found_as"] for entry in found["tasks"]] == ["file", "file"]
+            cluster.kill(worker_of(first, cluster))
+            async with session.get(f"{cluster.hub_url}/api/scanhub/v1/samples/{sha256}") as response:
+                assert response.status == 200
+                found = await response.json()
+            assert [entry["task_url"] for entry in found["tasks"]] == [second]
+            assert [item["worker"] for item in found["partial"]] == [
+                cluster.nodes[worker_of(first, cluster)].url
+            ]
+            async with session.get(f"{cluster.hub_url}/api/scanhub/v1/samples/not-a-hash") as response:
+                assert response.status == 400
