@@ -320,3 +320,18 @@ async def test_an_s3_write_that_fails_leaves_the_task_done_with_the_error_record
     assert view["status"] == "done" and view["tc_report"] and "file_link" not in view
     assert view["outputs"]["s3"]["state"] == "failed"
     assert "NoSuchBucket" in view["outputs"]["s3"]["error"]
+
+
+async def test_a_submit_url_whose_download_fails_still_calls_back_with_the_failure(worker_nodes, receiver):
+    listener = await receiver()
+    node = worker_nodes(start_outputs=True, outbound_allowed_networks=LOOPBACK)
+    missing = f"{listener.url}/no-such-file"  # the receiver answers GET with 405
+    async with aiohttp.ClientSession() as session:
+        body = {"url": missing, "user_data": {"callback": {"url": f"{listener.url}/hook"}}}
+        async with session.post(f"{node.url}{API}/submit-url", json=body) as response:
+            assert response.status == 200
+            task_url = (await response.json())["task_url"]
+        view = await wait_for_output(session, task_url, "callback")
+    assert view["status"] == "failed" and "download failed" in view["error"]
+    [sent] = listener.received
+    assert sent["json"]["status"] == "failed" and sent["json"]["error"] == view["error"]

@@ -25,6 +25,8 @@ class WorkerApi:
     settings: WorkerSettings
     redis: Any
     queued: list[int] = field(default_factory=list)
+    # Tasks the API ended (failed) whose outputs it sent to the outputs worker.
+    outputs_sent: list[int] = field(default_factory=list)
 
     @property
     def store(self) -> TaskStore:
@@ -53,7 +55,12 @@ async def make_worker_api(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         # Epoch 0 (never drawn by a real node) keeps this Redis's task ids 1, 2, 3, ...
         await redis.set(Keys(settings.key_prefix).epoch, 0)
         api = WorkerApi(client=None, settings=settings, redis=redis)  # type: ignore[arg-type]
-        app = create_app(settings, redis_client=redis, send_jobs=send_jobs or api.queued.extend)
+        app = create_app(
+            settings,
+            redis_client=redis,
+            send_jobs=send_jobs or api.queued.extend,
+            send_outputs=api.outputs_sent.append,
+        )
         api.client = TestClient(TestServer(app))
         await api.client.start_server()
         clients.append(api.client)

@@ -1,0 +1,146 @@
+"""Outputs and the outbound policy, without a network: what is planned, refused, retried."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from worker import outbound, outputs
+from worker.keys import STORE
+from worker.settings import WorkerSettings
+
+API = "/api/tiscale/v1"
+
+
+def settings(**overrides) -> WorkerSettings:
+    return WorkerSettings(**overrides)
+
+
+def test_no_output_is_planned_on_a_node_with_none_configured():
+    assert outputs.planned_outputs(settings(), {}) == {}
+    assert outputs.planned_outputs(settings(), {"password_list": ["x"]}) == {}
+
+
+def test_a_task_callback_overrides_the_node_default_and_a_bare_host_port_is_http():
+    node = settings(callback_url="https://hooks.example/scanhub", callback_report_type="small")
+    planned = outputs.planned_outputs(node, {})
+    assert planned["callback"] == {
+        "state": "pending",
+        "attempts": 0,
+        "url": "https://hooks.example/scanhub",
+        "report_type": "small",
+        "view": None,
+    }
+    requested = {"callback": {"url": "example.com:8080", "report_type": "large", "view": "flat"}}
+    planned = outputs.planned_outputs(node, requested)["callback"]
+    assert (planned["url"], planned["report_type"], planned["view"]) == (
+        "http://example.com:8080",
+        "large",
+        "flat",
+    )
+
+
+def test_callbacks_switched_off_are_recorded_as_disabled_not_dropped():
+    planned = outputs.planned_outputs(
+        settings(callback_enabled=False), {"callback": {"url": "https://a.example"}}
+    )
+    assert planned == {"callback": {"state": "disabled", "error": "callbacks are disabled on this node"}}
+
+
+def test_splunk_is_planned_for_every_task_when_configured():
+    planned = outputs.planned_outputs(
+        settings(splunk_url="https://splunk.example:8088", splunk_token="t"), {}
+    )
+    assert planned == {"splunk": {"state": "pending", "attempts": 0}}
+
+
+def test_the_backoff_doubles_up_to_its_cap():
+    node = settings(output_backoff_seconds=2, output_backoff_max_seconds=10)
+    assert [outputs.backoff_seconds(node, attempt) for attempt in range(1, 6)] == [2, 4, 8, 10, 10]
+
+
+def test_output_report_types_must_exist_at_start_up():
+    with pytest.raises(ValueError, match="callback_report_type"):
+        settings(callback_report_type="huge")
+    with pytest.raises(ValueError, match="view"):
+        settings(callback_view="sideways")
+
+
+def test_the_outbound_allowlist_keeps_its_old_name_as_an_alias(monkeypatch):
+    monkeypatch.setenv("SCANHUB_SUBMIT_URL_ALLOWED_NETWORKS", "10.20.0.0/16")
+    assert WorkerSettings().outbound_allowed_networks == ["10.20.0.0/16"]
+    monkeypatch.setenv("SCANHUB_OUTBOUND_ALLOWED_NETWORKS", "192.168.1.0/24,10.0.0.1")
+    monkeypatch.delenv("SCANHUB_SUBMIT_URL_ALLOWED_NETWORKS")
+    assert WorkerSettings().outbound_allowed_networks == ["192.168.1.0/24", "10.0.0.1/32"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9000",
+        "http://localhost:9000",
+        "http://[::ffff:10.0.0.1]/",
+        "http://169.254.169.254/",
+    ],
+)
+def test_an_endpoint_on_a_private_address_is_refused_unless_its_network_is_listed(url):
+    with pytest.raises(outbound.Refused, match="not"):
+        outbound.check_endpoint(url, [])
+    allowed = outbound.parse_networks(["127.0.0.0/8", "::1/128", "10.0.0.0/8", "169.254.0.0/16"])
+    outbound.check_endpoint(url, allowed)
+
+
+def test_only_http_urls_leave_the_node():
+    for url in ("ftp://files.example/x", "file:///etc/passwd", "gopher://a.example/"):
+        with pytest.raises(outbound.Refused, match="http"):
+            outbound.check_url(url, [])
+
+
+@pytest.mark.parametrize(
+    ("callback", "message"),
+    [
+        ("not an object", "must be an object"),
+        ({"url": 5}, "url' must be a string"),
+        ({"url": "https://a.example", "report_type": "huge"}, "report_type' must be one of"),
+        ({"url": "https://a.example", "view": "sideways"}, "view' must be one of"),
+        ({"url": "https://a.example/" + "x" * 5000}, "longer than"),
+    ],
+)
+async def test_a_malformed_callback_is_refused_at_upload_with_no_task(worker_api, callback, message):
+    response = await worker_api.upload(user_data=json.dumps({"callback": callback}))
+    assert response.status == 400
+    assert message in (await response.json())["message"]
+    assert worker_api.queued == [] and worker_api.spool_files() == []
+
+
+async def test_a_task_the_api_fails_sends_its_outputs_only_when_it_has_some(worker_api):
+    await worker_api.upload(
+        b"with a callback", user_data=json.dumps({"callback": {"url": "https://h.example"}})
+    )
+    await worker_api.upload(b"without")
+    store = worker_api.client.app[STORE]
+    assert await store.fail(1, "canceled: not processed in time", 1, only_if="queued")
+    assert await store.fail(2, "canceled: not processed in time", 1, only_if="queued")
+    assert worker_api.outputs_sent == [1]
+
+
+async def test_search_refuses_what_is_not_an_md5_sha1_or_sha256(worker_api):
+    for bad in ("abc", "g" * 40, "0" * 128, "0" * 63):
+        response = await worker_api.client.get(f"/api/scanhub/v1/samples/{bad}")
+        assert response.status == 400
+    response = await worker_api.client.get(f"/api/scanhub/v1/samples/{'a' * 40}")
+    assert response.status == 200
+    assert await response.json() == {"hash": "a" * 40, "hash_type": "sha1", "sha256": None, "tasks": []}
+
+
+async def test_an_upload_is_searchable_at_once_while_it_is_queued(worker_api):
+    import hashlib
+
+    await worker_api.upload(b"queued sample", filename="q.bin")
+    response = await worker_api.client.get(
+        f"/api/scanhub/v1/samples/{hashlib.md5(b'queued sample').hexdigest()}"
+    )
+    [entry] = (await response.json())["tasks"]
+    assert entry["status"] == "queued" and entry["processed"] is None and entry["classification"] is None
+    assert entry["task_url"].endswith(f"{API}/task/1") and entry["found_as"] == "file"
