@@ -42,6 +42,7 @@ test-e2e: install
 # `make bench RULES=/path/to/rules` measures with a rule directory of your own; BENCH_ARGS adds options.
 bench: install
 	$(BIN)/python -m bench $(if $(RULES),--rules $(RULES)) $(BENCH_ARGS)
+	$(BIN)/python -m bench.cache
 
 # Faults injected one at a time into a loaded local cluster; prints what each costs.
 chaos: install

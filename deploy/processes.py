@@ -205,41 +205,26 @@ def start_worker_api(name: str, env: dict[str, str], log_dir: Path | None) -> Ma
     return Managed(f"{name}-api", python_command("-m", "worker"), env, log_path).start()
 
 
-def start_celery(name: str, env: dict[str, str], log_dir: Path | None) -> Managed:
+def start_celery_role(name: str, env: dict[str, str], log_dir: Path | None, role: str) -> Managed:
+    """One of a node's Celery workers: `worker` (analysis, on the node's queue) or `outputs`
+    (callback and Splunk deliveries, on a thread pool; its queue is implied)."""
+    suffix = "celery" if role == "worker" else role
+    queue = ["--queues", env.get("SCANHUB_CELERY_QUEUE", "scanhub")] if role == "worker" else []
     command = python_command(
-        "-m",
-        "worker.celery_worker",
-        "worker",
-        "--loglevel",
-        env.get("SCANHUB_LOG_LEVEL", "INFO"),
-        "--hostname",
-        f"{name}@%h",
-        "--queues",
-        env.get("SCANHUB_CELERY_QUEUE", "scanhub"),
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    )
-    log_path = log_dir / f"{name}-celery.log" if log_dir else None
-    return Managed(f"{name}-celery", command, env, log_path).start()
+        "-m", "worker.celery_worker", role, "--loglevel", env.get("SCANHUB_LOG_LEVEL", "INFO"),
+        "--hostname", f"{name}@%h" if role == "worker" else f"{name}-{role}@%h", *queue,
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    )  # fmt: skip
+    log_path = log_dir / f"{name}-{suffix}.log" if log_dir else None
+    return Managed(f"{name}-{suffix}", command, env, log_path).start()
+
+
+def start_celery(name: str, env: dict[str, str], log_dir: Path | None) -> Managed:
+    return start_celery_role(name, env, log_dir, "worker")
 
 
 def start_outputs_worker(name: str, env: dict[str, str], log_dir: Path | None) -> Managed:
-    """The node's outputs worker: callback and Splunk deliveries, on a thread pool."""
-    command = python_command(
-        "-m",
-        "worker.celery_worker",
-        "outputs",
-        "--loglevel",
-        env.get("SCANHUB_LOG_LEVEL", "INFO"),
-        "--hostname",
-        f"{name}-outputs@%h",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    )
-    log_path = log_dir / f"{name}-outputs.log" if log_dir else None
-    return Managed(f"{name}-outputs", command, env, log_path).start()
+    return start_celery_role(name, env, log_dir, "outputs")
 
 
 @dataclass

@@ -354,6 +354,9 @@ def sample_index_commands(
         if not sha256:
             continue
         pipe.zadd(keys.sample(sha256), {str(task_id): submitted})
+        # Entries older than any record can live are dropped as new ones come, so a sample
+        # submitted all day long keeps an index as long as its live tasks, not its history.
+        pipe.zremrangebyscore(keys.sample(sha256), "-inf", f"({submitted - ttl}")
         pipe.expire(keys.sample(sha256), ttl)
         for kind in ("md5", "sha1"):
             if sample.get(kind):
@@ -650,20 +653,19 @@ class SyncTaskStore:
         now: int,
         extra: dict[str, Any] | None = None,
     ) -> bool:
-        """Store the report and mark the task done (only if it is still analyzing), then make
-        it findable by the hashes of every file in the report."""
+        """Store the report and mark the task done (only if it is still analyzing)."""
         fields = done_fields(report, worker_identity, now, extra)
-        if self._apply(task_id, self.retention.done_seconds, ANALYZING, "", fields) <= 0:
-            return False
+        return self._apply(task_id, self.retention.done_seconds, ANALYZING, "", fields) > 0
+
+    def index_report(self, task_id: int, report: Any, submitted: float) -> None:
+        """Make a done task findable by the hashes of every file in its report."""
         try:
-            submitted = float(self.redis.hget(self.keys.task(task_id), "submitted") or now)
             pipe = self.redis.pipeline(transaction=False)
             ttl = self.retention.queued_seconds
             sample_index_commands(pipe, self.keys, task_id, submitted, report_digests(report), ttl)
             pipe.execute()
         except redis.RedisError as error:  # the report is stored; only its search entries are missing
             log.warning("task %s: search index not updated: %s", task_id, error)
-        return True
 
     def set_output(self, task_id: int, output: str, state: dict[str, Any]) -> bool:
         """Record one output's state in the task (if the task still exists)."""

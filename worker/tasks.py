@@ -103,6 +103,7 @@ def run_analysis(
         outcome = analysis_outcome(task_id, attempt, record, spool_path, store, config)
         if outcome.status == "failed":
             store.fail(task_id, outcome.reason, int(time.time()), identity)
+            discard(spool_path)
         elif outcome.status == "done":
             extra: dict[str, Any] = {}
             if outcome.cached_from is not None:
@@ -112,6 +113,8 @@ def run_analysis(
             if not store.finish(task_id, outcome.report, identity, int(time.time()), extra):
                 log.info("task %s finished but its record was deleted meanwhile", task_id)
                 return "skipped"
+            discard(spool_path)  # processed means the file is gone: before the bookkeeping below
+            store.index_report(task_id, outcome.report, float(record.get("submitted") or time.time()))
             if outcome.cached_from is None:
                 remember(store, config, record, task_id)
             how = (

@@ -117,7 +117,7 @@ async def test_failing_analysis_fails_only_that_task_and_the_next_one_succeeds(w
         failed = await wait_for_task(session, crashing)
         assert failed["status"] == "failed"
         assert "crash requested by the test file" in failed["error"]
-        assert "tc_report" not in failed
+        assert failed["tc_report"] is None
         done = await wait_for_task(session, healthy)
         assert done["status"] == "done"
     assert list(spool_of(node).iterdir()) == []
@@ -254,7 +254,7 @@ async def test_bad_uploads_leave_the_node_serving_others(worker_nodes):
         form.add_field("custom_data", "{}")
         async with session.post(f"{node.url}{API}/upload", data=form) as response:
             assert response.status == 400
-        response = await upload(session, node.url, b"ok", custom_data="{broken")
+        response = await upload(session, node.url, b"ok", user_data="{broken")
         assert response.status == 400
         view = await wait_for_task(session, await submit(session, node.url, b"fine"))
         assert view["status"] == "done"
