@@ -24,7 +24,7 @@ import orjson
 from celery import Celery, Task, bootsteps, signals
 from kombu import Connection
 
-from worker import tasks
+from worker import outputs, tasks
 from worker.celery_app import configure
 from worker.settings import WorkerSettings, load_worker_settings
 from worker.store import Keys, SyncTaskStore, connect
@@ -85,16 +85,33 @@ def register_tasks(app: ScanhubCelery) -> None:
     def analyze_batch(task_ids: list[int]) -> list[str]:
         return tasks.analyze_batch(app.context(), task_ids)
 
-    @app.task(name="scanhub.queue_outputs")
-    def queue_outputs(task_id: int) -> str:
+    def retry_unexpected(task: Task, error: Exception) -> Exception:
+        """An output job that failed for a reason of its own (Redis away, say) is sent again
+        with the outputs' backoff, `output_attempts` times at most, then given up."""
+        retries = task.request.retries
+        if retries >= app.settings.output_attempts:
+            log.error("%s %s given up: %s", task.name, task.request.args, error)
+            return error
+        log.warning("%s %s failed (%s); trying again", task.name, task.request.args, error)
+        wait = outputs.backoff_seconds(app.settings, retries + 1)
+        return task.retry(countdown=wait, queue=app.settings.outputs_queue, exc=error)
+
+    @app.task(name="scanhub.queue_outputs", bind=True, max_retries=None)
+    def queue_outputs(self: Task, task_id: int) -> str:
         """Sent by the API for a task it ended (failed): plan and send its deliveries."""
-        tasks.queue_outputs(app.context(), task_id)
+        try:
+            tasks.queue_outputs(app.context(), task_id)
+        except Exception as error:
+            raise retry_unexpected(self, error) from None
         return "queued"
 
     @app.task(name="scanhub.deliver", bind=True, max_retries=None)
     def deliver(self: Task, task_id: int, output: str) -> str:
         """One attempt; a retry is a new job with a countdown, so no thread waits it out."""
-        wait = tasks.deliver(app.context(), task_id, output)
+        try:
+            wait = tasks.deliver(app.context(), task_id, output)
+        except Exception as error:
+            raise retry_unexpected(self, error) from None
         if wait is not None:
             raise self.retry(countdown=wait, queue=app.settings.outputs_queue)
         return "finished"

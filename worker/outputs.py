@@ -99,8 +99,7 @@ def queue_outputs(
 ) -> None:
     """Record the outputs of a task that has just ended, and send a job for each pending one."""
     for name, state in planned_outputs(settings, user_data).items():
-        store.set_output(task_id, name, state)
-        if state["state"] == PENDING:
+        if store.plan_output(task_id, name, state) and state["state"] == PENDING:
             send(task_id, name, 0)
 
 
@@ -120,15 +119,25 @@ def user_data_of(fields: Mapping[str, str | None]) -> dict[str, Any]:
 
 
 def shaped_view(
-    fields: dict[str, str], settings: WorkerSettings, report_type: str, view: str | None
+    fields: dict[str, str],
+    settings: WorkerSettings,
+    report_type: str,
+    view: str | None,
+    drop: tuple[str, ...],
 ) -> bytes:
+    """The task as GET /task shapes it, without the delivery state of its outputs (it names
+    the receivers, and a callback URL is the submitter's) and without the `drop` fields."""
     query = {"report_type": report_type, **({"view": view} if view else {})}
     report_types = settings.report_types()
-    return reports.render_task(fields, reports.parse_options(query, report_types), report_types)
+    kept = {name: value for name, value in fields.items() if not name.startswith(OUTPUT_FIELD_PREFIX)}
+    for name in drop:
+        kept.pop(name, None)
+    return reports.render_task(kept, reports.parse_options(query, report_types), report_types)
 
 
 def callback_request(fields: dict[str, str], state: Mapping[str, Any], settings: WorkerSettings) -> Request:
-    body = shaped_view(fields, settings, state.get("report_type") or "medium", state.get("view"))
+    # The submitter asked for this report: it gets the task as GET /task shows it, file_link too.
+    body = shaped_view(fields, settings, state.get("report_type") or "medium", state.get("view"), ())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "scanhub-callback",
@@ -139,7 +148,8 @@ def callback_request(fields: dict[str, str], state: Mapping[str, Any], settings:
 
 
 def splunk_request(fields: dict[str, str], settings: WorkerSettings) -> Request:
-    report = orjson.loads(shaped_view(fields, settings, settings.splunk_report_type, None))
+    # No file_link: a presigned link to the sample is a credential, not an event field.
+    report = orjson.loads(shaped_view(fields, settings, settings.splunk_report_type, None, ("file_link",)))
     network = user_data_of(fields).get("network")
     if network is not None:
         report["network"] = network  # the only part of user_data that leaves the node
@@ -158,7 +168,6 @@ def splunk_request(fields: dict[str, str], settings: WorkerSettings) -> Request:
     headers = {
         "Content-Type": "application/json",
         "Authorization": f"Splunk {settings.splunk_token or ''}",
-        "X-Splunk-Request-Channel": fields["task_id"],
     }
     return Request(url, headers, orjson.dumps(event))
 

@@ -3,8 +3,11 @@
 A task's result is reused when everything that decides its report is the same: the file's
 SHA256, its file name (the report names it, and YARA rules may test it), the password list
 the submitter sent (an archive opened with one list may stay closed with another), the
-YARA ruleset id (a ruleset change invalidates every entry) and the engine's version (the
-engine's dotted path and every analyzer's name and version, plus scanhub's own version).
+YARA ruleset id (a ruleset change invalidates every entry), the engine's version (the
+engine's dotted path and every analyzer's name and version, plus scanhub's own version) and
+the settings the engine reads (unpacking limits, default passwords, strings limits...), so a
+configuration change invalidates it too. A report in which an analyzer failed or hit a limit
+(a time limit under load, say) is not cached: the next copy of the file gets its own chance.
 
 The cache maps that key to the task that was analyzed, for `SCANHUB_CACHE_SECONDS`
 (default 3600; 0 turns the cache off). A hit copies that task's stored report into the new
@@ -28,6 +31,37 @@ from worker.settings import WorkerSettings
 from worker.store import DONE, SyncTaskStore
 
 log = logging.getLogger(__name__)
+
+
+# The settings the engine reads: a change to any of them changes reports.
+ENGINE_SETTINGS = (
+    "unpack_max_depth",
+    "unpack_max_children",
+    "unpack_max_total_bytes",
+    "unpack_max_ratio",
+    "analysis_file_time_limit_seconds",
+    "password_list_max",
+    "default_password_list",
+    "office_max_bytes",
+    "strings_scan_bytes",
+    "strings_max_per_category",
+    "yara_scan_timeout_seconds",
+)
+
+
+def settings_digest(settings: WorkerSettings) -> str:
+    values = {name: getattr(settings, name) for name in ENGINE_SETTINGS}
+    return hashlib.sha256(orjson.dumps(values, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def cacheable(report: Any) -> bool:
+    """Only a report in which every analyzer ran to completion (no error, no limit hit)."""
+    for entry in report if isinstance(report, list) else []:
+        if entry.get("errors"):
+            return False
+        if any(run.get("outcome") != "ok" for run in entry.get("info", {}).get("analyzers", [])):
+            return False
+    return True
 
 
 @functools.cache
@@ -57,6 +91,7 @@ def cache_key(settings: WorkerSettings, record: dict[str, str]) -> str | None:
         orjson.dumps(passwords).decode() if passwords else "",
         rules.ruleset_id,
         engine_version(settings.engine),
+        settings_digest(settings),
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 

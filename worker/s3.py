@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import boto3.exceptions
 import botocore.config
 import botocore.exceptions
 
@@ -87,7 +88,12 @@ class S3Output:
             state.update(state=REFUSED, error=f"refused by the outbound policy: {error}")
             state.pop("file_link", None)
             return state
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as error:
+        except (
+            botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError,
+            boto3.exceptions.Boto3Error,  # upload_file wraps its errors in S3UploadFailedError
+            OSError,
+        ) as error:
             log.warning("task %s: S3 write to %s failed: %s", task_id, self.bucket, error)
             state.update(state=FAILED, error=f"{type(error).__name__}: {error}"[:300])
             state.pop("file_link", None)

@@ -68,6 +68,13 @@ return {result, redis.call('HGETALL', KEYS[1])}
 """
 )
 
+# KEYS[1] task hash; ARGV[1] output field, ARGV[2] its first state. 1 when written; 0 when
+# the task is gone or the output was planned before.
+PLAN_OUTPUT_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+"""
+
 # Task ids carry the node's epoch: a random number drawn the first time a Redis is used
 # (kept under `Keys.epoch`), in the high bits, above a counter. A Redis that loses its data
 # for good draws a new epoch, so a task_url handed out before the loss can never name
@@ -197,6 +204,11 @@ class Retention:
     def queued_seconds(self) -> int:
         # A safety net only: the sweeper cancels a stale queued task well before this.
         return self.unprocessed_seconds + self.failed_seconds
+
+    @property
+    def longest_record_seconds(self) -> int:
+        """The longest any record lives after its submission: queued, then kept done or failed."""
+        return self.unprocessed_seconds + max(self.done_seconds, self.failed_seconds)
 
 
 # Where kombu's Redis transport keeps jobs a consumer took but has not acknowledged: a hash
@@ -399,11 +411,15 @@ class TaskStore:
         self._create = client.register_script(CREATE_SCRIPT)
 
     async def index_sample(self, task_id: int, submitted: float, digests: dict[str, str]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            sample_index_commands(
-                pipe, self.keys, task_id, submitted, [digests], self.retention.queued_seconds
-            )
-            await pipe.execute()
+        """Make a task findable by its file's hashes. A failure is logged, not raised: the task
+        exists and is queued, and its children are indexed when it is done."""
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                ttl = self.retention.longest_record_seconds
+                sample_index_commands(pipe, self.keys, task_id, submitted, [digests], ttl)
+                await pipe.execute()
+        except redis.RedisError as error:
+            log.warning("task %s: search index not updated: %s", task_id, error)
 
     async def sha256_of(self, digest: str) -> str | None:
         """The SHA256 a hex digest stands for: itself when 64 long, else its alias, if known."""
@@ -619,6 +635,7 @@ class SyncTaskStore:
         self.retention = retention
         self._transition = client.register_script(TRANSITION_SCRIPT)
         self._transition_and_read = client.register_script(TRANSITION_AND_READ_SCRIPT)
+        self._plan_output = client.register_script(PLAN_OUTPUT_SCRIPT)
 
     def get(self, task_id: int) -> dict[str, str] | None:
         return self.redis.hgetall(self.keys.task(task_id)) or None  # type: ignore[return-value]
@@ -661,11 +678,18 @@ class SyncTaskStore:
         """Make a done task findable by the hashes of every file in its report."""
         try:
             pipe = self.redis.pipeline(transaction=False)
-            ttl = self.retention.queued_seconds
+            ttl = self.retention.longest_record_seconds
             sample_index_commands(pipe, self.keys, task_id, submitted, report_digests(report), ttl)
             pipe.execute()
         except redis.RedisError as error:  # the report is stored; only its search entries are missing
             log.warning("task %s: search index not updated: %s", task_id, error)
+
+    def plan_output(self, task_id: int, output: str, state: dict[str, Any]) -> bool:
+        """Record an output's first state, unless the task is gone or the output was planned
+        already (a repeated end of the same task never resets a delivered output)."""
+        return bool(self._plan_output(keys=[self.keys.task(task_id)], args=[
+            f"{OUTPUT_FIELD_PREFIX}{output}", orjson.dumps(state).decode()
+        ]))  # fmt: skip
 
     def set_output(self, task_id: int, output: str, state: dict[str, Any]) -> bool:
         """Record one output's state in the task (if the task still exists)."""
@@ -708,9 +732,10 @@ class SyncTaskStore:
             pipeline.hincrbyfloat(self.keys.analyzer_stats, field, amount)
         pipeline.execute()
 
-    def fail(self, task_id: int, reason: str, now: int, worker_identity=None) -> bool:
+    def fail(self, task_id: int, reason: str, now: int, worker_identity=None, only_if: str = "") -> bool:
+        """Mark the task failed (only if its status is one of `only_if`, when given)."""
         fields = failed_fields(reason, now, worker_identity)
-        return self._apply(task_id, self.retention.failed_seconds, "", "", fields) > 0
+        return self._apply(task_id, self.retention.failed_seconds, only_if, "", fields) > 0
 
     def heartbeat(self, hostname: str, ttl_seconds: float, role: str = "analysis") -> None:
         key = self.keys.celery_heartbeat(hostname, role)

@@ -164,10 +164,12 @@ async def download_and_queue(
         spooled = None
     except fetch.FetchError as error:
         log.info("task %s: download of %s failed: %s", task_id, url, error)
-        await store.fail(task_id, f"download failed: {error}", int(time.time()))
+        await store.fail(task_id, f"download failed: {error}", int(time.time()), only_if=QUEUED)
         return
     except asyncio.CancelledError:
-        await store.fail(task_id, "download interrupted: the Worker API stopped", int(time.time()))
+        await store.fail(
+            task_id, "download interrupted: the Worker API stopped", int(time.time()), only_if=QUEUED
+        )
         raise
     except Exception as error:
         log.exception("task %s: submit-url failed", task_id)

@@ -28,7 +28,7 @@ from worker.identity import worker_identity
 from worker.outputs import SendDelivery
 from worker.settings import WorkerSettings
 from worker.spool import discard, task_spool_path
-from worker.store import OUTPUT_FIELD_PREFIX, Keys, SyncTaskStore, connect, done_fields
+from worker.store import ANALYZING, OUTPUT_FIELD_PREFIX, Keys, SyncTaskStore, connect, done_fields
 
 if TYPE_CHECKING:
     from worker.s3 import S3Output  # boto3 is imported only by nodes that write to S3
@@ -102,39 +102,67 @@ def run_analysis(
         started = time.monotonic()
         outcome = analysis_outcome(task_id, attempt, record, spool_path, store, config)
         if outcome.status == "failed":
-            store.fail(task_id, outcome.reason, int(time.time()), identity)
+            store.fail(task_id, outcome.reason, int(time.time()), identity, only_if=ANALYZING)
             discard(spool_path)
         elif outcome.status == "done":
             extra: dict[str, Any] = {}
             if outcome.cached_from is not None:
                 extra.update(cached="true", cached_from=outcome.cached_from)
             if s3 is not None:
-                extra.update(s3_fields(s3, task_id, record, outcome.report, identity, spool_path, config))
+                extra.update(
+                    s3_fields(s3, task_id, record, outcome.report, identity, spool_path, config, store)
+                )
             if not store.finish(task_id, outcome.report, identity, int(time.time()), extra):
                 log.info("task %s finished but its record was deleted meanwhile", task_id)
                 return "skipped"
             discard(spool_path)  # processed means the file is gone: before the bookkeeping below
-            store.index_report(task_id, outcome.report, float(record.get("submitted") or time.time()))
-            if outcome.cached_from is None:
-                remember(store, config, record, task_id)
             how = (
                 f"from the cache (task {outcome.cached_from})" if outcome.cached_from is not None else "done"
             )
             log.info("task %s %s in %.3f s", task_id, how, time.monotonic() - started)
-        if outcome.status != "skipped" and send_delivery is not None:
-            outputs.queue_outputs(store, config, task_id, user_data, send_delivery)
-        return outcome.status
     except (Exception, AnalysisTimeout) as error:
         # Anything escaping after start() (a Redis error while storing, a time limit arriving
-        # late) must still end the record; left "analyzing" it would never finish.
+        # late) must still end the record; left "analyzing" it would never finish. A task
+        # already done stays done (only_if).
         log.exception("task %s failed outside the engine", task_id)
         with contextlib.suppress(Exception):
             store.fail(
-                task_id, f"internal error: {type(error).__name__}: {error}", int(time.time()), identity
+                task_id,
+                f"internal error: {type(error).__name__}: {error}",
+                int(time.time()),
+                identity,
+                only_if=ANALYZING,
             )
         return "failed"
     finally:
         discard(spool_path)
+    after_end(task_id, outcome, record, user_data, store, config, send_delivery)
+    return outcome.status
+
+
+def after_end(
+    task_id: int,
+    outcome: Outcome,
+    record: dict[str, str],
+    user_data: Any,
+    store: SyncTaskStore,
+    config: WorkerSettings,
+    send_delivery: SendDelivery | None,
+) -> None:
+    """What follows a task's end and cannot change it: the search index, the result cache,
+    the outputs. A failure here (Redis, the broker, a late time limit) is logged; the task
+    keeps the outcome already stored."""
+    try:
+        if outcome.status == "done":
+            store.index_report(task_id, outcome.report, float(record.get("submitted") or time.time()))
+            if outcome.cached_from is None and result_cache.cacheable(outcome.report):
+                result_cache.remember(store, config, record, task_id)
+        if send_delivery is not None:
+            outputs.queue_outputs(store, config, task_id, user_data, send_delivery)
+    except (Exception, AnalysisTimeout) as error:
+        log.warning(
+            "task %s: %s after the task ended: %s: %s", task_id, "bookkeeping", type(error).__name__, error
+        )
 
 
 def analysis_outcome(
@@ -179,13 +207,6 @@ def analysis_outcome(
     return Outcome("done", report=report)
 
 
-def remember(store: SyncTaskStore, config: WorkerSettings, record: dict[str, str], task_id: int) -> None:
-    try:
-        result_cache.remember(store, config, record, task_id)
-    except Exception as error:  # a result not cached is analyzed again next time, nothing worse
-        log.warning("task %s: result not cached: %s", task_id, error)
-
-
 def s3_fields(
     s3: S3Output,
     task_id: int,
@@ -194,13 +215,21 @@ def s3_fields(
     identity: dict[str, Any],
     spool_path: Path,
     config: WorkerSettings,
+    store: SyncTaskStore,
 ) -> dict[str, Any]:
     """Write the report (and sample) to S3; the task fields that record it."""
     now = int(time.time())
     fields = {**record, **done_fields(report, identity, now)}
     body = reports.render_task(fields, reports.parse_options({"report_type": "large"}), config.report_types())
     sample = spool_path if config.s3_store_samples else None
-    state = s3.write(task_id, record.get("sha256", "unknown"), identity["worker_hostname"], body, sample)
+    try:
+        state = s3.write(task_id, record.get("sha256", "unknown"), identity["worker_hostname"], body, sample)
+    except AnalysisTimeout:
+        # The write counts toward the job's time limits; running out there costs the S3 copy,
+        # not the report.
+        state = {"state": "failed", "error": "the analysis time limit was reached while writing to S3"}
+    with contextlib.suppress(Exception):
+        store.count_output("s3", state["state"])
     store_fields: dict[str, Any] = {
         f"{OUTPUT_FIELD_PREFIX}s3": {k: v for k, v in state.items() if k != "file_link"}
     }

@@ -140,7 +140,9 @@ async def test_callbacks_carry_the_requested_report_of_done_and_failed_tasks(wor
         assert 'scanhub_output_deliveries{outcome="delivered",output="callback"} 2.0' in text
 
 
-async def test_a_receiver_failing_twice_gets_the_report_once_more_not_three_times(worker_nodes, receiver):
+async def test_a_receiver_failing_twice_then_answering_gets_three_posts_and_one_delivery(
+    worker_nodes, receiver
+):
     listener = await receiver(answers=[503, 500])
     node = worker_nodes(start_outputs=True, outbound_allowed_networks=LOOPBACK, **FAST_RETRIES)
     async with aiohttp.ClientSession() as session:
@@ -237,6 +239,7 @@ async def test_splunk_receives_each_report_as_an_event_with_token_index_and_netw
     assert event["json"]["time"] == view["processed"]
     payload = event["json"]["event"]
     assert payload["network"] == network
+    assert "outputs" not in payload and "file_link" not in payload
     assert payload["task_id"] == view["task_id"] and payload["custom_data"] == {"a": 1}
     assert payload["tc_report"] == small["tc_report"]
     assert view["outputs"]["splunk"]["state"] == "delivered"
@@ -303,8 +306,9 @@ async def test_s3_holds_the_report_and_the_sample_and_file_link_downloads_it(
     assert stored["tc_report"] == large["tc_report"]
 
 
+@pytest.mark.parametrize("store_samples", ["false", "true"])
 async def test_an_s3_write_that_fails_leaves_the_task_done_with_the_error_recorded(
-    worker_nodes, s3_server, monkeypatch
+    worker_nodes, s3_server, monkeypatch, store_samples
 ):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "scanhub")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "scanhub-secret")
@@ -313,6 +317,7 @@ async def test_an_s3_write_that_fails_leaves_the_task_done_with_the_error_record
         outbound_allowed_networks=LOOPBACK,
         s3_endpoint_url=s3_server,
         s3_bucket="no-such-bucket",
+        s3_store_samples=store_samples,
         output_attempts="1",
     )
     async with aiohttp.ClientSession() as session:
@@ -320,6 +325,8 @@ async def test_an_s3_write_that_fails_leaves_the_task_done_with_the_error_record
     assert view["status"] == "done" and view["tc_report"] and "file_link" not in view
     assert view["outputs"]["s3"]["state"] == "failed"
     assert "NoSuchBucket" in view["outputs"]["s3"]["error"]
+    async with aiohttp.ClientSession() as session, session.get(f"{node.url}/metrics") as response:
+        assert 'scanhub_output_deliveries{outcome="failed",output="s3"} 1.0' in await response.text()
 
 
 async def test_a_submit_url_whose_download_fails_still_calls_back_with_the_failure(worker_nodes, receiver):

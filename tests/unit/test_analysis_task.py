@@ -214,3 +214,58 @@ def test_a_per_file_timer_in_a_batch_fails_that_file_with_a_time_limit_reason(se
     queue(2, b"quick")
     assert tasks.analyze_batch(context, [1, 2]) == ["failed", "done"]
     assert "time limit" in store.get(1)["error"]
+
+
+def test_a_failure_after_the_task_is_done_leaves_it_done_and_its_file_deleted(setup):
+    settings, client, store, queue = setup
+    path = queue(1, b"done, then the broker fails\n", user_data='{"callback": {"url": "https://h.example"}}')
+
+    def broker_down(task_id: int, output: str, countdown: float) -> None:
+        raise ConnectionError("broker unreachable")
+
+    assert run_analysis(1, store, settings, send_delivery=broker_down) == "done"
+    record = store.get(1)
+    assert record["status"] == "done" and "error" not in record
+    assert orjson.loads(record["tc_report"])
+    assert client.hgetall(Keys().outcomes) == {"done": "1"}
+    assert not path.exists()
+
+
+def test_ending_a_task_twice_never_resets_an_output_already_delivered(setup):
+    from worker import outputs
+
+    settings, _client, store, queue = setup
+    queue(1, b"x", status="done")
+    sent: list[tuple[int, str]] = []
+    node = WorkerSettings(spool_dir=settings.spool_dir, callback_url="https://h.example/hook")
+    outputs.queue_outputs(store, node, 1, {}, lambda task_id, name, wait: sent.append((task_id, name)))
+    assert sent == [(1, "callback")]
+    store.set_output(1, "callback", {"state": "delivered", "attempts": 1})
+    outputs.queue_outputs(store, node, 1, {}, lambda task_id, name, wait: sent.append((task_id, name)))
+    assert sent == [(1, "callback")]
+    assert orjson.loads(store.get(1)["output:callback"])["state"] == "delivered"
+
+
+def test_a_report_with_an_analyzer_error_or_limit_is_not_cached():
+    from worker import result_cache
+
+    ok = [{"info": {"analyzers": [{"name": "yara", "outcome": "ok"}]}}]
+    limited = [{"info": {"analyzers": [{"name": "zip", "outcome": "limit"}]}}]
+    failed = [{"info": {"analyzers": []}, "errors": [{"analyzer": "pdf", "error": "boom"}]}]
+    assert result_cache.cacheable(ok)
+    assert not result_cache.cacheable(limited) and not result_cache.cacheable(failed)
+
+
+def test_the_cache_key_changes_with_the_settings_the_engine_reads(setup):
+    from worker import result_cache
+
+    settings = setup[0]
+    record = {"sha256": "a" * 64, "file_name": "x.zip"}
+    keys = {
+        result_cache.cache_key(WorkerSettings(spool_dir=settings.spool_dir, **change), record)
+        for change in ({}, {"unpack_max_depth": 3}, {"default_password_list": "other"}, {})
+    }
+    assert len(keys) == 3 and None not in keys
+    assert (
+        result_cache.cache_key(WorkerSettings(spool_dir=settings.spool_dir, cache_seconds=0), record) is None
+    )

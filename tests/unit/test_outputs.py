@@ -85,7 +85,7 @@ def test_the_outbound_allowlist_keeps_its_old_name_as_an_alias(monkeypatch):
     ],
 )
 def test_an_endpoint_on_a_private_address_is_refused_unless_its_network_is_listed(url):
-    with pytest.raises(outbound.Refused, match="not"):
+    with pytest.raises(outbound.Refused, match=r"not allowed|not a public"):
         outbound.check_endpoint(url, [])
     allowed = outbound.parse_networks(["127.0.0.0/8", "::1/128", "10.0.0.0/8", "169.254.0.0/16"])
     outbound.check_endpoint(url, allowed)
@@ -144,3 +144,31 @@ async def test_an_upload_is_searchable_at_once_while_it_is_queued(worker_api):
     [entry] = (await response.json())["tasks"]
     assert entry["status"] == "queued" and entry["processed"] is None and entry["classification"] is None
     assert entry["task_url"].endswith(f"{API}/task/1") and entry["found_as"] == "file"
+
+
+async def test_a_callback_to_a_name_that_resolves_privately_is_refused_when_connecting():
+    node = settings()
+    request = outputs.Request("http://localhost:9/hook", {}, b"{}")
+    with pytest.raises(outbound.Refused, match="not allowed"):
+        await outputs.post(request, node)
+
+
+def test_events_and_callbacks_carry_no_delivery_state_and_splunk_no_sample_link():
+    import orjson
+
+    node = settings(splunk_url="https://splunk.example:8088", splunk_token="t")
+    fields = {
+        "task_id": "7",
+        "submitted": "1",
+        "processed": "2",
+        "status": "done",
+        "tc_report": "[]",
+        "file_link": "https://s3.example/samples/x?X-Amz-Signature=secret",
+        "output:callback": orjson.dumps({"url": "https://h.example/?token=secret"}).decode(),
+        "user_data": orjson.dumps({"network": {"src_ip": "10.0.0.1"}, "password_list": ["pw"]}).decode(),
+    }
+    event = orjson.loads(outputs.splunk_request(fields, node).body)["event"]
+    assert "outputs" not in event and "file_link" not in event and "password_list" not in str(event)
+    assert event["network"] == {"src_ip": "10.0.0.1"}
+    callback = orjson.loads(outputs.callback_request(fields, {"url": "https://h.example/"}, node).body)
+    assert "outputs" not in callback and callback["file_link"].startswith("https://s3.example/")
