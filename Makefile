@@ -27,8 +27,11 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Unit tests are CPU-bound and independent: on two processes (pytest-xdist). Integration and
+# end-to-end tests start processes, ports and network namespaces of their own: one at a time.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m unit -n 2
+	$(BIN)/python -m pytest -q -m "not unit"
 
 test-unit: install
 	$(BIN)/python -m pytest -q -m unit

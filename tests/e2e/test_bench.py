@@ -23,15 +23,3 @@ def test_quick_bench_measures_engine_hub_and_direct_for_every_corpus_and_writes_
     assert results["half_load_small"]["latency_ms"]["p99"] is not None
     printed = capsys.readouterr().out
     assert "e2e/eng" in printed and "half load" in printed
-
-
-def test_quick_cache_bench_runs_the_same_load_with_the_cache_off_and_on(tmp_path, capsys):
-    from bench.cache import main as cache_main
-
-    output = tmp_path / "cache.json"
-    results = cache_main(["--quick", "--output", str(output)])
-    assert json.loads(output.read_text()) == results
-    for run in ("cache_off", "cache_on"):
-        assert results[run]["completed_per_s"] > 0 and results[run]["errors_by_status"] == {}
-    assert results["speedup"] > 0
-    assert "files/s off" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import aiohttp
+import pytest
 
 from tests.support.client import API, submit, upload, wait_for_task
 
@@ -132,6 +133,8 @@ async def test_with_both_workers_down_the_hub_answers_503_with_retry_after(clust
             assert (await wait_for_task(session, task_url))["status"] == "done"
 
 
+# On loopback only: what it checks does not depend on addresses (and CI time is counted).
+@pytest.mark.parametrize("cluster", ["loopback"], indirect=True)
 async def test_search_by_hash_through_the_hub_merges_every_worker_and_names_one_that_is_down(cluster):
     repeated = b"the same attachment, seen twice\n"
     with cluster.client():

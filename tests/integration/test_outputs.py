@@ -41,7 +41,7 @@ class Receiver:
 async def receiver() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
     runners: list[web.AppRunner] = []
 
-    async def start(**options: Any) -> Receiver:
+    async def start(host: str = "127.0.0.1", **options: Any) -> Receiver:
         state = Receiver(**options)
 
         async def record(request: web.Request) -> web.Response:
@@ -60,9 +60,9 @@ async def receiver() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
         runner = web.AppRunner(app, shutdown_timeout=0.1)
         await runner.setup()
         port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await web.TCPSite(runner, host, port).start()
         runners.append(runner)
-        state.url = f"http://127.0.0.1:{port}"
+        state.url = f"http://{host}:{port}"
         return state
 
     yield start
@@ -185,29 +185,26 @@ async def test_a_receiver_that_never_answers_does_not_delay_analysis(worker_node
     assert hooked < baseline * 2 + 1.0, (baseline, hooked)
 
 
-async def test_a_dead_receiver_is_given_up_after_the_attempts_with_the_error_recorded(worker_nodes):
+async def test_a_dead_receiver_is_given_up_and_a_refused_address_is_recorded(worker_nodes, receiver):
+    """One node, only 127.0.0.1 allowed: a closed port there is retried then given up; a
+    receiver on 127.0.0.2 (loopback too, but not listed) is refused by the outbound policy."""
     node = worker_nodes(
-        start_outputs=True, outbound_allowed_networks=LOOPBACK, output_attempts="2", **FAST_RETRIES
+        start_outputs=True, outbound_allowed_networks="127.0.0.1/32", output_attempts="2", **FAST_RETRIES
     )
     dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
+    listener = await receiver(host="127.0.0.2")
     async with aiohttp.ClientSession() as session:
-        task_url = await submit(
+        dead_url = await submit(
             session, node.url, b"to nobody", user_data=json.dumps({"callback": {"url": dead}})
         )
-        view = await wait_for_output(session, task_url, "callback", states=("failed",))
-    state = view["outputs"]["callback"]
+        private = json.dumps({"callback": {"url": f"{listener.url}/hook"}})
+        refused_url = await submit(session, node.url, b"no ssrf", user_data=private)
+        given_up = await wait_for_output(session, dead_url, "callback", states=("failed",))
+        refused = await wait_for_output(session, refused_url, "callback", states=("refused",))
+    state = given_up["outputs"]["callback"]
     assert state["attempts"] == 2 and state["last_status"] is None
     assert "Connect" in state["last_error"] or "refused" in state["last_error"].lower()
-
-
-async def test_the_outbound_policy_refuses_a_callback_to_a_private_address(worker_nodes, receiver):
-    listener = await receiver()
-    node = worker_nodes(start_outputs=True)  # no network allowed beyond public addresses
-    async with aiohttp.ClientSession() as session:
-        user_data = json.dumps({"callback": {"url": f"{listener.url}/hook"}})
-        task_url = await submit(session, node.url, b"no ssrf", user_data=user_data)
-        view = await wait_for_output(session, task_url, "callback", states=("refused",))
-    assert "not a public address" in view["outputs"]["callback"]["error"]
+    assert "not a public address" in refused["outputs"]["callback"]["error"]
     assert listener.received == []
 
 
