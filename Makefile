@@ -27,11 +27,13 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Unit tests are CPU-bound and independent: on two processes (pytest-xdist). Integration and
-# end-to-end tests start processes, ports and network namespaces of their own: one at a time.
+# Unit and integration tests are independent (each integration test starts its own Redis and
+# processes on free ports): two at a time (pytest-xdist). End-to-end tests start whole
+# clusters, the launcher and network namespaces: one at a time.
 test: lint
 	$(BIN)/python -m pytest -q -m unit -n 2
-	$(BIN)/python -m pytest -q -m "not unit"
+	$(BIN)/python -m pytest -q -m integration -n 2
+	$(BIN)/python -m pytest -q -m e2e
 
 test-unit: install
 	$(BIN)/python -m pytest -q -m unit
