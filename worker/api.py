@@ -164,7 +164,7 @@ def outputs_sender(
 
     async def on_end(task_id: int) -> None:
         text = await store.redis.hget(store.keys.task(task_id), "user_data")
-        user_data = outputs.user_data_of({"user_data": str(text) if text is not None else None})
+        user_data = outputs.user_data_of(str(text) if text is not None else None)
         if outputs.planned_outputs(settings, user_data):
             await asyncio.to_thread(send, task_id)
 

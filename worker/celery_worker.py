@@ -32,9 +32,6 @@ from worker.store import Keys, SyncTaskStore, connect
 log = logging.getLogger(__name__)
 
 
-ROLES = ("analysis", "outputs")
-
-
 class ScanhubCelery(Celery):
     """A Celery app that carries its node's settings, its role (analysis or outputs) and
     this process's context."""

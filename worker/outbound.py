@@ -136,13 +136,10 @@ def check_endpoint(url: str, allowed_networks: Sequence[Network]) -> None:
         answers = socket.getaddrinfo(parsed.host, parsed.port, type=socket.SOCK_STREAM)
     except OSError as error:
         raise Refused(f"cannot resolve {parsed.host}: {error}") from None
-    refused = sorted({str(answer[4][0]) for answer in answers} - allowed_addresses(answers, allowed_networks))
+    addresses = {str(answer[4][0]) for answer in answers}
+    refused = sorted(address for address in addresses if not address_allowed(address, allowed_networks))
     if refused:
         raise Refused(f"{parsed.host} resolves to {', '.join(refused)}, which is not allowed")
-
-
-def allowed_addresses(answers: list, allowed_networks: Sequence[Network]) -> set[str]:
-    return {str(answer[4][0]) for answer in answers if address_allowed(str(answer[4][0]), allowed_networks)}
 
 
 def guarded_session(

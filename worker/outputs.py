@@ -110,9 +110,10 @@ class Request:
     body: bytes
 
 
-def user_data_of(fields: Mapping[str, str | None]) -> dict[str, Any]:
+def user_data_of(text: str | None) -> dict[str, Any]:
+    """A task's stored `user_data` text as an object (empty when absent or not an object)."""
     try:
-        value = orjson.loads(fields.get("user_data") or "{}")
+        value = orjson.loads(text or "{}")
     except orjson.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
@@ -150,7 +151,7 @@ def callback_request(fields: dict[str, str], state: Mapping[str, Any], settings:
 def splunk_request(fields: dict[str, str], settings: WorkerSettings) -> Request:
     # No file_link: a presigned link to the sample is a credential, not an event field.
     report = orjson.loads(shaped_view(fields, settings, settings.splunk_report_type, None, ("file_link",)))
-    network = user_data_of(fields).get("network")
+    network = user_data_of(fields.get("user_data")).get("network")
     if network is not None:
         report["network"] = network  # the only part of user_data that leaves the node
     event: dict[str, Any] = {

@@ -74,16 +74,17 @@ def engine_version(dotted_path: str) -> str:
     return hashlib.sha256(f"{package}|{dotted_path}|{analyzers}".encode()).hexdigest()[:16]
 
 
-def cache_key(settings: WorkerSettings, record: dict[str, str]) -> str | None:
+def cache_key(settings: WorkerSettings, record: dict[str, str], user_data: Any) -> str | None:
     """The key of this task's result, or None when it cannot be cached (cache off, no
-    SHA256 yet, no YARA ruleset loaded)."""
+    SHA256 yet, no YARA ruleset loaded). Computed once, before the analysis: a ruleset that
+    changes during it then files the report under a key no one looks up any more, never a
+    report of the old rules under the new ruleset's key."""
     sha256 = record.get("sha256")
     if settings.cache_seconds <= 0 or not sha256:
         return None
     rules, _error = engine.load_ruleset(settings)
     if rules is None:
         return None
-    user_data = orjson.loads(record.get("user_data") or "{}")
     passwords = user_data.get("password_list") if isinstance(user_data, dict) else None
     parts = [
         sha256,
@@ -96,13 +97,8 @@ def cache_key(settings: WorkerSettings, record: dict[str, str]) -> str | None:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def cached_report(
-    store: SyncTaskStore, settings: WorkerSettings, record: dict[str, str]
-) -> tuple[int, Any] | None:
-    """(earlier task id, its report) when this task's result is cached, else None."""
-    key = cache_key(settings, record)
-    if key is None:
-        return None
+def cached_report(store: SyncTaskStore, key: str) -> tuple[int, Any] | None:
+    """(earlier task id, its report) when the result of `key` is cached, else None."""
     source = store.cached_task(key)
     if source is None:
         return None
@@ -112,7 +108,5 @@ def cached_report(
     return source, orjson.loads(fields["tc_report"])
 
 
-def remember(store: SyncTaskStore, settings: WorkerSettings, record: dict[str, str], task_id: int) -> None:
-    key = cache_key(settings, record)
-    if key is not None:
-        store.remember_result(key, task_id, settings.cache_seconds)
+def remember(store: SyncTaskStore, settings: WorkerSettings, key: str, task_id: int) -> None:
+    store.remember_result(key, task_id, settings.cache_seconds)

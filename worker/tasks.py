@@ -75,6 +75,7 @@ class Outcome:
     report: Any = None
     reason: str = ""
     cached_from: int | None = None
+    cache_key: str | None = None  # where a fresh report is remembered (None: not cacheable)
 
 
 def run_analysis(
@@ -100,7 +101,7 @@ def run_analysis(
     user_data = orjson.loads(record["user_data"]) if "user_data" in record else {}
     try:
         started = time.monotonic()
-        outcome = analysis_outcome(task_id, attempt, record, spool_path, store, config)
+        outcome = analysis_outcome(task_id, attempt, record, user_data, spool_path, store, config)
         if outcome.status == "failed":
             store.fail(task_id, outcome.reason, int(time.time()), identity, only_if=ANALYZING)
             discard(spool_path)
@@ -155,8 +156,8 @@ def after_end(
     try:
         if outcome.status == "done":
             store.index_report(task_id, outcome.report, float(record.get("submitted") or time.time()))
-            if outcome.cached_from is None and result_cache.cacheable(outcome.report):
-                result_cache.remember(store, config, record, task_id)
+            if outcome.cache_key is not None and result_cache.cacheable(outcome.report):
+                result_cache.remember(store, config, outcome.cache_key, task_id)
         if send_delivery is not None:
             outputs.queue_outputs(store, config, task_id, user_data, send_delivery)
     except (Exception, AnalysisTimeout) as error:
@@ -169,6 +170,7 @@ def analysis_outcome(
     task_id: int,
     attempt: int,
     record: dict[str, str],
+    user_data: Any,
     spool_path: Path,
     store: SyncTaskStore,
     config: WorkerSettings,
@@ -181,14 +183,15 @@ def analysis_outcome(
         reason = "the file is gone: an earlier attempt at this task was killed or it was deleted"
         log.error("task %s failed: %s", task_id, reason)
         return Outcome("failed", reason=reason)
-    cached = result_cache.cached_report(store, config, record)
+    key = result_cache.cache_key(config, record, user_data)
+    cached = result_cache.cached_report(store, key) if key is not None else None
     if cached is not None:
         return Outcome("done", report=cached[1], cached_from=cached[0])
     submission = Submission(
         path=spool_path,
         file_name=record.get("file_name", ""),
         digests={name: record[name] for name in DIGESTS if name in record},
-        user_data=orjson.loads(record["user_data"]) if "user_data" in record else {},
+        user_data=user_data,
         settings=config,
     )
     try:
@@ -204,7 +207,7 @@ def analysis_outcome(
         store.add_analyzer_stats(report)
     except Exception as error:  # statistics are not worth failing a finished task
         log.warning("task %s: analyzer statistics not recorded: %s", task_id, error)
-    return Outcome("done", report=report)
+    return Outcome("done", report=report, cache_key=key)
 
 
 def s3_fields(
@@ -310,5 +313,5 @@ def queue_outputs(context: ProcessContext, task_id: int) -> None:
     fields = context.store.get(task_id)
     if fields is None or context.send_delivery is None:
         return
-    user_data = outputs.user_data_of(fields)
+    user_data = outputs.user_data_of(fields.get("user_data"))
     outputs.queue_outputs(context.store, context.settings, task_id, user_data, context.send_delivery)

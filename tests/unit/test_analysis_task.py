@@ -262,10 +262,11 @@ def test_the_cache_key_changes_with_the_settings_the_engine_reads(setup):
     settings = setup[0]
     record = {"sha256": "a" * 64, "file_name": "x.zip"}
     keys = {
-        result_cache.cache_key(WorkerSettings(spool_dir=settings.spool_dir, **change), record)
+        result_cache.cache_key(WorkerSettings(spool_dir=settings.spool_dir, **change), record, {})
         for change in ({}, {"unpack_max_depth": 3}, {"default_password_list": "other"}, {})
     }
     assert len(keys) == 3 and None not in keys
     assert (
-        result_cache.cache_key(WorkerSettings(spool_dir=settings.spool_dir, cache_seconds=0), record) is None
+        result_cache.cache_key(WorkerSettings(spool_dir=settings.spool_dir, cache_seconds=0), record, {})
+        is None
     )
