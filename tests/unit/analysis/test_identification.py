@@ -202,3 +202,72 @@ def test_without_a_system_libmagic_the_pylibmagic_copy_identifies(tmp_path):
     identity = json.loads(done.stdout)
     assert (identity["file_type"], identity["file_subtype"]) == ("Image", "PNG")
     assert identity["description"].startswith("PNG image data")
+
+
+def text_varieties() -> dict[str, bytes]:
+    """Text libmagic names only by its encoding, and text its database names."""
+    words = b"invoice payment account update please open the attached document " * 300
+    lines = b"\n".join(words[i : i + 72] for i in range(0, len(words), 72))
+    return {
+        "ascii, one long line": words,
+        "ascii, lines": lines,
+        "crlf lines": lines.replace(b"\n", b"\r\n"),
+        "utf-8": "Größe, naïve café, ünïcödé\n".encode() * 200,
+        "utf-8 with bom": b"\xef\xbb\xbf" + lines,
+        "utf-16le": "plain words in utf-16\r\n".encode("utf-16-le") * 200,
+        "latin-1": "caf\xe9 cr\xe8me br\xfbl\xe9e\n".encode("latin-1") * 300,
+        "json": b'{"a": [' + b",".join(b'"%d"' % n for n in range(2000)) + b"]}",
+        "csv": b"name,amount,date\n" + b"alice,10,2024-01-01\n" * 400,
+        "html": b"<!DOCTYPE html><html><head><title>x</title></head><body>" + words + b"</body></html>",
+        "xml": b'<?xml version="1.0"?>\n<root>' + lines + b"</root>",
+        "php": b"<?php echo 'x'; ?>\n" + lines,
+        "shell": b"#!/bin/sh\necho hi\n" + lines,
+        "python": b"import os\n\ndef main():\n    return os.getcwd()\n" * 100,
+        "c source": b"#include <stdio.h>\nint main(void) { return 0; }\n" + lines,
+        "very short": b"hi",
+        "binary noise": bytes(range(256)) * 64,
+    }
+
+
+def test_libmagic_answers_as_two_full_calls_would_on_every_sample():
+    """The cheap path (no database tests once the description shows none matched) gives what
+    asking libmagic twice in full gives, on every identification sample and text variety."""
+    libmagic = identify._magic()
+    heads = {sample_id(item): item[1][2]()[: identify.MAGIC_BYTES] for item in SAMPLES}
+    heads.update(text_varieties())
+
+    def two_full_calls(head: bytes) -> tuple[str, str]:
+        if not head:  # never given to libmagic
+            return "inode/x-empty", "empty"
+        return libmagic.mime.from_buffer(head), libmagic.description.from_buffer(head)
+
+    differ = {
+        name: (full, identify.libmagic_answers(head))
+        for name, head in heads.items()
+        if (full := two_full_calls(head)) != identify.libmagic_answers(head)
+    }
+    assert len(heads) > 150 and not differ
+
+
+class CountingMagic:
+    def __init__(self, inner, calls: list[str], name: str):
+        self.inner, self.calls, self.name = inner, calls, name
+
+    def from_buffer(self, head: bytes) -> str:
+        self.calls.append(self.name)
+        return self.inner.from_buffer(head)
+
+
+def test_plain_text_asks_the_database_once_and_a_file_it_names_twice(monkeypatch):
+    real = identify._magic()
+    calls: list[str] = []
+    counting = identify.Libmagic(
+        **{name: CountingMagic(getattr(real, name), calls, name) for name in vars(real)}
+    )
+    monkeypatch.setattr(identify, "_magic", lambda: counting)
+    assert identify.libmagic_answers(text_varieties()["ascii, lines"]) == ("text/plain", "ASCII text")
+    assert calls == ["description", "builtin_description", "builtin_mime"]
+    calls.clear()
+    mime, description = identify.libmagic_answers(text_varieties()["shell"])
+    assert mime == "text/x-shellscript" and "shell script" in description
+    assert calls[0] == "description" and calls[-1] == "mime" and "builtin_mime" not in calls
