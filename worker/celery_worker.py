@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int | None:
         arguments = ["worker", *preset, *arguments[1:]]
     else:
         app = create_worker_app(settings)
+        # The engine is imported here, before the pool forks, so its processes share it; the
+        # outputs worker never loads it.
+        tasks.load_engine(settings.engine)
         signals.worker_process_init.connect(app.init_process_context, weak=False)
         if "worker" not in arguments:
             arguments.insert(0, "worker")

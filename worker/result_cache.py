@@ -26,7 +26,6 @@ from typing import Any
 
 import orjson
 
-from worker.analysis import engine, registry
 from worker.settings import WorkerSettings
 from worker.store import DONE, SyncTaskStore
 
@@ -70,6 +69,8 @@ def engine_version(dotted_path: str) -> str:
         package = importlib.metadata.version("scanhub")
     except importlib.metadata.PackageNotFoundError:
         package = "unknown"
+    from worker.analysis import registry  # the engine: loaded by the processes that analyze
+
     analyzers = ",".join(f"{analyzer.name}:{analyzer.version}" for analyzer in registry.ANALYZERS)
     return hashlib.sha256(f"{package}|{dotted_path}|{analyzers}".encode()).hexdigest()[:16]
 
@@ -82,6 +83,8 @@ def cache_key(settings: WorkerSettings, record: dict[str, str], user_data: Any) 
     sha256 = record.get("sha256")
     if settings.cache_seconds <= 0 or not sha256:
         return None
+    from worker.analysis import engine
+
     rules, _error = engine.load_ruleset(settings)
     if rules is None:
         return None

@@ -22,7 +22,7 @@ from billiard.pool import SIG_SOFT_TIMEOUT, soft_timeout_sighandler
 from celery.exceptions import SoftTimeLimitExceeded
 
 from worker import outputs, reports, result_cache
-from worker.analysis.engine import AnalysisTimeout, Submission
+from worker.analysis.context import AnalysisTimeout, Submission
 from worker.digests import DIGESTS
 from worker.identity import worker_identity
 from worker.outputs import SendDelivery

@@ -64,6 +64,13 @@ def test_the_worker_api_does_not_load_the_analysis_engine_or_the_celery_worker()
     assert "worker.tasks" not in loaded
 
 
+def test_the_outputs_worker_does_not_load_the_analysis_engine():
+    """It delivers reports; importing the engine would cost each outputs worker seconds of
+    CPU at start and memory for nothing."""
+    loaded = loaded_after("import worker.celery_worker, worker.tasks, worker.outputs, worker.result_cache")
+    assert not {"worker.analysis.engine", "worker.analysis.registry", "yara"} & loaded
+
+
 def test_importing_the_celery_worker_builds_no_app_and_reads_no_settings():
     code = (
         "import gc, os\n"

@@ -379,3 +379,15 @@ def verdict(
         "version": version,
         "reason": reason,
     }
+
+
+@dataclass
+class Submission:
+    """One file to analyze, with what the upload already learned about it."""
+
+    path: Path
+    file_name: str = ""
+    digests: dict[str, str] = field(default_factory=dict)
+    user_data: dict[str, Any] = field(default_factory=dict)
+    # The node's settings; None: read from the environment once per process.
+    settings: WorkerSettings | None = None

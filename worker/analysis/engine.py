@@ -29,6 +29,7 @@ from worker.analysis.context import (
     FileContext,
     Findings,
     LimitReached,
+    Submission,
     child_name,
     hit,
 )
@@ -39,18 +40,6 @@ log = logging.getLogger(__name__)
 __all__ = ["CLASSIFICATION_CODES", "AnalysisTimeout", "Submission", "analyze_file"]
 
 UNKNOWN_IDENTITY = {"file_type": "Binary", "file_subtype": "None", "mime_type": "", "description": ""}
-
-
-@dataclass
-class Submission:
-    """One file to analyze, with what the upload already learned about it."""
-
-    path: Path
-    file_name: str = ""
-    digests: dict[str, str] = field(default_factory=dict)
-    user_data: dict[str, Any] = field(default_factory=dict)
-    # The node's settings; None: read from the environment once per process.
-    settings: WorkerSettings | None = None
 
 
 @dataclass
