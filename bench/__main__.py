@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import engine
+from bench import engine, machinery
 from bench.cluster import ClusterBench
 from bench.corpus import KINDS, generate, total_bytes
 
@@ -116,7 +116,14 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         **yara_figures(corpora[yara_kind], rules_dir),
     }
     print(engine.yara_line(results["yara"]), flush=True)
+    with tempfile.TemporaryDirectory(prefix="scanhub-per-file-") as temp:
+        results["engine_per_file"] = engine.per_file_by_size(
+            rules_dir, Path(temp), files=6 if options.quick else 20
+        )
+    for label, figures in results["engine_per_file"].items():
+        print(f"engine per file, {label} text and scripts: {figures['cpu_ms_per_file']} ms CPU", flush=True)
     if options.engine_only:
+        results["targets"] = targets(results)
         return results
 
     # The corpora are sent round and round: with the result cache on, repeats would measure
@@ -150,11 +157,40 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     concurrency=256, rate=rate, poll_interval=0.05,
                 )  # fmt: skip
                 results["soak_small"] = {"rate_per_s": round(rate, 1), **load.summary(), "rss": memory}
+        if "small" in corpora:
+            results["machinery"] = machinery_figures(cluster, corpora["small"], rules_dir, options.quick)
+            print(machinery_line(results["machinery"]), flush=True)
     results["ratios"] = ratios(results)
-    results["targets"] = {
-        name: {"value": value, "met": met} for name, (value, met) in target_check(results).items()
-    }
+    results["targets"] = targets(results)
     return results
+
+
+def machinery_figures(cluster: ClusterBench, samples, rules_dir: Path, quick: bool) -> dict[str, Any]:
+    """CPU per upload and per pending poll in the Worker API, and Celery's per-job overhead
+    beyond the engine's own CPU on the same files (see bench.machinery)."""
+    assert cluster.cluster is not None
+    with tempfile.TemporaryDirectory(prefix="scanhub-machinery-") as temp:
+        paths = engine.write_corpus(samples, Path(temp) / "corpus")
+        engine_cpu = engine.engine_cpu_per_file(paths, rules_dir, Path(temp))["cpu_ms_per_file"]
+    return machinery.measure_worker(
+        cluster.worker_urls[0],
+        machinery.node_pids(cluster.cluster),
+        samples,
+        engine_cpu,
+        uploads=40 if quick else 300,
+        polls=200 if quick else 3000,
+    )
+
+
+def machinery_line(figures: dict[str, Any]) -> str:
+    return (
+        f"machinery, small files on one Worker: API {figures['api_cpu_ms_per_upload']} ms CPU per upload, "
+        f"{figures['api_cpu_ms_per_pending_poll']} ms per pending poll; Celery "
+        f"{figures['celery_cpu_ms_per_job']} ms per job, of which the engine "
+        f"{figures['engine_cpu_ms_per_file']} ms (overhead {figures['celery_overhead_ms_per_job']} ms); "
+        f"Redis {figures['redis_cpu_ms_per_upload']} ms per upload, "
+        f"{figures['redis_cpu_ms_per_job']} ms per job"
+    )
 
 
 def ratios(results: dict[str, Any]) -> dict[str, Any]:
@@ -170,23 +206,94 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def target_check(results: dict[str, Any]) -> dict[str, tuple[Any, bool]]:
-    """The issue's targets against this run's figures (only those this run measured)."""
-    corpora, checks = results["corpora"], {}
-    if "mixed" in corpora:
-        value = results["ratios"]["mixed"]["e2e_over_engine"]
-        checks["mixed e2e / engine >= 0.6"] = (value, value is not None and value >= 0.6)
-    if "small" in corpora:
-        value = corpora["small"]["hub"]["completed_per_s"]
-        checks["small files/s through the Hub >= 500"] = (value, value >= 500)
-        value = results["ratios"]["small"]["hub_over_direct"]
-        checks["small Hub / direct >= 0.85"] = (value, value is not None and value >= 0.85)
-    if "half_load_small" in results:
-        value = results["half_load_small"]["latency_ms"]["p99"]
-        checks["small p99 at half load < 250 ms"] = (value, value is not None and value < 250)
-    value = max_growth(results)
-    checks["RSS growth of any process < 100 MB"] = (value, value < 100)
+# (name, at most / at least, limit): lower-is-better figures are "<=", the rest ">=".
+Target = tuple[str, str, float]
+
+
+def _target(name: str, value: float | None, relation: str, limit: float) -> dict[str, Any]:
+    if value is None:
+        return {"name": name, "value": None, "limit": limit, "relation": relation, "ratio": None, "met": None}
+    met = value <= limit if relation in ("<=", "<") else value >= limit
+    if relation == "<":
+        met = value < limit
+    return {
+        "name": name,
+        "value": value,
+        "limit": limit,
+        "relation": relation,
+        "ratio": round(value / limit, 2) if limit else None,
+        "met": met,
+    }
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each speed and memory target against this run's figures: value, limit, value/limit,
+    met. A target whose figure this run did not measure has value None."""
+    corpora, ratios_ = results["corpora"], results.get("ratios", {})
+    per_file = results.get("engine_per_file", {})
+    machinery_ = results.get("machinery", {})
+
+    def ratio(kind: str, key: str) -> float | None:
+        return ratios_.get(kind, {}).get(key)
+
+    checks = [
+        _target(
+            "engine CPU per 100 KB text/script file (ms)",
+            per_file.get("100 KB", {}).get("cpu_ms_per_file"),
+            "<=",
+            5,
+        ),
+        _target(
+            "engine CPU per 4 KB text/script file (ms)",
+            per_file.get("4 KB", {}).get("cpu_ms_per_file"),
+            "<=",
+            2,
+        ),
+        _target("small: completed through the Hub / engine", ratio("small", "e2e_over_engine"), ">=", 0.7),
+        _target("mixed: completed through the Hub / engine", ratio("mixed", "e2e_over_engine"), ">=", 0.8),
+        _target("medium: completed through the Hub / engine", ratio("medium", "e2e_over_engine"), ">=", 0.95),
+        _target("small: Hub / direct", ratio("small", "hub_over_direct"), ">=", 0.9),
+        _target("Worker API CPU per small upload (ms)", machinery_.get("api_cpu_ms_per_upload"), "<=", 2),
+        _target(
+            "Worker API CPU per poll of a pending task (ms)",
+            machinery_.get("api_cpu_ms_per_pending_poll"),
+            "<=",
+            0.3,
+        ),
+        _target(
+            "Celery overhead per job beyond the engine (ms CPU)",
+            machinery_.get("celery_overhead_ms_per_job"),
+            "<=",
+            1.5,
+        ),
+        _target(
+            "small p99 latency at half load (ms)",
+            results.get("half_load_small", {}).get("latency_ms", {}).get("p99"),
+            "<",
+            150,
+        ),
+        _target("Celery RSS growth over the soak (MB)", celery_soak_growth(results), "<", 20),
+    ]
+    if any(label in figures for figures in corpora.values() for label in ("hub", "direct")):
+        checks.append(_target("RSS growth of any process in any run (MB)", max_growth(results), "<", 100))
     return checks
+
+
+def celery_soak_growth(results: dict[str, Any]) -> float | None:
+    if "soak_small" not in results:
+        return None
+    rss = results["soak_small"]["rss"]
+    return max(figures["growth_mb"] for name, figures in rss.items() if name.endswith("-celery"))
+
+
+def print_targets(results: dict[str, Any]) -> None:
+    print("\ntargets (value, limit, value/limit):")
+    for target in results["targets"]:
+        verdict = {True: "met", False: "MISSED", None: "not measured in this run"}[target["met"]]
+        print(
+            f"  {target['name']:52} {target['value']!s:>8} {target['relation']} {target['limit']!s:<5} "
+            f"({target['ratio']!s:>5})  {verdict}"
+        )
 
 
 def max_growth(results: dict[str, Any]) -> float:
@@ -204,6 +311,14 @@ def print_engine_table(results: dict[str, Any]) -> None:
             f"{figures['engine']['files_per_second']:>10} {figures['engine']['mb_per_second']:>6}"
         )
     print_yara(results)
+    print_per_file(results)
+    print_targets(results)
+
+
+def print_per_file(results: dict[str, Any]) -> None:
+    for label, figures in results.get("engine_per_file", {}).items():
+        split = ", ".join(f"{name} {ms}" for name, ms in figures["split_ms"].items())
+        print(f"engine per {label} file: {figures['cpu_ms_per_file']} ms CPU; split (ms, wall): {split}")
 
 
 def print_yara(results: dict[str, Any]) -> None:
@@ -239,15 +354,17 @@ def print_table(results: dict[str, Any]) -> None:
             f"p99 {half['latency_ms']['p99']} ms, max {half['latency_ms']['max']} ms"
         )
     print(f"largest RSS growth of any process in any run: {max_growth(results)} MB")
-    for name, (value, met) in target_check(results).items():
-        print(f"target {name}: {value} -> {'met' if met else 'MISSED'}")
     errors = {
         kind: f["hub"]["errors_by_status"]
         for kind, f in results["corpora"].items()
         if f["hub"]["errors_by_status"]
     }
     print(f"upload errors by status: {errors or 'none'}")
+    if "machinery" in results:
+        print(machinery_line(results["machinery"]))
     print_yara(results)
+    print_per_file(results)
+    print_targets(results)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

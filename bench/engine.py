@@ -145,6 +145,17 @@ def yara_seconds_in(path: str) -> tuple[int, float]:
     return len(report), spent / 1000
 
 
+def analyzer_times(path: str) -> dict[str, float]:
+    """Milliseconds each analyzer spent on one file and its unpacked children."""
+    from worker.analysis.engine import Submission, analyze_file
+
+    spent: dict[str, float] = {}
+    for entry in analyze_file(Submission(Path(path), Path(path).name, settings=_settings)):
+        for analyzer in entry["info"]["analyzers"]:
+            spent[analyzer["name"]] = spent.get(analyzer["name"], 0.0) + analyzer["duration_ms"]
+    return spent
+
+
 def warm_up(_: int) -> bool:
     time.sleep(0.2)  # hold this process so every process runs one initializer before timing
     return True
@@ -166,6 +177,56 @@ def measure(paths: list[str], rules_dir: Path, processes: int, workdir: Path) ->
         "files_per_second": round(len(paths) / elapsed, 1),
         "mb_per_second": round(total_bytes / elapsed / 1e6, 2),
     }
+
+
+def engine_cpu_per_file(paths: list[str], rules_dir: Path, workdir: Path) -> dict[str, Any]:
+    """In this process: the engine's CPU per file (`time.process_time`) over `paths`, and
+    the per-file time split by analyzer (their own timings) and identification + hashing
+    (the rest)."""
+    worker_start(str(rules_dir), str(workdir))
+    for path in paths[:3]:
+        analyze_path(path)  # first touches off the clock
+    by_analyzer: dict[str, float] = {}
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for path in paths:
+        for name, milliseconds in analyzer_times(path).items():
+            by_analyzer[name] = by_analyzer.get(name, 0.0) + milliseconds
+    wall = (time.perf_counter() - started) * 1000 / len(paths)
+    cpu = (time.process_time() - cpu_started) * 1000 / len(paths)
+    split = {
+        name: round(total / len(paths), 3)
+        for name, total in sorted(by_analyzer.items(), key=lambda item: -item[1])
+    }
+    split["identification, hashing, walking"] = round(wall - sum(split.values()), 3)
+    return {
+        "files": len(paths),
+        "cpu_ms_per_file": round(cpu, 3),
+        "wall_ms_per_file": round(wall, 3),
+        "split_ms": split,
+    }
+
+
+# The per-file targets: text and shell scripts of 4 KB and 100 KB, on one core.
+PER_FILE_SIZES = {"4 KB": 4096, "100 KB": 100_000}
+
+
+def per_file_by_size(rules_dir: Path, workdir: Path, files: int = 20, seed: int = 5) -> dict[str, Any]:
+    """The engine's per-file time on text and scripts of each of `PER_FILE_SIZES`, split by analyzer."""
+    from bench.corpus import script_file, text_file
+
+    rng = random.Random(seed)
+    figures = {}
+    for label, size in PER_FILE_SIZES.items():
+        directory = workdir / f"per-file-{size}"
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for number in range(files):
+            for suffix, make in ((".txt", text_file), (".sh", script_file)):
+                path = directory / f"{number:03d}{suffix}"
+                path.write_bytes(make(rng, size))
+                paths.append(str(path))
+        figures[label] = engine_cpu_per_file(paths, rules_dir, workdir)
+    return figures
 
 
 def bare_externals(path: str) -> dict[str, str]:

@@ -109,7 +109,3 @@ def cached_report(store: SyncTaskStore, key: str) -> tuple[int, Any] | None:
     if fields is None or fields.get("status") != DONE or "tc_report" not in fields:
         return None  # deleted or expired: analyze again
     return source, orjson.loads(fields["tc_report"])
-
-
-def remember(store: SyncTaskStore, settings: WorkerSettings, key: str, task_id: int) -> None:
-    store.remember_result(key, task_id, settings.cache_seconds)

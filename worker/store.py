@@ -669,20 +669,31 @@ class SyncTaskStore:
         worker_identity: dict[str, Any],
         now: int,
         extra: dict[str, Any] | None = None,
+        bookkeeping: Bookkeeping | None = None,
     ) -> bool:
-        """Store the report and mark the task done (only if it is still analyzing)."""
-        fields = done_fields(report, worker_identity, now, extra)
-        return self._apply(task_id, self.retention.done_seconds, ANALYZING, "", fields) > 0
+        """Store the report and mark the task done (only if it is still analyzing).
 
-    def index_report(self, task_id: int, report: Any, submitted: float) -> None:
-        """Make a done task findable by the hashes of every file in its report."""
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            ttl = self.retention.longest_record_seconds
-            sample_index_commands(pipe, self.keys, task_id, submitted, report_digests(report), ttl)
-            pipe.execute()
-        except redis.RedisError as error:  # the report is stored; only its search entries are missing
-            log.warning("task %s: search index not updated: %s", task_id, error)
+        `bookkeeping` (the node's analyzer statistics, the search index, the result cache)
+        goes in the same round trip, after the transition: with `appendfsync always` each
+        round trip that writes waits for one fsync, so a job costs two (start and finish)
+        instead of one per concern. A bookkeeping command that fails is logged; it never
+        changes the task's outcome."""
+        fields = done_fields(report, worker_identity, now, extra)
+        pipe = self.redis.pipeline(transaction=False)
+        self._transition(
+            keys=[self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes],
+            args=[self.retention.done_seconds, ANALYZING, task_id, "", *_flatten(fields)],
+            client=pipe,
+        )
+        if bookkeeping is not None:
+            bookkeeping.commands(pipe, self, task_id, report)
+        replies = pipe.execute(raise_on_error=False)
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+        failed = [reply for reply in replies[1:] if isinstance(reply, Exception)]
+        if failed:
+            log.warning("task %s: %d bookkeeping write(s) failed: %s", task_id, len(failed), failed[0])
+        return int(replies[0]) > 0
 
     def plan_output(self, task_id: int, output: str, state: dict[str, Any]) -> bool:
         """Record an output's first state, unless the task is gone or the output was planned
@@ -711,27 +722,6 @@ class SyncTaskStore:
         found = self.redis.get(self.keys.cached_result(cache_key))
         return int(found) if found else None
 
-    def remember_result(self, cache_key: str, task_id: int, seconds: int) -> None:
-        self.redis.set(self.keys.cached_result(cache_key), str(task_id), ex=seconds)
-
-    def add_analyzer_stats(self, report: list[dict[str, Any]]) -> None:
-        """Add each analyzer's runs, outcomes and seconds in `report` to the node's totals."""
-        totals: dict[str, float] = {}
-        for entry in report:
-            for run in entry.get("info", {}).get("analyzers", []):
-                name = run["name"]
-                totals[f"{name}:runs"] = totals.get(f"{name}:runs", 0) + 1
-                totals[f"{name}:seconds"] = totals.get(f"{name}:seconds", 0) + run["duration_ms"] / 1000
-                if run["outcome"] != "ok":
-                    key = f"{name}:{run['outcome']}s"
-                    totals[key] = totals.get(key, 0) + 1
-        if not totals:
-            return
-        pipeline = self.redis.pipeline(transaction=False)
-        for field, amount in totals.items():
-            pipeline.hincrbyfloat(self.keys.analyzer_stats, field, amount)
-        pipeline.execute()
-
     def fail(self, task_id: int, reason: str, now: int, worker_identity=None, only_if: str = "") -> bool:
         """Mark the task failed (only if its status is one of `only_if`, when given)."""
         fields = failed_fields(reason, now, worker_identity)
@@ -755,3 +745,40 @@ def _flatten(fields: dict[str, str]) -> list[str]:
 def _batches(items: list[int], size: int) -> Iterable[list[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def analyzer_stats_commands(pipe: Any, keys: Keys, report: list[dict[str, Any]]) -> None:
+    """Add each analyzer's runs, outcomes and seconds in `report` to the node's totals."""
+    totals: dict[str, float] = {}
+    for entry in report:
+        for run in entry.get("info", {}).get("analyzers", []):
+            name = run["name"]
+            totals[f"{name}:runs"] = totals.get(f"{name}:runs", 0) + 1
+            totals[f"{name}:seconds"] = totals.get(f"{name}:seconds", 0) + run["duration_ms"] / 1000
+            if run["outcome"] != "ok":
+                key = f"{name}:{run['outcome']}s"
+                totals[key] = totals.get(key, 0) + 1
+    for field, amount in totals.items():
+        pipe.hincrbyfloat(keys.analyzer_stats, field, amount)
+
+
+@dataclass(frozen=True)
+class Bookkeeping:
+    """The writes that go with a task's report when it is stored: analyzer statistics (when
+    the report was just `analyzed`, not copied from the cache), the search index (by the
+    hashes of every file in the report, from `submitted`), and the result cache's entry
+    (`cache_key` for `cache_seconds`, when the report may be cached)."""
+
+    submitted: float
+    analyzed: bool = True
+    cache_key: str | None = None
+    cache_seconds: int = 0
+
+    def commands(self, pipe: Any, store: SyncTaskStore, task_id: int, report: Any) -> None:
+        keys = store.keys
+        if self.analyzed:
+            analyzer_stats_commands(pipe, keys, report)
+        ttl = store.retention.longest_record_seconds
+        sample_index_commands(pipe, keys, task_id, self.submitted, report_digests(report), ttl)
+        if self.cache_key is not None and self.cache_seconds > 0:
+            pipe.set(keys.cached_result(self.cache_key), str(task_id), ex=self.cache_seconds)

@@ -28,7 +28,15 @@ from worker.identity import worker_identity
 from worker.outputs import SendDelivery
 from worker.settings import WorkerSettings
 from worker.spool import discard, task_spool_path
-from worker.store import ANALYZING, OUTPUT_FIELD_PREFIX, Keys, SyncTaskStore, connect, done_fields
+from worker.store import (
+    ANALYZING,
+    OUTPUT_FIELD_PREFIX,
+    Bookkeeping,
+    Keys,
+    SyncTaskStore,
+    connect,
+    done_fields,
+)
 
 if TYPE_CHECKING:
     from worker.s3 import S3Output  # boto3 is imported only by nodes that write to S3
@@ -113,7 +121,17 @@ def run_analysis(
                 extra.update(
                     s3_fields(s3, task_id, record, outcome.report, identity, spool_path, config, store)
                 )
-            if not store.finish(task_id, outcome.report, identity, int(time.time()), extra):
+            bookkeeping = Bookkeeping(
+                submitted=float(record.get("submitted") or time.time()),
+                analyzed=outcome.cached_from is None,
+                cache_key=(
+                    outcome.cache_key
+                    if outcome.cache_key is not None and result_cache.cacheable(outcome.report)
+                    else None
+                ),
+                cache_seconds=config.cache_seconds,
+            )
+            if not store.finish(task_id, outcome.report, identity, int(time.time()), extra, bookkeeping):
                 log.info("task %s finished but its record was deleted meanwhile", task_id)
                 return "skipped"
             discard(spool_path)  # processed means the file is gone: before the bookkeeping below
@@ -150,14 +168,10 @@ def after_end(
     config: WorkerSettings,
     send_delivery: SendDelivery | None,
 ) -> None:
-    """What follows a task's end and cannot change it: the search index, the result cache,
-    the outputs. A failure here (Redis, the broker, a late time limit) is logged; the task
-    keeps the outcome already stored."""
+    """What follows a task's end and cannot change it: its outputs (the search index and the
+    result cache were written with the report). A failure here (Redis, the broker, a late
+    time limit) is logged; the task keeps the outcome already stored."""
     try:
-        if outcome.status == "done":
-            store.index_report(task_id, outcome.report, float(record.get("submitted") or time.time()))
-            if outcome.cache_key is not None and result_cache.cacheable(outcome.report):
-                result_cache.remember(store, config, outcome.cache_key, task_id)
         if send_delivery is not None:
             outputs.queue_outputs(store, config, task_id, user_data, send_delivery)
     except (Exception, AnalysisTimeout) as error:
@@ -203,10 +217,6 @@ def analysis_outcome(
     except Exception as error:
         log.exception("task %s failed in analysis", task_id)
         return Outcome("failed", reason=f"analysis failed: {type(error).__name__}: {error}")
-    try:
-        store.add_analyzer_stats(report)
-    except Exception as error:  # statistics are not worth failing a finished task
-        log.warning("task %s: analyzer statistics not recorded: %s", task_id, error)
     return Outcome("done", report=report, cache_key=key)
 
 

@@ -231,6 +231,57 @@ def test_a_failure_after_the_task_is_done_leaves_it_done_and_its_file_deleted(se
     assert not path.exists()
 
 
+class CountingPipelines:
+    """Counts the pipelines a client executes (each is one round trip to Redis)."""
+
+    def __init__(self, client):
+        self.client, self.executed = client, 0
+
+    def pipeline(self, *args, **kwargs):
+        pipe = self.client.pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def counted(*a, **k):
+            self.executed += 1
+            return execute(*a, **k)
+
+        pipe.execute = counted
+        return pipe
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_the_report_statistics_index_and_cache_entry_are_written_in_one_round_trip(setup):
+    from worker import result_cache
+
+    settings, client, store, queue = setup
+    settings = settings.model_copy(update={"cache_seconds": 60})
+    content = b"one round trip\n"
+    queue(1, content)
+    counting = CountingPipelines(client)
+    store.redis = counting
+    assert run_analysis(1, store, settings) == "done"
+    assert counting.executed == 1
+    assert float(client.hget(Keys().analyzer_stats, "identify:runs")) == 1
+    sha256 = hashlib.sha256(content).hexdigest()
+    assert client.zscore(Keys().sample(sha256), "1") is not None
+    record = store.get(1)
+    key = result_cache.cache_key(settings, record, {})
+    assert key is not None and client.get(Keys().cached_result(key)) == "1"
+
+
+def test_a_failed_bookkeeping_write_is_logged_and_the_task_is_still_done(setup, caplog):
+    settings, client, store, queue = setup
+    client.set(Keys().analyzer_stats, "not a hash")  # every HINCRBYFLOAT on it fails
+    queue(1, b"statistics cannot be written\n")
+    assert run_analysis(1, store, settings) == "done"
+    assert store.get(1)["status"] == "done"
+    assert "bookkeeping write(s) failed" in caplog.text
+    sha256 = hashlib.sha256(b"statistics cannot be written\n").hexdigest()
+    assert client.zscore(Keys().sample(sha256), "1") is not None  # the rest was written
+
+
 def test_ending_a_task_twice_never_resets_an_output_already_delivered(setup):
     from worker import outputs
 
