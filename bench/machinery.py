@@ -30,7 +30,7 @@ import aiohttp
 import psutil
 
 from bench.corpus import Sample
-from bench.load import API
+from bench.load import API, MULTIPART, multipart_body
 
 
 def cpu_times_of(pid: int) -> float:
@@ -93,9 +93,8 @@ async def upload_all(url: str, samples: list[Sample], count: int, concurrency: i
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
 
         async def one(sample: Sample) -> None:
-            form = aiohttp.FormData()
-            form.add_field("file", sample.content, filename=sample.name)
-            async with session.post(f"{url}{API}/upload", data=form) as response:
+            body = multipart_body(sample)
+            async with session.post(f"{url}{API}/upload", data=body, headers=MULTIPART) as response:
                 if response.status != 200:
                     raise RuntimeError(f"upload answered {response.status}: {await response.text()}")
                 urls.append((await response.json())["task_url"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from common.settings import TOKEN_PATTERN, parse_token_list
@@ -105,3 +105,39 @@ def test_worker_url_lists_parse_to_http_urls_or_refuse(text):
         return
     assert all(url.startswith(("http://", "https://")) for url in urls)
     assert len(set(urls)) == len(urls)
+
+
+disposition_values = st.text(
+    alphabet=st.characters(codec="utf-8") | st.sampled_from('"\\/;= '),
+    max_size=12,
+)
+
+
+@SETTINGS
+@given(name=disposition_values, filename=st.none() | disposition_values, fast_form=st.booleans())
+@example(name="/file", filename="/etc/passwd", fast_form=True)
+@example(name="file", filename="\\\\server\\x", fast_form=True)
+@example(name="file", filename="a;b=c", fast_form=True)
+def test_the_upload_reads_form_part_names_as_aiohttp_does(name, filename, fast_form):
+    """The one-expression fast path for Content-Disposition gives aiohttp's own name and
+    file name, whatever the values hold; headers it does not fit go to aiohttp's parser."""
+    import warnings
+
+    from aiohttp import BodyPartReader
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from worker.upload_api import part_names
+
+    if fast_form:
+        header = f'form-data; name="{name}"' + ("" if filename is None else f'; filename="{filename}"')
+    else:
+        header = f"form-data; name={name}" + ("" if filename is None else f"; filename*=utf-8''{filename}")
+
+    def part() -> BodyPartReader:
+        headers = CIMultiDictProxy(CIMultiDict({"Content-Disposition": header}))
+        return BodyPartReader(b"--x", headers, None)  # type: ignore[arg-type]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # aiohttp warns about malformed headers
+        expected = (part().name, part().filename)
+        assert part_names(part()) == expected
