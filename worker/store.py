@@ -101,10 +101,20 @@ end
 local task_id = string.format('%.0f', tonumber(epoch) * 4294967296 + counter)
 local key = ARGV[1] .. task_id
 redis.call('HSET', key, 'task_id', task_id, 'submitted', ARGV[3], 'status', 'queued', 'attempts', 0)
-for i = 5, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+for i = 7, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', key, ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], task_id)
 redis.call('ZADD', KEYS[3], ARGV[3], task_id)
+-- The search index (as sample_index_commands writes it), when the file's hashes are known:
+-- KEYS[5] the sample's entries, KEYS[6..] its MD5 and SHA1 aliases; ARGV[5] their time to
+-- live (0: no index), ARGV[6] the SHA256.
+local ttl = tonumber(ARGV[5])
+if ttl > 0 then
+  redis.call('ZADD', KEYS[5], ARGV[3], task_id)
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. string.format('%.0f', tonumber(ARGV[3]) - ttl))
+  redis.call('EXPIRE', KEYS[5], ttl)
+  for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[6], 'EX', ttl) end
+end
 return task_id
 """
 
@@ -451,15 +461,27 @@ class TaskStore:
         raw = cast(dict[str, str], await self.redis.hgetall(self.keys.output_stats))
         return {tuple(field.split(":", 1)): int(value) for field, value in raw.items()}  # type: ignore[misc]
 
-    async def create(self, submitted: int, **fields: Any) -> int:
+    async def create(self, submitted: int, indexed: bool = False, **fields: Any) -> int:
+        """A new queued task with these fields; its id. `indexed`: the fields hold the file's
+        hashes and the task is made findable by them in the same round trip."""
         keys = self.keys
+        index_keys: list[str] = []
+        ttl, sha256 = 0, ""
+        if indexed and fields.get("sha256"):
+            sha256, ttl = str(fields["sha256"]), self.retention.longest_record_seconds
+            index_keys = [keys.sample(sha256)]
+            index_keys += [
+                keys.digest_alias(str(fields[kind])) for kind in ("md5", "sha1") if fields.get(kind)
+            ]
         task_id = await self._create(
-            keys=[keys.task_counter, keys.all_tasks, keys.queued_tasks, keys.epoch],
+            keys=[keys.task_counter, keys.all_tasks, keys.queued_tasks, keys.epoch, *index_keys],
             args=[
                 keys.task_prefix,
                 self.retention.queued_seconds,
                 submitted,
                 new_epoch(),
+                ttl,
+                sha256,
                 *_flatten(encode_fields(fields)),
             ],
         )

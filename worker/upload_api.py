@@ -124,6 +124,7 @@ async def upload(request: web.Request) -> web.Response:
         submitted = int(time.time())
         task_id = await store.create(
             submitted,
+            indexed=True,
             **submission_fields(request, custom_text, fields.get("user_data")),
             file_name=file_name,
             size=spooled.size,
@@ -131,8 +132,7 @@ async def upload(request: web.Request) -> web.Response:
         )
         request.app[ADMISSION].admitted()
         spooled.path.rename(spool.task_spool_path(settings.spool_dir, task_id))
-        digests, spooled = spooled.digests, None
-        await store.index_sample(task_id, submitted, digests)
+        spooled = None
     except BaseException:
         if spooled is not None:
             spooled.discard()
