@@ -10,11 +10,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from bench.corpus import Sample
-from bench.load import LoadResult, run_load
+from bench.load import LoadResult, run_callback_load, run_load
 from deploy.launcher import LocalCluster
 from deploy.processes import free_port
 
@@ -115,10 +116,14 @@ class ClusterBench:
         assert self.cluster is not None
         return [node.url for node in self.cluster.nodes]
 
-    def load(self, target: str, samples: list[Sample], **options) -> tuple[LoadResult, dict]:
+    def load(
+        self, target: str, samples: list[Sample], *, callbacks: bool = False, **options: Any
+    ) -> tuple[LoadResult, dict]:
+        """One load run (polling, or with `callbacks` waiting for each task's callback)."""
         assert self.cluster is not None
+        run = run_callback_load if callbacks else run_load
         with MemoryWatch(cluster_pids(self.cluster)) as memory:
-            result = asyncio.run(run_load(target, samples, **options))
+            result = asyncio.run(run(target, samples, **options))
         # Let the nodes drain what was accepted before the next run.
         wait_idle(self.worker_urls)
         return result, memory.summary()

@@ -201,3 +201,93 @@ async def run_load(
 
             await asyncio.gather(*(client() for _ in range(concurrency)))
     return result
+
+
+def callback_body(sample: Sample, callback_url: str) -> bytes:
+    """`multipart_body` plus a `user_data` part asking for a callback to `callback_url`."""
+    user_data = f'{{"callback": {{"url": "{callback_url}", "report_type": "small"}}}}'
+    part = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="user_data"\r\n\r\n{user_data}\r\n'
+    ).encode()
+    return part + multipart_body(sample)
+
+
+async def run_callback_load(
+    base_url: str,
+    samples: list[Sample],
+    duration: float,
+    warmup: float = 1.0,
+    concurrency: int = 16,
+    drain_timeout: float = 30.0,
+) -> LoadResult:
+    """Closed loop without polling: each upload asks for a callback to a receiver this
+    function serves on loopback, and a client's next upload starts when the callback of its
+    last one has arrived. Latency is from the start of the upload to the callback's arrival.
+    The Worker's outputs worker must be allowed to reach 127.0.0.1 (the outbound policy)."""
+    from aiohttp import web
+
+    result = LoadResult(target=base_url, duration=duration)
+    arrived: dict[str, asyncio.Future[str]] = {}
+
+    async def receive(request: web.Request) -> web.Response:
+        task_id = request.headers.get("X-Scanhub-Task-Id", "")
+        view = await request.json()
+        waiter = arrived.setdefault(task_id, asyncio.get_running_loop().create_future())
+        if not waiter.done():
+            waiter.set_result(view.get("status", ""))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/callback", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    callback_url = f"http://127.0.0.1:{port}/callback"
+    cycle = itertools.cycle(samples)
+    start = time.monotonic()
+    measure_from, stop_at = start + warmup, start + warmup + duration
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency * 2)) as session:
+
+            async def one(sample: Sample) -> None:
+                began = time.monotonic()
+                try:
+                    body = callback_body(sample, callback_url)
+                    async with session.post(
+                        f"{base_url}{API}/upload", data=body, headers=MULTIPART
+                    ) as response:
+                        if response.status != 200:
+                            await response.read()
+                            result.errors[response.status] += measure_from <= began < stop_at
+                            return
+                        task_id = (await response.json())["task_url"].rstrip("/").rsplit("/", 1)[-1]
+                except aiohttp.ClientError:
+                    result.errors[0] += 1
+                    return
+                waiter = arrived.setdefault(task_id, asyncio.get_running_loop().create_future())
+                remaining = stop_at + drain_timeout - time.monotonic()
+                try:
+                    status = await asyncio.wait_for(waiter, max(0.0, remaining))
+                except TimeoutError:
+                    return
+                finally:
+                    arrived.pop(task_id, None)
+                latency = time.monotonic() - began
+                if measure_from <= began < stop_at:
+                    result.accepted += 1
+                    result.bytes_accepted += len(sample.content)
+                    result.latencies.append(latency)
+                if measure_from <= began + latency <= stop_at:
+                    result.completed += status == "done"
+                    result.failed_tasks += status == "failed"
+
+            async def client() -> None:
+                while time.monotonic() < stop_at:
+                    await one(next(cycle))
+
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+    finally:
+        await runner.cleanup()
+    return result

@@ -701,15 +701,18 @@ class SyncTaskStore:
         instead of one per concern. A bookkeeping command that fails is logged; it never
         changes the task's outcome."""
         fields = done_fields(report, worker_identity, now, extra)
+        keys = [self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes]
+        args: list[str | int] = [self.retention.done_seconds, ANALYZING, task_id, "", *_flatten(fields)]
         pipe = self.redis.pipeline(transaction=False)
-        self._transition(
-            keys=[self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes],
-            args=[self.retention.done_seconds, ANALYZING, task_id, "", *_flatten(fields)],
-            client=pipe,
-        )
+        # EVALSHA itself, not the Script object: in a pipeline, that asks SCRIPT EXISTS first,
+        # one more round trip per job. A server that lost the script (restarted, flushed)
+        # answers NOSCRIPT; then the script is loaded and run alone (the bookkeeping went).
+        pipe.evalsha(self._transition.sha, len(keys), *keys, *args)
         if bookkeeping is not None:
             bookkeeping.commands(pipe, self, task_id, report)
         replies = pipe.execute(raise_on_error=False)
+        if isinstance(replies[0], redis.exceptions.NoScriptError):
+            replies[0] = self._transition(keys=keys, args=args)
         if isinstance(replies[0], Exception):
             raise replies[0]
         failed = [reply for reply in replies[1:] if isinstance(reply, Exception)]

@@ -21,6 +21,9 @@ def test_quick_bench_measures_engine_hub_and_direct_for_every_corpus_and_writes_
             assert {"hub", "worker1-api", "worker1-celery"} <= set(figures[label]["rss"])
         assert results["ratios"][kind]["e2e_over_engine"] > 0
     assert results["half_load_small"]["latency_ms"]["p99"] is not None
+    # Without polls: every completion counted came from a task's callback.
+    assert results["callbacks_small"]["completed_per_s"] > 0
+    assert results["callbacks_small"]["errors_by_status"] == {}
     for label in ("4 KB", "100 KB"):
         per_file = results["engine_per_file"][label]
         assert per_file["cpu_ms_per_file"] > 0 and {"yara", "strings"} <= set(per_file["split_ms"])

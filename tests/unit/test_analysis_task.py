@@ -271,6 +271,22 @@ def test_the_report_statistics_index_and_cache_entry_are_written_in_one_round_tr
     assert key is not None and client.get(Keys().cached_result(key)) == "1"
 
 
+def test_a_server_that_lost_the_scripts_still_gets_the_report_and_its_bookkeeping(setup):
+    settings, client, store, queue = setup
+    queue(1, b"scripts flushed\n")
+    real_start = store.start
+
+    def start_then_flush(*args, **kwargs):
+        started = real_start(*args, **kwargs)
+        client.script_flush()  # as a Redis restart without its scripts would
+        return started
+
+    store.start = start_then_flush
+    assert run_analysis(1, store, settings) == "done"
+    assert store.get(1)["status"] == "done"
+    assert float(client.hget(Keys().analyzer_stats, "identify:runs")) == 1  # counted once
+
+
 def test_a_failed_bookkeeping_write_is_logged_and_the_task_is_still_done(setup, caplog):
     settings, client, store, queue = setup
     client.set(Keys().analyzer_stats, "not a hash")  # every HINCRBYFLOAT on it fails
