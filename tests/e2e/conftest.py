@@ -114,7 +114,13 @@ def lab_or_skip() -> Lab:
     return lab
 
 
-@pytest.fixture(params=["loopback", "namespaces"])
+# Where the cluster tests run: in network namespaces where this machine has them (the closer
+# to real hosts), else on loopback. Each test runs once, on one of them; a test may ask for
+# one with `@pytest.mark.parametrize("cluster", ["loopback"], indirect=True)`.
+NETWORK = "namespaces" if unavailable_reason() is None else "loopback"
+
+
+@pytest.fixture(params=[NETWORK])
 def cluster(request, worker_nodes, tmp_path: Path) -> Iterator[Cluster]:
     """Two Worker nodes (API + Celery + own Redis) and a Hub as processes.
 
