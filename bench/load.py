@@ -45,6 +45,34 @@ class LoadResult:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
+    def record(
+        self,
+        sample: Sample,
+        began: float,
+        outcome: tuple[int, str, float | None],
+        measure_from: float,
+        stop_at: float,
+    ) -> None:
+        """One upload's outcome (upload status, task status, latency). Uploads count by when
+        they began, completions by when they finished: both only inside the measured window
+        [measure_from, stop_at), so neither warm-up nor the final drain inflates a rate."""
+        status, task_status, latency = outcome
+        began_inside = measure_from <= began < stop_at
+        if status != 200:
+            if began_inside:
+                self.errors[status] += 1
+            return
+        if began_inside:
+            self.accepted += 1
+            self.bytes_accepted += len(sample.content)
+        if latency is None:
+            return
+        if measure_from <= began + latency <= stop_at:
+            self.completed += task_status == "done"
+            self.failed_tasks += task_status == "failed"
+        if began_inside:
+            self.latencies.append(latency)
+
     def summary(self) -> dict:
         def ms(value: float | None) -> float | None:
             return None if value is None else round(value * 1000, 1)
@@ -153,26 +181,6 @@ async def run_load(
     limit = asyncio.Semaphore(concurrency)
     estimate = LatencyEstimate()
 
-    def record(sample: Sample, began: float, outcome: tuple[int, str, float | None]) -> None:
-        """Uploads count by when they began, completions by when they finished: both only
-        inside the measured window, so neither warm-up nor the final drain inflates a rate."""
-        status, task_status, latency = outcome
-        began_inside = measure_from <= began < stop_at
-        if status != 200:
-            if began_inside:
-                result.errors[status] += 1
-            return
-        if began_inside:
-            result.accepted += 1
-            result.bytes_accepted += len(sample.content)
-        if latency is None:
-            return
-        if measure_from <= began + latency <= stop_at:
-            result.completed += task_status == "done"
-            result.failed_tasks += task_status == "failed"
-        if began_inside:
-            result.latencies.append(latency)
-
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(sample: Sample) -> None:
@@ -181,7 +189,7 @@ async def run_load(
                 outcome = await upload_and_wait(
                     session, base_url, sample, poll_interval, stop_at + drain_timeout, estimate
                 )
-                record(sample, began, outcome)
+                result.record(sample, began, outcome, measure_from, stop_at)
 
         if rate:
             pending = set()
@@ -251,7 +259,7 @@ async def run_callback_load(
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency * 2)) as session:
 
-            async def one(sample: Sample) -> None:
+            async def upload_and_wait_callback(sample: Sample) -> tuple[int, str, float | None]:
                 began = time.monotonic()
                 try:
                     body = callback_body(sample, callback_url)
@@ -260,28 +268,24 @@ async def run_callback_load(
                     ) as response:
                         if response.status != 200:
                             await response.read()
-                            result.errors[response.status] += measure_from <= began < stop_at
-                            return
+                            return response.status, "", None
                         task_id = (await response.json())["task_url"].rstrip("/").rsplit("/", 1)[-1]
                 except aiohttp.ClientError:
-                    result.errors[0] += 1
-                    return
+                    return 0, "", None
                 waiter = arrived.setdefault(task_id, asyncio.get_running_loop().create_future())
-                remaining = stop_at + drain_timeout - time.monotonic()
                 try:
-                    status = await asyncio.wait_for(waiter, max(0.0, remaining))
+                    status = await asyncio.wait_for(
+                        waiter, max(0.0, stop_at + drain_timeout - time.monotonic())
+                    )
                 except TimeoutError:
-                    return
+                    return 200, "", None
                 finally:
                     arrived.pop(task_id, None)
-                latency = time.monotonic() - began
-                if measure_from <= began < stop_at:
-                    result.accepted += 1
-                    result.bytes_accepted += len(sample.content)
-                    result.latencies.append(latency)
-                if measure_from <= began + latency <= stop_at:
-                    result.completed += status == "done"
-                    result.failed_tasks += status == "failed"
+                return 200, status, time.monotonic() - began
+
+            async def one(sample: Sample) -> None:
+                began = time.monotonic()
+                result.record(sample, began, await upload_and_wait_callback(sample), measure_from, stop_at)
 
             async def client() -> None:
                 while time.monotonic() < stop_at:
