@@ -701,15 +701,26 @@ class SyncTaskStore:
         instead of one per concern. A bookkeeping command that fails is logged; it never
         changes the task's outcome."""
         fields = done_fields(report, worker_identity, now, extra)
+
+        def add(pipe: Any) -> None:
+            if bookkeeping is not None:
+                bookkeeping.commands(pipe, self, task_id, report)
+
+        return self._apply_with(task_id, self.retention.done_seconds, ANALYZING, fields, add) > 0
+
+    def _apply_with(
+        self, task_id: int, ttl: int, only_if: str, fields: dict, add: Callable[[Any], None]
+    ) -> int:
+        """`_apply`, with the commands `add` queues after it, in one round trip. A failed
+        added command is logged; it never changes the transition's outcome."""
         keys = [self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes]
-        args: list[str | int] = [self.retention.done_seconds, ANALYZING, task_id, "", *_flatten(fields)]
+        args: list[str | int] = [ttl, only_if, task_id, "", *_flatten(fields)]
         pipe = self.redis.pipeline(transaction=False)
         # EVALSHA itself, not the Script object: in a pipeline, that asks SCRIPT EXISTS first,
-        # one more round trip per job. A server that lost the script (restarted, flushed)
-        # answers NOSCRIPT; then the script is loaded and run alone (the bookkeeping went).
+        # one more round trip. A server that lost the script (restarted, flushed) answers
+        # NOSCRIPT; then the script is loaded and run alone (the added commands went).
         pipe.evalsha(self._transition.sha, len(keys), *keys, *args)
-        if bookkeeping is not None:
-            bookkeeping.commands(pipe, self, task_id, report)
+        add(pipe)
         replies = pipe.execute(raise_on_error=False)
         if isinstance(replies[0], redis.exceptions.NoScriptError):
             replies[0] = self._transition(keys=keys, args=args)
@@ -718,7 +729,7 @@ class SyncTaskStore:
         failed = [reply for reply in replies[1:] if isinstance(reply, Exception)]
         if failed:
             log.warning("task %s: %d bookkeeping write(s) failed: %s", task_id, len(failed), failed[0])
-        return int(replies[0]) > 0
+        return int(replies[0])
 
     def plan_output(self, task_id: int, output: str, state: dict[str, Any]) -> bool:
         """Record an output's first state, unless the task is gone or the output was planned
@@ -731,6 +742,17 @@ class SyncTaskStore:
         """Record one output's state in the task (if the task still exists)."""
         fields = {f"{OUTPUT_FIELD_PREFIX}{output}": orjson.dumps(state).decode()}
         return self._apply(task_id, 0, "", "", fields) > 0
+
+    def end_attempt(self, task_id: int, output: str, state: dict[str, Any], outcome: str) -> bool:
+        """After a delivery attempt, in one round trip: the output's state in the task (if
+        the task still exists), its count in the node's statistics, and its lock released."""
+        fields = {f"{OUTPUT_FIELD_PREFIX}{output}": orjson.dumps(state).decode()}
+
+        def add(pipe: Any) -> None:
+            pipe.hincrby(self.keys.output_stats, f"{output}:{outcome}", 1)
+            pipe.delete(self.keys.output_lock(task_id, output))
+
+        return self._apply_with(task_id, 0, "", fields, add) > 0
 
     def count_output(self, output: str, outcome: str) -> None:
         self.redis.hincrby(self.keys.output_stats, f"{output}:{outcome}", 1)

@@ -337,3 +337,19 @@ def test_the_cache_key_changes_with_the_settings_the_engine_reads(setup):
         result_cache.cache_key(WorkerSettings(spool_dir=settings.spool_dir, cache_seconds=0), record, {})
         is None
     )
+
+
+def test_the_end_of_a_delivery_attempt_records_counts_and_unlocks_in_one_round_trip(setup):
+    _, client, store, queue = setup
+    queue(1, b"x")
+    assert store.lock_output(1, "callback", 30)
+    counting = CountingPipelines(client)
+    store.redis = counting
+    assert store.end_attempt(1, "callback", {"state": "delivered", "attempts": 1}, "delivered")
+    assert counting.executed == 1
+    assert orjson.loads(client.hget(Keys().task(1), "output:callback")) == {
+        "state": "delivered",
+        "attempts": 1,
+    }
+    assert client.hget(Keys().output_stats, "callback:delivered") == "1"
+    assert store.lock_output(1, "callback", 30)  # the lock was released

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import aiohttp
 import pytest
 
 from worker import outbound, outputs
@@ -149,8 +150,25 @@ async def test_an_upload_is_searchable_at_once_while_it_is_queued(worker_api):
 async def test_a_callback_to_a_name_that_resolves_privately_is_refused_when_connecting():
     node = settings()
     request = outputs.Request("http://localhost:9/hook", {}, b"{}")
-    with pytest.raises(outbound.Refused, match="not allowed"):
-        await outputs.post(request, node)
+    networks = outbound.parse_networks(node.outbound_allowed_networks)
+    async with outbound.guarded_session(networks, aiohttp.ClientTimeout(total=5)) as session:
+        with pytest.raises(outbound.Refused, match="not allowed"):
+            await outputs.post(request, session, networks)
+
+
+def test_each_thread_keeps_one_client_for_its_deliveries_and_exit_closes_them():
+    import threading
+
+    node = settings()
+    first, again = outputs.thread_client(node), outputs.thread_client(node)
+    assert first is again and not first.session.closed
+    other: list[outputs.Client] = []
+    thread = threading.Thread(target=lambda: other.append(outputs.thread_client(node)))
+    thread.start()
+    thread.join()
+    assert other[0] is not first and other[0].loop is not first.loop
+    outputs.close_clients()
+    assert first.session.closed and other[0].session.closed and first.loop.is_closed()
 
 
 def test_events_and_callbacks_carry_no_delivery_state_and_splunk_no_sample_link():
