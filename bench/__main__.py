@@ -146,6 +146,10 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                 results["corpora"][kind][label] = {**load.summary(), "rss": memory}
                 print(f"{label}, {kind}: {load.summary()['completed_per_s']} files/s completed", flush=True)
         if "small" in corpora:
+            # Before the runs that leave thousands of records behind (callbacks, half load,
+            # soak): the per-upload and per-job figures of a node in its everyday state.
+            results["machinery"] = machinery_figures(cluster, corpora["small"], rules_dir, options.quick)
+            print(machinery_line(results["machinery"]), flush=True)
             # The same closed loop without polls: each client waits for its task's callback.
             load, memory = cluster.load(
                 cluster.hub_url, corpora["small"], callbacks=True, duration=duration, warmup=warmup,
@@ -169,9 +173,6 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     concurrency=256, rate=rate, poll_interval=0.05,
                 )  # fmt: skip
                 results["soak_small"] = {"rate_per_s": round(rate, 1), **load.summary(), "rss": memory}
-        if "small" in corpora:
-            results["machinery"] = machinery_figures(cluster, corpora["small"], rules_dir, options.quick)
-            print(machinery_line(results["machinery"]), flush=True)
     results["ratios"] = ratios(results)
     results["targets"] = targets(results)
     return results
