@@ -4,18 +4,22 @@ For each corpus (small, medium, large, mixed) it measures:
 - the engine limit: `analyze_file` alone, in-process, one process per core;
 - end to end through the Hub of a local cluster started as `make run` starts it (two Worker
   nodes), and the same load sent straight to one Worker, so the Hub's cost is a ratio;
-- latency from upload to `processed` at half of the measured small-file throughput;
 - the RSS of every process during each run.
-- YARA alone against the whole engine on the same files: the ruleset's compile time, the
-  per-file time of a bare YARA scan, the engine's per-file time, and their ratio.
-It prints a table and writes every figure to bench/results/<time>.json.
+Then, on the small corpus: the machinery's CPU on one Worker node (per upload and per poll
+in the API, per job in Celery beyond the engine: `bench.machinery`); the same load with
+callbacks instead of polls; latency from upload to `processed` at half of the measured
+throughput; and, with `--soak`, that half load held for as long. Also: the engine's CPU per
+4 KB and 100 KB text file, split by analyzer, and YARA alone against the whole engine on the
+same files (compile time, per-file bare scan, ratio).
+It prints a table and every target with its value, limit and ratio, and writes every figure
+to bench/results/<time>.json.
 
 `--rules DIR` runs everything with a rule directory of your own (signature-base's `yara/`,
 a YARA-Forge package, ...) instead of the rules scanhub ships; `--engine-only` skips the
-cluster runs.
+cluster runs; `--logs DIR` keeps the services' logs.
 
     python -m bench [--quick] [--duration 10] [--corpora small,medium,large,mixed] [--soak 0]
-                    [--rules DIR] [--engine-only]
+                    [--rules DIR] [--engine-only] [--logs DIR]
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rules", type=Path, default=None, help="a YARA rule directory to use instead of scanhub's own"
     )
     parser.add_argument("--engine-only", action="store_true", help="skip the cluster runs")
+    parser.add_argument("--logs", type=Path, default=None, help="keep the services' logs in this directory")
     options = parser.parse_args(argv)
     if options.rules is not None and not options.rules.is_dir():
         parser.error(f"--rules {options.rules}: not a directory")
@@ -133,7 +138,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     environment = {"SCANHUB_CACHE_SECONDS": "0", "SCANHUB_OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8"}
     if options.rules is not None:
         environment["SCANHUB_YARA_RULES_DIR"] = str(rules_dir)
-    with ClusterBench(workers=2, environment=environment) as cluster:
+    with ClusterBench(workers=2, environment=environment, log_dir=options.logs) as cluster:
         for kind, samples in corpora.items():
             common: dict[str, Any] = {
                 "duration": duration,

@@ -82,11 +82,15 @@ class ClusterBench:
     workers: int = 2
     environment: dict[str, str] = field(default_factory=dict)
     cluster: LocalCluster | None = None
+    # Where the services' logs go; None: with the cluster's state, removed at the end.
+    log_dir: Path | None = None
     _state: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self) -> ClusterBench:
         self._state = tempfile.TemporaryDirectory(prefix="scanhub-bench-")
         state_dir = Path(self._state.name)
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
         environment = {key: value for key, value in os.environ.items() if not key.startswith("SCANHUB_")}
         environment.update({"SCANHUB_LOG_LEVEL": "WARNING", **self.environment})
         # Ports for the Hub and the Workers that no one else uses.
@@ -95,7 +99,7 @@ class ClusterBench:
             worker_port = free_port()
         self.cluster = LocalCluster(
             state_dir, self.workers, hub_port=free_port(), worker_port=worker_port,
-            environment=environment, log_dir=state_dir,
+            environment=environment, log_dir=self.log_dir or state_dir,
         )  # fmt: skip
         self.cluster.start()
         return self
