@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import engine, machinery
-from bench.cluster import ClusterBench
+from bench.cluster import ClusterBench, wait_all_healthy
 from bench.corpus import KINDS, generate, total_bytes
 
 RESULTS = Path(__file__).parent / "results"
@@ -155,6 +155,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             # soak): the per-upload and per-job figures of a node in its everyday state.
             results["machinery"] = machinery_figures(cluster, corpora["small"], rules_dir, options.quick)
             print(machinery_line(results["machinery"]), flush=True)
+            wait_all_healthy(cluster.hub_url)  # its Celery worker was held: back in rotation
             # The same closed loop without polls: each client waits for its task's callback.
             load, memory = cluster.load(
                 cluster.hub_url, corpora["small"], callbacks=True, duration=duration, warmup=warmup,

@@ -160,3 +160,19 @@ def wait_idle(worker_urls: list[str], timeout: float = 300) -> None:
         if not any(depths):
             return
         time.sleep(0.2)
+
+
+def wait_all_healthy(hub_url: str, timeout: float = 60) -> None:
+    """Until the Hub sees every Worker healthy (after a run that held one, as the machinery
+    figures do, it takes the Worker back at its next health check)."""
+    import json
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{hub_url}/api/hub/v1/workers", timeout=5) as response:
+            workers = json.load(response)["workers"]
+        if workers and all(worker["healthy"] for worker in workers):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the Hub did not see every Worker healthy within {timeout:g} s")
