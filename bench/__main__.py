@@ -204,7 +204,8 @@ def machinery_figures(cluster: ClusterBench, samples, rules_dir: Path, quick: bo
 def machinery_line(figures: dict[str, Any]) -> str:
     return (
         f"machinery, small files on one Worker: API {figures['api_cpu_ms_per_upload']} ms CPU per upload, "
-        f"{figures['api_cpu_ms_per_pending_poll']} ms per pending poll; Celery "
+        f"{figures['api_cpu_ms_per_pending_poll']} ms per pending poll (a bare aiohttp server: "
+        f"{figures['bare_aiohttp_cpu_ms_per_request']} ms per request); Celery "
         f"{figures['celery_cpu_ms_per_job']} ms per job, of which the engine "
         f"{figures['engine_cpu_ms_per_file']} ms (overhead {figures['celery_overhead_ms_per_job']} ms); "
         f"Redis {figures['redis_cpu_ms_per_upload']} ms per upload, "

@@ -164,8 +164,56 @@ def measure_worker(
         "redis_cpu_ms_per_job": job_ms["redis"],
         "engine_cpu_ms_per_file": round(engine_cpu_ms, 3),
         "celery_overhead_ms_per_job": round(celery_ms - engine_cpu_ms, 3),
+        "bare_aiohttp_cpu_ms_per_request": bare_aiohttp_cpu_ms(polls),
         "drain_seconds": round(time.monotonic() - started, 2),
     }
+
+
+# The least an aiohttp server does per request: route, answer a small JSON body (with uvloop,
+# as the services run). Its CPU per request is the floor under the API's per-poll figure.
+BARE_SERVER = """
+import sys
+from aiohttp import web
+async def answer(request):
+    return web.json_response({"processed": False, "status": "queued"})
+app = web.Application()
+app.router.add_get("/task/{task_id}", answer)
+try:
+    import uvloop
+    uvloop.install()
+except ImportError:
+    pass
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+
+
+def bare_aiohttp_cpu_ms(polls: int = 3000) -> float:
+    """The CPU per request of a bare aiohttp server, measured as the pending polls are."""
+    import subprocess
+    import sys
+
+    from deploy.processes import free_port, wait_until
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)])
+    try:
+        urls = [f"http://127.0.0.1:{port}/task/{number}" for number in range(100)]
+
+        def answering() -> bool:
+            try:
+                asyncio.run(poll_all(urls[:1], 1))
+                return True
+            except aiohttp.ClientError:
+                return False
+
+        wait_until(answering, 30, interval=0.1, what="the bare aiohttp server")
+        asyncio.run(poll_all(urls, min(500, polls)))  # warm up
+        with CpuWatch({"server": server.pid}) as cpu:
+            asyncio.run(poll_all(urls, polls))
+        return cpu.per_item_ms(polls)["server"] or 0.0
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def node_pids(cluster: Any, index: int = 0) -> dict[str, int]:
