@@ -122,10 +122,25 @@ async def poll_all(task_urls: list[str], polls: int, concurrency: int = 16) -> i
     return pending
 
 
-def wait_drained(url: str, timeout: float = 300) -> None:
-    from bench.cluster import wait_idle
+def finished_tasks(url: str) -> float:
+    """Tasks the node has finished (done or failed), from its /metrics."""
+    import urllib.request
 
-    wait_idle([url], timeout)
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("scanhub_tasks_finished{")
+    )
+
+
+def wait_finished(url: str, count: float, timeout: float = 300) -> None:
+    """Until the node has finished `count` tasks (not merely started them: a drained queue
+    still has one task per pool process running)."""
+    from deploy.processes import wait_until
+
+    wait_until(lambda: finished_tasks(url) >= count, timeout, interval=0.05, what=f"{count:g} finished tasks")
 
 
 def measure_worker(
@@ -138,6 +153,7 @@ def measure_worker(
 ) -> dict[str, Any]:
     """The Worker API's CPU per upload and per pending poll, and Celery's CPU per job beyond
     the engine's `engine_cpu_ms`, on one node; `pids` names its `api`, `celery` and `redis`."""
+    finished_before = finished_tasks(node_url)
     with stopped(pids["celery"]):
         with CpuWatch(pids) as upload_cpu:
             task_urls = asyncio.run(upload_all(node_url, samples, uploads))
@@ -145,7 +161,7 @@ def measure_worker(
             still_pending = asyncio.run(poll_all(task_urls, polls))
     started = time.monotonic()
     with CpuWatch(pids) as job_cpu:
-        wait_drained(node_url)
+        wait_finished(node_url, finished_before + uploads)
     upload_ms, poll_ms, job_ms = (
         upload_cpu.per_item_ms(uploads),
         poll_cpu.per_item_ms(polls),

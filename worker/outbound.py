@@ -148,6 +148,7 @@ def guarded_session(
     total_connections: int = 64,
     per_host: int = 0,
     ssl: object = True,
+    keepalive_seconds: float = 15,
 ) -> aiohttp.ClientSession:
     """An aiohttp client whose every connection obeys the policy."""
     connector = aiohttp.TCPConnector(
@@ -155,10 +156,13 @@ def guarded_session(
         limit=total_connections,
         limit_per_host=per_host,
         ssl=ssl,  # type: ignore[arg-type]
+        keepalive_timeout=keepalive_seconds,
     )
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
         trust_env=False,  # never route through a proxy from the environment
         auto_decompress=False,
+        # No cookies kept: one receiver's cookie must never ride along to the next.
+        cookie_jar=aiohttp.DummyCookieJar(),
     )

@@ -193,12 +193,19 @@ class Client:
         loop = asyncio.new_event_loop()
 
         async def session() -> aiohttp.ClientSession:
-            return outbound.guarded_session(networks, timeout, ssl=ssl_context)
+            # Idle connections are dropped after 2 s, before most receivers drop them
+            # (Node.js and uvicorn: 5 s), so a kept connection is rarely a dead one.
+            return outbound.guarded_session(networks, timeout, ssl=ssl_context, keepalive_seconds=2)
 
         return cls(settings, networks, loop, loop.run_until_complete(session()))
 
     def send(self, request: Request) -> tuple[int, str]:
-        return self.loop.run_until_complete(post(request, self.session, self.networks))
+        """POST once; again at once if the receiver had closed the kept connection before
+        answering (a receiver that dedupes on X-Scanhub-Task-Id takes a repeat anyway)."""
+        try:
+            return self.loop.run_until_complete(post(request, self.session, self.networks))
+        except aiohttp.ServerDisconnectedError:
+            return self.loop.run_until_complete(post(request, self.session, self.networks))
 
     def close(self) -> None:
         if not self.loop.is_closed():

@@ -353,3 +353,18 @@ def test_the_end_of_a_delivery_attempt_records_counts_and_unlocks_in_one_round_t
     }
     assert client.hget(Keys().output_stats, "callback:delivered") == "1"
     assert store.lock_output(1, "callback", 30)  # the lock was released
+
+
+def test_a_report_of_an_unexpected_shape_is_stored_done_without_its_bookkeeping(setup, caplog, monkeypatch):
+    from worker import tasks
+
+    settings, _, store, queue = setup
+    queue(1, b"odd report")
+
+    def odd_engine(submission):
+        return [{"info": {"analyzers": [{"name": "custom"}]}}]  # a site's engine: no duration_ms
+
+    monkeypatch.setattr(tasks, "load_engine", lambda dotted_path: odd_engine)
+    assert run_analysis(1, store, settings) == "done"
+    assert store.get(1)["status"] == "done"
+    assert "bookkeeping not written" in caplog.text

@@ -190,3 +190,42 @@ def test_events_and_callbacks_carry_no_delivery_state_and_splunk_no_sample_link(
     assert event["network"] == {"src_ip": "10.0.0.1"}
     callback = orjson.loads(outputs.callback_request(fields, {"url": "https://h.example/"}, node).body)
     assert "outputs" not in callback and callback["file_link"].startswith("https://s3.example/")
+
+
+def test_a_kept_connection_the_receiver_closed_is_retried_once_at_once(monkeypatch):
+    calls: list[str] = []
+
+    async def flaky_post(request, session, networks):
+        calls.append(request.url)
+        if len(calls) == 1:
+            raise aiohttp.ServerDisconnectedError()
+        return 200, ""
+
+    monkeypatch.setattr(outputs, "post", flaky_post)
+    client = outputs.Client.build(settings())
+    try:
+        assert client.send(outputs.Request("https://hooks.example/x", {}, b"{}")) == (200, "")
+        assert calls == ["https://hooks.example/x"] * 2
+        # A second disconnect in a row is the attempt's error, retried later with backoff.
+        calls.clear()
+        monkeypatch.setattr(
+            outputs, "post", lambda *a: (_ for _ in ()).throw(aiohttp.ServerDisconnectedError())
+        )
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            client.send(outputs.Request("https://hooks.example/x", {}, b"{}"))
+    finally:
+        client.close()
+
+
+async def test_outbound_clients_keep_no_cookies():
+    async with outbound.guarded_session([], aiohttp.ClientTimeout(total=5)) as session:
+        assert isinstance(session.cookie_jar, aiohttp.DummyCookieJar)
+
+
+def test_the_outputs_client_drops_idle_connections_before_receivers_do():
+    client = outputs.Client.build(settings())
+    try:
+        assert client.session.connector is not None
+        assert client.session.connector._keepalive_timeout == 2
+    finally:
+        client.close()

@@ -118,6 +118,8 @@ disposition_values = st.text(
 @example(name="/file", filename="/etc/passwd", fast_form=True)
 @example(name="file", filename="\\\\server\\x", fast_form=True)
 @example(name="file", filename="a;b=c", fast_form=True)
+@example(name="file", filename="a;b;c.pdf", fast_form=True)
+@example(name=";;", filename=None, fast_form=True)
 def test_the_upload_reads_form_part_names_as_aiohttp_does(name, filename, fast_form):
     """The one-expression fast path for Content-Disposition gives aiohttp's own name and
     file name, whatever the values hold; headers it does not fit go to aiohttp's parser."""
