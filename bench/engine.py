@@ -131,29 +131,23 @@ def analyze_path(path: str) -> int:
     return len(report)
 
 
-def yara_seconds_in(path: str) -> tuple[int, float]:
-    """Report entries of one file through the engine, and the time its YARA analyzer took in them."""
+def analyzer_times(path: str) -> tuple[int, dict[str, float]]:
+    """Report entries of one file through the engine, and the milliseconds each analyzer
+    spent on the file and its unpacked children."""
     from worker.analysis.engine import Submission, analyze_file
 
     report = analyze_file(Submission(Path(path), Path(path).name, settings=_settings))
-    spent = sum(
-        analyzer["duration_ms"]
-        for entry in report
-        for analyzer in entry["info"]["analyzers"]
-        if analyzer["name"] == "yara"
-    )
-    return len(report), spent / 1000
-
-
-def analyzer_times(path: str) -> dict[str, float]:
-    """Milliseconds each analyzer spent on one file and its unpacked children."""
-    from worker.analysis.engine import Submission, analyze_file
-
     spent: dict[str, float] = {}
-    for entry in analyze_file(Submission(Path(path), Path(path).name, settings=_settings)):
+    for entry in report:
         for analyzer in entry["info"]["analyzers"]:
             spent[analyzer["name"]] = spent.get(analyzer["name"], 0.0) + analyzer["duration_ms"]
-    return spent
+    return len(report), spent
+
+
+def yara_seconds_in(path: str) -> tuple[int, float]:
+    """Report entries of one file through the engine, and the time its YARA analyzer took in them."""
+    entries, spent = analyzer_times(path)
+    return entries, spent.get("yara", 0.0) / 1000
 
 
 def warm_up(_: int) -> bool:
@@ -192,7 +186,7 @@ def engine_cpu_per_file(paths: list[str], rules_dir: Path, workdir: Path) -> dic
     by_analyzer: dict[str, float] = {}
     started, cpu_started = time.perf_counter(), time.process_time()
     for path in paths:
-        for name, milliseconds in analyzer_times(path).items():
+        for name, milliseconds in analyzer_times(path)[1].items():
             by_analyzer[name] = by_analyzer.get(name, 0.0) + milliseconds
     wall = (time.perf_counter() - started) * 1000 / len(paths)
     cpu = (time.process_time() - cpu_started) * 1000 / len(paths)

@@ -259,8 +259,7 @@ async def run_callback_load(
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency * 2)) as session:
 
-            async def upload_and_wait_callback(sample: Sample) -> tuple[int, str, float | None]:
-                began = time.monotonic()
+            async def upload_and_wait_callback(sample: Sample, began: float) -> tuple[int, str, float | None]:
                 try:
                     body = callback_body(sample, callback_url)
                     async with session.post(
@@ -285,7 +284,8 @@ async def run_callback_load(
 
             async def one(sample: Sample) -> None:
                 began = time.monotonic()
-                result.record(sample, began, await upload_and_wait_callback(sample), measure_from, stop_at)
+                outcome = await upload_and_wait_callback(sample, began)
+                result.record(sample, began, outcome, measure_from, stop_at)
 
             async def client() -> None:
                 while time.monotonic() < stop_at:

@@ -662,13 +662,16 @@ class SyncTaskStore:
     def get(self, task_id: int) -> dict[str, str] | None:
         return self.redis.hgetall(self.keys.task(task_id)) or None  # type: ignore[return-value]
 
+    def _transition_call(
+        self, task_id: int, ttl: int, only_if: str, counter: str, fields: dict
+    ) -> tuple[list[str], list[str | int]]:
+        """The keys and arguments of TRANSITION_SCRIPT for this change to a task."""
+        keys = [self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes]
+        return keys, [ttl, only_if, task_id, counter, *_flatten(fields)]
+
     def _apply(self, task_id: int, ttl: int, only_if: str, counter: str, fields: dict) -> int:
-        return int(
-            self._transition(
-                keys=[self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes],
-                args=[ttl, only_if, task_id, counter, *_flatten(fields)],
-            )
-        )
+        keys, args = self._transition_call(task_id, ttl, only_if, counter, fields)
+        return int(self._transition(keys=keys, args=args))
 
     def start(self, task_id: int, worker_identity: dict[str, Any]) -> tuple[int, dict[str, str]]:
         """Mark a queued (or re-delivered) task as analyzing, in one round trip.
@@ -716,8 +719,7 @@ class SyncTaskStore:
         not a transaction: the added commands go even when the transition does not apply (a
         task deleted meanwhile); what they write then is harmless (search drops entries of
         tasks that are gone, the cache analyzes again when its entry's task is gone)."""
-        keys = [self.keys.task(task_id), self.keys.queued_tasks, self.keys.outcomes]
-        args: list[str | int] = [ttl, only_if, task_id, "", *_flatten(fields)]
+        keys, args = self._transition_call(task_id, ttl, only_if, "", fields)
         pipe = self.redis.pipeline(transaction=False)
         # EVALSHA itself, not the Script object: in a pipeline, that asks SCRIPT EXISTS first,
         # one more round trip. A server that lost the script (restarted, flushed) answers
@@ -745,11 +747,6 @@ class SyncTaskStore:
         return bool(self._plan_output(keys=[self.keys.task(task_id)], args=[
             f"{OUTPUT_FIELD_PREFIX}{output}", orjson.dumps(state).decode()
         ]))  # fmt: skip
-
-    def set_output(self, task_id: int, output: str, state: dict[str, Any]) -> bool:
-        """Record one output's state in the task (if the task still exists)."""
-        fields = {f"{OUTPUT_FIELD_PREFIX}{output}": orjson.dumps(state).decode()}
-        return self._apply(task_id, 0, "", "", fields) > 0
 
     def end_attempt(self, task_id: int, output: str, state: dict[str, Any], outcome: str) -> bool:
         """After a delivery attempt, in one round trip: the output's state in the task (if

@@ -124,11 +124,7 @@ def run_analysis(
             bookkeeping = Bookkeeping(
                 submitted=float(record.get("submitted") or time.time()),
                 analyzed=outcome.cached_from is None,
-                cache_key=(
-                    outcome.cache_key
-                    if outcome.cache_key is not None and result_cache.cacheable(outcome.report)
-                    else None
-                ),
+                cache_key=outcome.cache_key,
                 cache_seconds=config.cache_seconds,
             )
             if not store.finish(task_id, outcome.report, identity, int(time.time()), extra, bookkeeping):
@@ -217,7 +213,8 @@ def analysis_outcome(
     except Exception as error:
         log.exception("task %s failed in analysis", task_id)
         return Outcome("failed", reason=f"analysis failed: {type(error).__name__}: {error}")
-    return Outcome("done", report=report, cache_key=key)
+    cacheable = key is not None and result_cache.cacheable(report)
+    return Outcome("done", report=report, cache_key=key if cacheable else None)
 
 
 def s3_fields(

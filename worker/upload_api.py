@@ -40,9 +40,9 @@ INTEGRITY_ERROR = (
 
 # Content-Disposition as HTTP clients write it for a form field (no quote, backslash or
 # semicolon inside the values), read with one regular expression; any other form goes to
-# aiohttp's full parser. That parser builds its escape
-# table on every call and runs once for the name and again for the file name: about a fifth
-# of an upload's CPU for small files. Both give the same values (tests/unit/test_properties.py).
+# aiohttp's full parser. That parser builds its escape table on every call and runs once for
+# the name and again for the file name: about a fifth of an upload's CPU for small files.
+# Both give the same values (tests/unit/test_properties.py).
 SIMPLE_DISPOSITION = re.compile(r'form-data; name="([^";\\]*)"(?:; filename="([^";\\]*)")?')
 
 

@@ -307,7 +307,7 @@ def test_ending_a_task_twice_never_resets_an_output_already_delivered(setup):
     node = WorkerSettings(spool_dir=settings.spool_dir, callback_url="https://h.example/hook")
     outputs.queue_outputs(store, node, 1, {}, lambda task_id, name, wait: sent.append((task_id, name)))
     assert sent == [(1, "callback")]
-    store.set_output(1, "callback", {"state": "delivered", "attempts": 1})
+    store.end_attempt(1, "callback", {"state": "delivered", "attempts": 1}, "delivered")
     outputs.queue_outputs(store, node, 1, {}, lambda task_id, name, wait: sent.append((task_id, name)))
     assert sent == [(1, "callback")]
     assert orjson.loads(store.get(1)["output:callback"])["state"] == "delivered"
