@@ -26,6 +26,7 @@ from common.service import (
     spool_checks,
     upload_body_limit,
 )
+from common.status import status_page_route
 from hub import search
 from hub.forward import MemoryBudget, forward_submission
 from hub.keys import BODY_MEMORY, POOL, SESSION, SETTINGS
@@ -79,6 +80,73 @@ async def workers(request: web.Request) -> web.Response:
     return json_response({"workers": [worker.status() for worker in request.app[POOL].workers]})
 
 
+@routes.get("/api/hub/v1/status")
+@token_group("tasks")
+async def status(request: web.Request) -> web.Response:
+    """The cluster at a glance, for the status page and `scanhub status`: each Worker as the
+    Hub sees it (in rotation, queue depth, forwarded, last error) with the status it reports
+    itself (asked now, in parallel; null when it does not answer in the health-check time),
+    and the sums over those reports: tasks done per minute (oldest first) and verdicts.
+
+    The `tasks` group, not `admin` like `/api/hub/v1/workers`: whoever reads reports already
+    learns the Workers' addresses from their task_urls."""
+    app = request.app
+    pool, session, settings = app[POOL], app[SESSION], app[SETTINGS]
+    reports = await asyncio.gather(
+        *(worker_status(session, worker, settings.health_timeout_seconds) for worker in pool.workers)
+    )
+    healthy, checks = health_report(app)
+    body = {
+        "service": "hub",
+        "healthy": healthy,
+        "checks": checks,
+        "workers": [
+            {**worker.status(), "status": report}
+            for worker, report in zip(pool.workers, reports, strict=True)
+        ],
+        **cluster_totals([report for report in reports if report is not None]),
+    }
+    return json_response(body)
+
+
+async def worker_status(
+    session: aiohttp.ClientSession, worker: Worker, timeout: float
+) -> dict[str, Any] | None:
+    """A Worker's own `/api/worker/v1/status`; None when it cannot be had."""
+    headers = {"Authorization": f"Token {worker.token}"} if worker.token else {}
+    try:
+        async with session.get(
+            f"{worker.url}/api/worker/v1/status",
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            if response.status != 200:
+                return None
+            body = await response.json(content_type=None)
+            return body if isinstance(body, dict) else None
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+
+
+def cluster_totals(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Verdicts and per-interval done counts summed over the Workers' status reports."""
+    verdicts: dict[str, int] = {}
+    done: list[int] = []
+    interval = 60
+    for report in reports:
+        for verdict, count in (report.get("verdicts") or {}).items():
+            verdicts[verdict] = verdicts.get(verdict, 0) + int(count)
+        throughput = report.get("throughput") or {}
+        interval = int(throughput.get("interval_seconds", interval))
+        counts = [int(count) for count in throughput.get("done", [])]
+        if len(counts) > len(done):
+            done = [0] * (len(counts) - len(done)) + done
+        offset = len(done) - len(counts)
+        for index, count in enumerate(counts):
+            done[offset + index] += count
+    return {"verdicts": verdicts, "throughput": {"interval_seconds": interval, "done": done}}
+
+
 def health_report(app: web.Application) -> tuple[bool, dict[str, Any]]:
     settings, pool = app[SETTINGS], app[POOL]
     healthy = len(pool.healthy())
@@ -127,6 +195,7 @@ def create_app(settings: HubSettings) -> web.Application:
     )
     app.add_routes(routes)
     app.add_routes(search.routes)
+    app.add_routes([status_page_route("hub")])
     accept_trailing_slashes(app)
     app.cleanup_ctx.append(resources)
     return app

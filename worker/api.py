@@ -17,9 +17,10 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from common.auth import PUBLIC, token_group
-from common.errors import ApiError
+from common.errors import ApiError, json_response
 from common.metrics import METRICS
 from common.service import accept_trailing_slashes, health_response, service_app, spool_checks
+from common.status import cors_middleware, status_page_route
 from worker import (
     fetch,
     license_api,
@@ -38,7 +39,8 @@ from worker.keys import ADMISSION, DOWNLOADS, FETCH_SESSION, PUBLISHER, SETTINGS
 from worker.publisher import JobPublisher, SendJobs
 from worker.retention import remove_partial_uploads, run_sweeper
 from worker.settings import WorkerSettings
-from worker.store import Keys, TaskStore, connect_async
+from worker.store import THROUGHPUT_INTERVAL_SECONDS, Keys, TaskStore, connect_async
+from worker.submission import API
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -93,14 +95,43 @@ async def health(request: web.Request) -> web.Response:
     return health_response(healthy, checks, request.app[SETTINGS].retry_after_seconds)
 
 
+@routes.get("/api/worker/v1/status")
+@token_group("tasks")
+async def status(request: web.Request) -> web.Response:
+    """This node at a glance, for its status page and `scanhub status`: health, queue,
+    Celery workers, tasks finished, verdicts, and tasks done per minute (oldest first)."""
+    healthy, checks = await health_report(request.app)
+    store = request.app[STORE]
+    body: dict[str, Any] = {"service": "worker", "healthy": healthy, "checks": checks}
+    if checks.get("redis") == "ok":
+        body.update(
+            {
+                "queue_depth": checks["queue_depth"],
+                "celery_workers": len(checks["celery_workers"]),
+                "tasks": await store.outcome_counts(),
+                "verdicts": await store.verdict_counts(),
+                "throughput": {
+                    "interval_seconds": THROUGHPUT_INTERVAL_SECONDS,
+                    "done": await store.throughput(),
+                },
+            }
+        )
+    return json_response(body)
+
+
 async def refresh_gauges(app: web.Application) -> None:
     metrics, store = app[METRICS], app[STORE]
     metrics.gauge("scanhub_queue_depth", "Tasks waiting for analysis").set(await store.queue_depth())
     workers = await store.live_celery_workers()
     metrics.gauge("scanhub_celery_workers", "Celery workers with a live heartbeat").set(len(workers))
     outcomes = metrics.gauge("scanhub_tasks_finished", "Tasks finished on this node", ("status",))
-    for status, count in (await store.outcome_counts()).items():
-        outcomes.labels(status).set(count)
+    for outcome, count in (await store.outcome_counts()).items():
+        outcomes.labels(outcome).set(count)
+    verdicts = metrics.gauge(
+        "scanhub_verdicts", "Tasks done on this node by the submitted file's classification", ("verdict",)
+    )
+    for verdict, count in (await store.verdict_counts()).items():
+        verdicts.labels(verdict).set(count)
     metrics.gauge("scanhub_downloads_in_progress", "submit-url downloads running").set(len(app[DOWNLOADS]))
     publisher = app[PUBLISHER]
     metrics.gauge("scanhub_analysis_jobs_sent", "Celery jobs sent by this API process").set(
@@ -181,10 +212,13 @@ def create_app(
     """The Worker API. Tests may pass a fake Redis client and job senders of their own."""
     app = service_app("worker", settings, refresh_gauges)
     app.middlewares.append(redis_unavailable(settings.retry_after_seconds))  # inside json_errors
+    if settings.cors_origins:  # outermost: a preflight carries no token
+        app.middlewares.insert(0, cors_middleware(settings.cors_origins, f"{API}/task/"))
     app[SETTINGS] = settings
     for module in (upload_api, submit_url, task_api, license_api, rules_api, search_api):
         app.add_routes(module.routes)
     app.add_routes(routes)
+    app.add_routes([status_page_route("worker")])
     accept_trailing_slashes(app)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

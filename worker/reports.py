@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from common.settings import yes_or_no
-from worker.store import task_view
+from worker.store import classification_code, task_view
 
 DEFAULT_REPORT_TYPE = "medium"
 VIEWS = ("flat", "extended")
@@ -263,14 +263,6 @@ def apply_fields(entry: dict[str, Any], spec: Mapping[str, Any]) -> dict[str, An
     if "exclude" in spec:
         entry = exclude_fields(entry, spec["exclude"])
     return entry
-
-
-def classification_code(entry: Any) -> int:
-    """An entry's classification code (0 unknown ... 3 malicious); 0 when it has none usable
-    (a site's own engine may store reports of any shape)."""
-    classification = entry.get("classification") if isinstance(entry, dict) else None
-    code = classification.get("classification", 0) if isinstance(classification, dict) else 0
-    return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
 def is_flagged(entry: dict[str, Any]) -> bool:

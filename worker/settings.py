@@ -27,6 +27,10 @@ class WorkerSettings(ServiceSettings):
     )
     # Base of task_url, e.g. "https://worker01.example:8081"; default: the request's own host.
     public_url: str | None = None
+    # Web origins (`scheme://host:port`) whose pages may read this Worker's tasks from a browser
+    # (CORS): the Hub's status page follows the task_url its upload box got. `make run` sets
+    # the local Hub's; empty: none.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     key_prefix: str = "scanhub"
     celery_queue: str = "scanhub"
 
@@ -212,6 +216,11 @@ class WorkerSettings(ServiceSettings):
             failed_seconds=self.file_age_limit_seconds,
             unprocessed_seconds=self.unprocessed_task_limit_seconds,
         )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> list[str]:
+        return [origin.rstrip("/") for origin in split_list(value)]
 
     @field_validator("outbound_allowed_networks", mode="before")
     @classmethod

@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 
 QUEUED, ANALYZING, DONE, FAILED = "queued", "analyzing", "done", "failed"
 
+# Throughput as the status pages show it: tasks done per minute over the last 15 minutes.
+THROUGHPUT_INTERVAL_SECONDS = 60
+THROUGHPUT_INTERVALS = 15
+VERDICTS = ("unknown", "goodware", "suspicious", "malicious")  # by classification code 0-3
+
 # KEYS[1] task hash, KEYS[2] queued index, KEYS[3] outcome counters (a hash: done, failed).
 # ARGV[1] ttl (0 keeps it), ARGV[2] allowed current statuses ("" any), ARGV[3] task id,
 # ARGV[4] name of a counter field to increment ("" none), ARGV[5..] field/value pairs.
@@ -163,6 +168,16 @@ class Keys:
     @property
     def analyzer_stats(self) -> str:
         return f"{self.prefix}:stats:analyzers"
+
+    @property
+    def verdicts(self) -> str:
+        """A hash: tasks done on this node by the classification of the submitted file."""
+        return f"{self.prefix}:stats:verdicts"
+
+    def done_in_interval(self, interval: int) -> str:
+        """A counter of the tasks done during one `THROUGHPUT_INTERVAL_SECONDS` interval
+        (numbered from the epoch); it expires once out of the `THROUGHPUT_INTERVALS` window."""
+        return f"{self.prefix}:stats:done:{interval}"
 
     @property
     def output_stats(self) -> str:
@@ -621,6 +636,19 @@ class TaskStore:
         counts = cast(dict[str, str], await self.redis.hgetall(self.keys.outcomes))
         return {status: int(counts.get(status, 0)) for status in (DONE, FAILED)}
 
+    async def verdict_counts(self) -> dict[str, int]:
+        """Tasks done on this node by the classification of the submitted file."""
+        counts = cast(dict[str, str], await self.redis.hgetall(self.keys.verdicts))
+        return {verdict: int(counts.get(verdict, 0)) for verdict in VERDICTS}
+
+    async def throughput(self, now: float | None = None) -> list[int]:
+        """Tasks done in each of the last `THROUGHPUT_INTERVALS` intervals, oldest first; the
+        last one is the interval under way."""
+        current = int((time.time() if now is None else now) // THROUGHPUT_INTERVAL_SECONDS)
+        first = current - THROUGHPUT_INTERVALS + 1
+        keys = [self.keys.done_in_interval(interval) for interval in range(first, current + 1)]
+        return [int(value or 0) for value in await self.redis.mget(keys)]
+
     async def analyzer_stats(self) -> dict[str, dict[str, float]]:
         """Per analyzer: runs, errors, limits and seconds, summed over every file analyzed."""
         raw = cast(dict[str, str], await self.redis.hgetall(self.keys.analyzer_stats))
@@ -837,3 +865,22 @@ class Bookkeeping:
         sample_index_commands(pipe, keys, task_id, self.submitted, report_digests(report), ttl)
         if self.cache_key is not None and self.cache_seconds > 0:
             pipe.set(keys.cached_result(self.cache_key), str(task_id), ex=self.cache_seconds)
+        done_counter_commands(pipe, keys, report)
+
+
+def classification_code(entry: Any) -> int:
+    """An entry's classification code (0 unknown ... 3 malicious); 0 when it has none usable
+    (a site's own engine may store reports of any shape)."""
+    classification = entry.get("classification") if isinstance(entry, dict) else None
+    code = classification.get("classification", 0) if isinstance(classification, dict) else 0
+    return code if isinstance(code, int) and not isinstance(code, bool) else 0
+
+
+def done_counter_commands(pipe: Any, keys: Keys, report: Any, now: float | None = None) -> None:
+    """Count a done task by its verdict, and in the throughput interval under way."""
+    code = classification_code(report[0] if isinstance(report, list) and report else None)
+    pipe.hincrby(keys.verdicts, VERDICTS[code] if 0 <= code < len(VERDICTS) else VERDICTS[0], 1)
+    interval = int((time.time() if now is None else now) // THROUGHPUT_INTERVAL_SECONDS)
+    counter = keys.done_in_interval(interval)
+    pipe.incr(counter)
+    pipe.expire(counter, (THROUGHPUT_INTERVALS + 1) * THROUGHPUT_INTERVAL_SECONDS)

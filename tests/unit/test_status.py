@@ -1,0 +1,171 @@
+"""The status pages and the status JSON they read: a Worker's own, the Hub's sum over its Workers,
+and the CORS that lets a Hub's page follow a task on a Worker."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from hub.api import cluster_totals, create_app
+from hub.settings import HubSettings
+from tests.unit.conftest import TOKEN_TASKS
+from worker.settings import WorkerSettings
+from worker.store import (
+    THROUGHPUT_INTERVAL_SECONDS,
+    THROUGHPUT_INTERVALS,
+    Keys,
+    SyncTaskStore,
+    done_counter_commands,
+    encode_fields,
+)
+from worker.tasks import run_analysis
+
+HUB_ORIGIN = "http://127.0.0.1:8080"
+
+
+def report_with(code: int) -> list[dict[str, Any]]:
+    return [{"classification": {"classification": code}}, {"classification": {"classification": 0}}]
+
+
+async def count_done(redis: Any, reports: list[Any], now: float) -> None:
+    pipe = redis.pipeline()
+    for report in reports:
+        done_counter_commands(pipe, Keys(), report, now=now)
+    await pipe.execute()
+
+
+async def test_a_workers_status_counts_verdicts_of_the_submitted_file_and_done_per_interval(worker_api):
+    now = time.time()
+    earlier = now - 3 * THROUGHPUT_INTERVAL_SECONDS
+    await count_done(worker_api.redis, [report_with(3), report_with(3), report_with(2)], now)
+    # A report of no known shape (a site's engine) counts as unknown rather than failing.
+    await count_done(worker_api.redis, [report_with(1), {"odd": True}, report_with(7)], earlier)
+    response = await worker_api.client.get("/api/worker/v1/status")
+    assert response.status == 200
+    body = await response.json()
+    assert body["service"] == "worker"
+    assert body["verdicts"] == {"malicious": 2, "suspicious": 1, "goodware": 1, "unknown": 2}
+    done = body["throughput"]["done"]
+    assert len(done) == THROUGHPUT_INTERVALS
+    assert done[-1] == 3 and done[-4] == 3 and sum(done) == 6
+    assert body["queue_depth"] == 0 and body["tasks"] == {"done": 0, "failed": 0}
+
+
+async def test_done_counters_expire_once_out_of_the_window(worker_api):
+    await count_done(worker_api.redis, [report_with(0)], time.time())
+    (key,) = [key async for key in worker_api.redis.scan_iter("*:stats:done:*")]
+    ttl = await worker_api.redis.ttl(key)
+    assert THROUGHPUT_INTERVALS * THROUGHPUT_INTERVAL_SECONDS < ttl <= (THROUGHPUT_INTERVALS + 1) * 60
+
+
+def test_storing_an_analyzed_report_counts_its_verdict_and_interval(tmp_path: Path):
+    settings = WorkerSettings(spool_dir=tmp_path)
+    client = fakeredis.FakeRedis(decode_responses=True)
+    store = SyncTaskStore(client, Keys(), settings.retention())
+    content = b"just some text\n"
+    record = {"task_id": 1, "submitted": int(time.time()), "status": "queued", "attempts": 0}
+    digests = {name: hashlib.new(name, content).hexdigest() for name in ("md5", "sha1", "sha256", "sha512")}
+    fields: dict[Any, Any] = encode_fields({**record, "file_name": "a.txt", **digests})
+    client.hset(Keys().task(1), mapping=fields)
+    (tmp_path / "1").write_bytes(content)
+    assert run_analysis(1, store, settings) == "done"
+    stored = store.get(1)
+    assert stored is not None
+    code = orjson.loads(stored["tc_report"])[0]["classification"]["classification"]
+    name = ["unknown", "goodware", "suspicious", "malicious"][code]
+    assert client.hgetall(Keys().verdicts) == {name: "1"}
+    interval = int(time.time() // THROUGHPUT_INTERVAL_SECONDS)
+    assert {client.get(Keys().done_in_interval(i)) for i in (interval - 1, interval)} >= {"1"}
+
+
+async def test_the_status_json_needs_a_tasks_token_and_the_page_none(make_worker_api):
+    api = await make_worker_api(tasks_tokens=[TOKEN_TASKS])
+    assert (await api.client.get("/api/worker/v1/status")).status == 401
+    authorized = {"Authorization": f"Token {TOKEN_TASKS}"}
+    assert (await api.client.get("/api/worker/v1/status", headers=authorized)).status == 200
+    page = await api.client.get("/")
+    assert page.status == 200
+    assert page.content_type == "text/html"
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert 'data-service="worker"' in await page.text()
+
+
+async def test_a_worker_lets_only_its_cors_origins_read_tasks(make_worker_api):
+    api = await make_worker_api(cors_origins=HUB_ORIGIN + "/")
+    upload = await api.upload()
+    task_path = "/api/tiscale/v1/task/1"
+    assert upload.status == 200
+    allowed = await api.client.get(task_path, headers={"Origin": HUB_ORIGIN})
+    assert allowed.status == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == HUB_ORIGIN
+    missing = await api.client.get("/api/tiscale/v1/task/999", headers={"Origin": HUB_ORIGIN})
+    assert missing.status == 404 and missing.headers["Access-Control-Allow-Origin"] == HUB_ORIGIN
+    preflight = await api.client.options(
+        task_path,
+        headers={"Origin": HUB_ORIGIN, "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "authorization"},
+    )  # fmt: skip
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Headers"] == "Authorization"
+    assert preflight.headers["Access-Control-Allow-Methods"] == "GET"
+    other = await api.client.get(task_path, headers={"Origin": "http://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    # Only task reads: an upload from the allowed origin gets no CORS header.
+    form_answer = await api.upload(headers={"Origin": HUB_ORIGIN})
+    assert "Access-Control-Allow-Origin" not in form_answer.headers
+
+
+def per_minute(done: list[int]) -> dict[str, Any]:
+    return {"interval_seconds": 60, "done": done}
+
+
+@pytest.mark.parametrize(
+    ("reports", "expected"),
+    [
+        ([], {"verdicts": {}, "throughput": per_minute([])}),
+        (
+            [
+                {"verdicts": {"malicious": 1, "unknown": 2}, "throughput": per_minute([1, 2, 3])},
+                {"verdicts": {"malicious": 4}, "throughput": per_minute([5, 6])},
+                {"healthy": False},  # a Worker whose Redis is down reports no counts
+            ],
+            {"verdicts": {"malicious": 5, "unknown": 2}, "throughput": per_minute([1, 7, 9])},
+        ),
+    ],
+)
+def test_the_hub_sums_verdicts_and_aligns_intervals_on_the_latest(reports, expected):
+    assert cluster_totals(reports) == expected
+
+
+async def test_the_hub_status_shows_each_worker_with_its_own_report_and_the_sums(make_worker_api, tmp_path):
+    first, second = await make_worker_api(), await make_worker_api()
+    for api in (first, second):  # a live Celery worker, as its heartbeat says
+        await api.redis.set(Keys().celery_heartbeat("celery@test"), "1")
+    now = time.time()
+    await count_done(first.redis, [report_with(3)], now)
+    await count_done(second.redis, [report_with(3), report_with(0)], now)
+    dead = "http://127.0.0.1:9"  # nothing listens on the discard port
+    urls = [str(api.client.make_url("")).rstrip("/") for api in (first, second)] + [dead]
+    hub = TestClient(TestServer(create_app(HubSettings(worker_urls=urls, spool_dir=tmp_path / "hub"))))
+    await hub.start_server()
+    try:
+        response = await hub.get("/api/hub/v1/status")
+        assert response.status == 200
+        body = await response.json()
+        assert [worker["url"] for worker in body["workers"]] == urls
+        assert [worker["healthy"] for worker in body["workers"]] == [True, True, False]
+        assert body["workers"][2]["status"] is None and body["workers"][2]["last_error"]
+        assert body["workers"][0]["status"]["verdicts"]["malicious"] == 1
+        assert body["verdicts"] == {"malicious": 2, "suspicious": 0, "goodware": 0, "unknown": 1}
+        assert body["throughput"]["done"][-1] == 3
+        page = await hub.get("/")
+        assert page.status == 200 and 'data-service="hub"' in await page.text()
+    finally:
+        await hub.close()
