@@ -19,6 +19,7 @@ from common import tls
 from common.auth import Authenticator, auth_middleware, token_endpoint
 from common.connections import CONNECTION_LIMITS, ConnectionLimits, GuardedProtocol, connection_cap
 from common.errors import ApiError, json_errors, json_response
+from common.logs import configure_logging
 from common.metrics import METRICS, ServiceMetrics, metrics_route
 from common.openapi import openapi_route
 from common.settings import ServiceSettings
@@ -80,10 +81,7 @@ def server_ssl_context(settings: ServiceSettings) -> ssl.SSLContext | None:
 def serve(app: web.Application, settings: ServiceSettings, service: str) -> None:
     """Run `app` until SIGINT/SIGTERM: logging, uvloop when available, TLS when configured,
     and the connection limits of `common/connections.py`."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     ssl_context = server_ssl_context(settings)
     try:
         import uvloop

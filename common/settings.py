@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -52,7 +52,9 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8081
+    # Logging (common/logs.py): the level, and `text` lines or `json` lines.
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     # Token groups (submit, tasks, admin). An empty group means no auth for that group.
     submit_tokens: TokenList = Field(default_factory=list)
     tasks_tokens: TokenList = Field(default_factory=list)

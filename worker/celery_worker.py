@@ -24,6 +24,7 @@ import orjson
 from celery import Celery, Task, bootsteps, signals
 from kombu import Connection
 
+from common.logs import LineWriter, configure_logging
 from worker import outputs, tasks
 from worker.celery_app import configure
 from worker.settings import WorkerSettings, load_worker_settings
@@ -196,6 +197,11 @@ def main(argv: list[str] | None = None) -> int | None:
     `outputs [options]` (deliveries: its queue, a thread pool, `output_concurrency`)."""
     settings = load_worker_settings()
     arguments = list(sys.argv[1:] if argv is None else argv)
+    # scanhub's format and level from the start (Celery warns before its logging set-up),
+    # and in place of Celery's own set-up; what Celery prints is logged too.
+    configure_logging(settings.log_level, settings.log_format)
+    signals.setup_logging.connect(lambda **_: None, weak=False)
+    sys.__stdout__ = LineWriter(logging.getLogger("celery.worker"))  # type: ignore[assignment]
     if arguments[:1] == ["outputs"]:
         app = create_worker_app(settings, "outputs")
         preset = ["--queues", settings.outputs_queue, "--pool", "threads"]
@@ -209,7 +215,9 @@ def main(argv: list[str] | None = None) -> int | None:
         signals.worker_process_init.connect(app.init_process_context, weak=False)
         if "worker" not in arguments:
             arguments.insert(0, "worker")
-    return app.start(arguments)
+    # --quiet: no banner; what it says (queues, concurrency) is in the settings, and the log
+    # holds log lines only.
+    return app.start(["--quiet", *arguments])
 
 
 if __name__ == "__main__":

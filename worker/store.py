@@ -876,10 +876,15 @@ def classification_code(entry: Any) -> int:
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
+def verdict_of(report: Any) -> str:
+    """The verdict of a report's submitted file (its first entry): one of `VERDICTS`."""
+    code = classification_code(report[0] if isinstance(report, list) and report else None)
+    return VERDICTS[code] if 0 <= code < len(VERDICTS) else VERDICTS[0]
+
+
 def done_counter_commands(pipe: Any, keys: Keys, report: Any, now: float | None = None) -> None:
     """Count a done task by its verdict, and in the throughput interval under way."""
-    code = classification_code(report[0] if isinstance(report, list) and report else None)
-    pipe.hincrby(keys.verdicts, VERDICTS[code] if 0 <= code < len(VERDICTS) else VERDICTS[0], 1)
+    pipe.hincrby(keys.verdicts, verdict_of(report), 1)
     interval = int((time.time() if now is None else now) // THROUGHPUT_INTERVAL_SECONDS)
     counter = keys.done_in_interval(interval)
     pipe.incr(counter)

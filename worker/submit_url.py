@@ -18,6 +18,7 @@ from aiohttp import web
 
 from common.auth import token_group
 from common.errors import ApiError, json_response
+from common.logs import task_context
 from common.streaming import timed_reads
 from worker import fetch, outbound, spool
 from worker.digests import DIGEST_BY_HEX_LENGTH
@@ -126,10 +127,11 @@ async def submit_url(request: web.Request) -> web.Response:
         source_url=body["url"],
     )
     request.app[ADMISSION].admitted()
-    download = asyncio.create_task(download_and_queue(request.app, task_id, body["url"], headers, digest))
+    with task_context(task_id):  # the download's lines carry the task id too
+        download = asyncio.create_task(download_and_queue(request.app, task_id, body["url"], headers, digest))
+        log.info("task %s accepted for URL %s from %s", task_id, target.with_query(None), request.remote)
     request.app[DOWNLOADS].add(download)
     download.add_done_callback(request.app[DOWNLOADS].discard)
-    log.info("task %s accepted for URL %s from %s", task_id, target.with_query(None), request.remote)
     return json_response({"task_url": task_url(request, settings, task_id)})
 
 

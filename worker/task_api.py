@@ -91,7 +91,7 @@ async def delete_task(request: web.Request) -> web.Response:
     task_id = parse_task_id(request)
     if not await delete_and_clean(request.app, [task_id]):
         raise ApiError(404, f"task {task_id} does not exist or has expired")
-    log.info("task %s deleted by %s", task_id, request.remote)
+    log.info("task %s deleted by %s", task_id, request.remote, extra={"task_id": task_id})
     return web.Response(status=200)
 
 

@@ -21,6 +21,7 @@ import orjson
 from billiard.pool import SIG_SOFT_TIMEOUT, soft_timeout_sighandler
 from celery.exceptions import SoftTimeLimitExceeded
 
+from common.logs import task_context
 from worker import outputs, reports, result_cache
 from worker.analysis.context import AnalysisTimeout, Submission
 from worker.digests import DIGESTS
@@ -36,6 +37,7 @@ from worker.store import (
     SyncTaskStore,
     connect,
     done_fields,
+    verdict_of,
 )
 
 if TYPE_CHECKING:
@@ -131,10 +133,14 @@ def run_analysis(
                 log.info("task %s finished but its record was deleted meanwhile", task_id)
                 return "skipped"
             discard(spool_path)  # processed means the file is gone: before the bookkeeping below
-            how = (
-                f"from the cache (task {outcome.cached_from})" if outcome.cached_from is not None else "done"
+            cached = f" (cached from task {outcome.cached_from})" if outcome.cached_from is not None else ""
+            log.info(
+                "task %s done in %.3f s%s: %s",
+                task_id,
+                time.monotonic() - started,
+                cached,
+                report_summary(record.get("file_name", ""), outcome.report),
             )
-            log.info("task %s %s in %.3f s", task_id, how, time.monotonic() - started)
     except (Exception, AnalysisTimeout) as error:
         # Anything escaping after start() (a Redis error while storing, a time limit arriving
         # late) must still end the record; left "analyzing" it would never finish. A task
@@ -153,6 +159,19 @@ def run_analysis(
         discard(spool_path)
     after_end(task_id, outcome, record, user_data, store, config, send_delivery)
     return outcome.status
+
+
+def report_summary(file_name: str, report: Any) -> str:
+    """A report in a few words for the log: file, type, verdict, threat, unpacked files."""
+    top = report[0] if isinstance(report, list) and report and isinstance(report[0], dict) else {}
+    info = top.get("info")
+    file = info.get("file", {}) if isinstance(info, dict) else {}
+    kind = "/".join(str(part) for part in (file.get("file_type"), file.get("file_subtype")) if part)
+    classification = top.get("classification")
+    threat = classification.get("result") if isinstance(classification, dict) else None
+    verdict = verdict_of(report) + (f" {threat}" if threat else "")
+    children = len(report) - 1 if isinstance(report, list) and report else 0
+    return f"{file_name!r}, {kind or 'unidentified'}, {verdict}, {children} unpacked"
 
 
 def after_end(
@@ -290,7 +309,8 @@ def file_time_limit(seconds: float) -> Iterator[None]:
 def analyze(context: ProcessContext, task_id: int) -> str:
     """The `scanhub.analyze` job: one file."""
     map_soft_time_limit()
-    return run_analysis(task_id, context.store, context.settings, context.send_delivery, context.s3)
+    with task_context(task_id):
+        return run_analysis(task_id, context.store, context.settings, context.send_delivery, context.s3)
 
 
 def analyze_batch(context: ProcessContext, task_ids: list[int]) -> list[str]:
@@ -302,7 +322,7 @@ def analyze_batch(context: ProcessContext, task_ids: list[int]) -> list[str]:
     map_soft_time_limit()
     outcomes = []
     for task_id in task_ids:
-        with file_time_limit(context.settings.analysis_soft_time_limit_seconds):
+        with task_context(task_id), file_time_limit(context.settings.analysis_soft_time_limit_seconds):
             outcomes.append(
                 run_analysis(task_id, context.store, context.settings, context.send_delivery, context.s3)
             )
@@ -312,7 +332,8 @@ def analyze_batch(context: ProcessContext, task_ids: list[int]) -> list[str]:
 def deliver(context: ProcessContext, task_id: int, output: str) -> float | None:
     """The `scanhub.deliver` job: one attempt at one output of one task; returns the seconds
     to wait before the next attempt, or None when done."""
-    return outputs.attempt_delivery(context.store, context.settings, task_id, output)
+    with task_context(task_id):
+        return outputs.attempt_delivery(context.store, context.settings, task_id, output)
 
 
 def queue_outputs(context: ProcessContext, task_id: int) -> None:
@@ -321,4 +342,5 @@ def queue_outputs(context: ProcessContext, task_id: int) -> None:
     if fields is None or context.send_delivery is None:
         return
     user_data = outputs.user_data_of(fields.get("user_data"))
-    outputs.queue_outputs(context.store, context.settings, task_id, user_data, context.send_delivery)
+    with task_context(task_id):
+        outputs.queue_outputs(context.store, context.settings, task_id, user_data, context.send_delivery)

@@ -139,5 +139,6 @@ async def upload(request: web.Request) -> web.Response:
             spooled.discard()
         raise
     await publish(request.app, task_id)
-    log.info("task %s accepted: %r from %s", task_id, file_name, request.remote)
+    # DEBUG: at INFO a file makes one line, when its analysis ends.
+    log.debug("task %s accepted: %r from %s", task_id, file_name, request.remote, extra={"task_id": task_id})
     return json_response({"task_url": task_url(request, settings, task_id)})
