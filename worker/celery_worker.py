@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int | None:
     # and in place of Celery's own set-up; what Celery prints is logged too.
     configure_logging(settings.log_level, settings.log_format)
     signals.setup_logging.connect(lambda **_: None, weak=False)
-    sys.__stdout__ = LineWriter(logging.getLogger("celery.worker"))  # type: ignore[assignment]
+    sys.__stdout__ = LineWriter(logging.getLogger("celery.worker"))  # type: ignore[assignment,misc]
     if arguments[:1] == ["outputs"]:
         app = create_worker_app(settings, "outputs")
         preset = ["--queues", settings.outputs_queue, "--pool", "threads"]
