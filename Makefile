@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format bench chaos test-unit test-integration test-e2e clean
+.PHONY: install run test lint format bench chaos test-unit test-integration test-e2e browser clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "scanhub needs Python 3.11 or newer (set PYTHON=...)")'
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/python -m deploy.launcher
+	$(BIN)/python -m deploy.launcher $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -27,10 +27,24 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The status-page test drives a real headless browser: Debian's chromium and chromium-driver
+# (matching versions from the distribution). Installed here when running as root with apt;
+# otherwise that one test is skipped, and this says which packages are missing.
+browser:
+	@if command -v chromedriver >/dev/null && { command -v chromium || command -v chromium-browser; } >/dev/null; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium and chromium-driver for the status-page browser test"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } >/dev/null \
+			|| echo "could not install chromium chromium-driver: the status-page browser test will be skipped"; \
+	else \
+		echo "missing Debian packages chromium and chromium-driver (apt-get install chromium chromium-driver, as root): the status-page browser test will be skipped"; \
+	fi
+
 # Unit and integration tests are independent (each integration test starts its own Redis and
 # processes on free ports): two at a time (pytest-xdist). End-to-end tests start whole
 # clusters, the launcher and network namespaces: one at a time.
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -q -m unit -n 2
 	$(BIN)/python -m pytest -q -m integration -n 2
 	$(BIN)/python -m pytest -q -m e2e

@@ -15,13 +15,15 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from common.settings import TRUE_WORDS
 from deploy.processes import Managed, WorkerNode, hub_env, start_hub, start_redis, wait_hub_ready
@@ -32,13 +34,95 @@ WORKER_BASE_PORT = 8081
 log = logging.getLogger("scanhub.launcher")
 
 
+def env_port(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise SystemExit(f"{name} must be a port number (1-65535), not {value!r}")
+    return int(value)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("SCANHUB_WORKERS", "2")))
-    parser.add_argument("--hub-port", type=int, default=HUB_PORT)
-    parser.add_argument("--worker-port", type=int, default=WORKER_BASE_PORT)
-    parser.add_argument("--state-dir", type=Path, default=None, help="default: a temporary directory")
+    parser = argparse.ArgumentParser(
+        description="Start a local scanhub cluster (Redis, Worker nodes, a Hub) and supervise it "
+        'until Ctrl-C. Pass options through make as `make run ARGS="--verbose --hub-port 9080"`.'
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("SCANHUB_WORKERS", "2")),
+        help="Worker nodes to start (env SCANHUB_WORKERS; default 2)",
+    )
+    parser.add_argument(
+        "--hub-port",
+        type=int,
+        default=env_port("SCANHUB_HUB_PORT", HUB_PORT),
+        help=f"the Hub's port (env SCANHUB_HUB_PORT; default {HUB_PORT})",
+    )
+    parser.add_argument(
+        "--worker-port",
+        type=int,
+        default=env_port("SCANHUB_WORKER_PORT", WORKER_BASE_PORT),
+        help=f"the first Worker's port; Worker N listens on this + N - 1 (env SCANHUB_WORKER_PORT; "
+        f"default {WORKER_BASE_PORT})",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where Redis data, spools and logs go; kept and reused across runs "
+        "(default: a temporary directory, removed at exit)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="also stream every process's log to this terminal (they always go to <state dir>/logs)",
+    )  # fmt: skip
     return parser.parse_args(argv)
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on `port` now (as the services bind: SO_REUSEADDR, so a
+    port only lingering in TIME_WAIT counts as free)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_block(host: str, count: int, avoid: set[int], start: int) -> int:
+    """The first port from `start` up (by hundreds) with `count` free ports in a row."""
+    for first in range(start, 65536 - count, 100):
+        ports = range(first, first + count)
+        if not avoid & set(ports) and all(port_free(host, port) for port in ports):
+            return first
+    raise RuntimeError("no free ports found")
+
+
+def busy_port_message(host: str, hub_port: int, worker_port: int, workers: int) -> str | None:
+    """What to tell the user when a port the cluster needs is taken; None when all are free."""
+    wanted = {hub_port: "the Hub", **{worker_port + n: f"Worker {n + 1}" for n in range(workers)}}
+    busy = [(port, what) for port, what in wanted.items() if not port_free(host, port)]
+    if not busy:
+        return None
+    taken = ", ".join(f"port {port} ({what})" for port, what in busy)
+    hub = hub_port if port_free(host, hub_port) else free_block(host, 1, set(wanted), hub_port + 1000)
+    workers_first = worker_port
+    if any(port != hub_port for port, _ in busy):
+        workers_first = free_block(host, workers, set(wanted) | {hub}, worker_port + 1000)
+    first_busy = busy[0][0]
+    return "\n".join(
+        [
+            f"scanhub cannot start: {taken} {'is' if len(busy) == 1 else 'are'} already in use on {host}.",
+            f"Stop what listens there (`ss -ltnp 'sport = :{first_busy}'` names it), or choose free ports:",
+            f"  SCANHUB_HUB_PORT={hub} SCANHUB_WORKER_PORT={workers_first} make run",
+            f"  (or: .venv/bin/python -m deploy.launcher --hub-port {hub} --worker-port {workers_first})",
+        ]
+    )
 
 
 @dataclass
@@ -105,6 +189,11 @@ class LocalCluster:
                     "SCANHUB_PORT": str(port),
                     "SCANHUB_SPOOL_DIR": str(spool_dir),
                     "PYTHONUNBUFFERED": "1",
+                    # The Hub's status page follows its uploads' task_urls on the Workers.
+                    "SCANHUB_CORS_ORIGINS": self.environment.get(
+                        "SCANHUB_CORS_ORIGINS",
+                        f"{self.hub_url} {self.scheme}://localhost:{self.hub_port}",
+                    ),
                     **extra,
                     **self.tls_environment(),
                 }
@@ -140,9 +229,17 @@ class LocalCluster:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s launcher: %(message)s", stream=sys.stderr)
+    host = os.environ.get("SCANHUB_HOST", "127.0.0.1")
+    busy = busy_port_message(host, args.hub_port, args.worker_port, args.workers)
+    if busy:
+        print(busy, file=sys.stderr)
+        return 1
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="scanhub-"))
     temporary = args.state_dir is None
-    cluster = LocalCluster(state_dir, args.workers, args.hub_port, args.worker_port)
+    log_dir = state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    cluster = LocalCluster(state_dir, args.workers, args.hub_port, args.worker_port, log_dir=log_dir)
+    follower = LogFollower(log_dir) if args.verbose else None
     stopping = False
     started = False
 
@@ -154,23 +251,88 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    print(
+        f"starting scanhub: {args.workers} Worker node(s) and a Hub; logs in {log_dir} ...", file=sys.stderr
+    )
     try:
+        if follower is not None:
+            follower.start()
         cluster.start()
-        print_banner(cluster.hub_url, cluster.nodes, state_dir, cluster.ca_file)
+        print_banner(cluster, temporary)
         started = True
         Supervisor(cluster.processes()).run(lambda: stopping, time.sleep)
         return 0
     except (TimeoutError, RuntimeError) as error:
         print(f"start-up failed: {error}", file=sys.stderr)
+        print(failure_logs(cluster, str(error)), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     finally:
         print("\nstopping scanhub ...", file=sys.stderr)
         cluster.stop()
+        if follower is not None:
+            follower.stop()
         if temporary:
             shutil.rmtree(state_dir, ignore_errors=True)
         print("stopped.", file=sys.stderr)
+
+
+def failure_logs(cluster: LocalCluster, error: str, lines: int = 15) -> str:
+    """The end of the log of each process the start-up error names (all of them if none), so
+    the reason is on screen even when the state directory is about to be removed."""
+    named = [part for part in cluster.processes() if part.name in error] or cluster.processes()
+    parts = []
+    for part in named:
+        if part.log_path is None or not part.log_path.exists():
+            continue
+        tail = part.log_path.read_text(errors="replace").splitlines()[-lines:]
+        if tail:
+            parts.append(f"--- the end of {part.log_path}:\n" + "\n".join(tail))
+    return "\n".join(parts)
+
+
+class LogFollower:
+    """`--verbose`: prints what each process writes to its log file, prefixed with the file's
+    name, as `tail -f` would; files that appear later are picked up."""
+
+    def __init__(self, log_dir: Path, interval: float = 0.2, out: TextIO | None = None):
+        self.log_dir = log_dir
+        self.interval = interval
+        self.out = out or sys.stdout
+        self.offsets: dict[Path, int] = {}
+        self.partial: dict[Path, bytes] = {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="log-follower", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(5)
+        self.poll()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> None:
+        for path in sorted(self.log_dir.glob("*.log")):
+            try:
+                with path.open("rb") as log:
+                    log.seek(self.offsets.get(path, 0))
+                    data = log.read(1 << 20)
+                    self.offsets[path] = log.tell()
+            except OSError:
+                continue
+            *lines, rest = (self.partial.pop(path, b"") + data).split(b"\n")
+            if rest:
+                self.partial[path] = rest
+            for line in lines:
+                self.out.write(f"{path.stem} | {line.decode(errors='replace')}\n")
+        self.out.flush()
 
 
 class Process(Protocol):
@@ -315,24 +477,42 @@ def hub_environment(
     return hub_env(env, port, [node.url for node in nodes], spool_dir, **extra)
 
 
-def print_banner(hub_url: str, nodes: list[WorkerNode], state_dir: Path, ca_file: Path | None = None) -> None:
-    curl = f"curl --cacert {ca_file}" if ca_file else "curl"
+def banner(cluster: LocalCluster, temporary: bool) -> str:
+    """What `make run` prints once every service answers: its links (each answers 200), how
+    to scan a file, and where the logs are."""
+    hub = cluster.hub_url
+    ca = cluster.ca_file
+    curl = f"curl --cacert {ca}" if ca else "curl"
+    scan = ".venv/bin/scanhub scan"
+    if hub != f"http://127.0.0.1:{HUB_PORT}":
+        scan += f" --url {hub}" + (f" --ca-file {ca}" if ca else "")
+    kept = "removed when scanhub stops" if temporary else "kept: start again with the same --state-dir"
+    width = max([len(node.name) for node in cluster.nodes] + [len("metrics")])
     lines = [
         "",
-        "scanhub is running.",
-        f"  Hub:  {hub_url}/api/tiscale/v1   (Worker status: {hub_url}/api/hub/v1/workers)",
-        *(f"  {node.name}: {node.url}/api/tiscale/v1" for node in nodes),
-        f"  state and spools: {state_dir}",
+        f"scanhub is running: a Hub in front of {len(cluster.nodes)} Worker node(s).",
         "",
-        "Send a file to the Hub:",
-        f"  {curl} -F file=@/bin/ls {hub_url}/api/tiscale/v1/upload",
-        "It answers with a task_url on the Worker that took the file; poll that until processed:",
-        f"  {curl} '<task_url>?full=true'",
+        f"  {'Hub':<{width}}  {hub}/   (status page, upload box)",
+        *(f"  {node.name:<{width}}  {node.url}/" for node in cluster.nodes),
+        f"  {'metrics':<{width}}  {hub}/metrics",
+        f"  {'API':<{width}}  {hub}/openapi.json",
+        "",
+        "Scan files, from another terminal in this directory:",
+        f"  $ {scan} samples/",
+        f"  $ {curl} -F file=@/bin/ls {hub}/api/tiscale/v1/upload",
+        "    (answers with a task_url on the Worker that took the file: curl it for the report)",
+        "",
+        f"Logs:  {cluster.log_dir}  (one file per process; --verbose streams them here)",
+        f"State: {cluster.state_dir}  ({kept})",
         "",
         "Ctrl-C stops everything.",
         "",
     ]
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
+
+
+def print_banner(cluster: LocalCluster, temporary: bool) -> None:
+    print(banner(cluster, temporary), flush=True)
 
 
 if __name__ == "__main__":

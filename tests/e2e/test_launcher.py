@@ -4,32 +4,97 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import psutil
+import pytest
 
 from deploy.launcher import LocalCluster, Supervisor
 from deploy.processes import Managed, free_port, http_status, wait_until
+from samples.basic import EICAR, zip_bytes
 from tests.e2e.conftest import HUB_TEST_SETTINGS, NODE_SETTINGS, clean_environment
+from tests.support.browser import headless_chromium, save_screenshot
 from tests.support.client import submit, wait_for_task
 
 
-def start_launcher(tmp_path: Path, hub_port: int, worker_port: int) -> subprocess.Popen:
+def start_launcher(tmp_path: Path, hub_port: int, worker_port: int, *options: str) -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if not key.startswith("SCANHUB_")}
     env.pop("REDIS_URL", None)
     env["TMPDIR"] = str(tmp_path)  # where the launcher's temporary state directory goes
     env["SCANHUB_CELERY_CONCURRENCY"] = "1"
     return subprocess.Popen(
         [sys.executable, "-m", "deploy.launcher", "--workers", "1",
-         "--hub-port", str(hub_port), "--worker-port", str(worker_port)],
+         "--hub-port", str(hub_port), "--worker-port", str(worker_port), *options],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+
+
+@dataclass
+class Launched:
+    process: subprocess.Popen
+    tmp_path: Path
+    hub_port: int
+    worker_port: int
+    lines: list[str]  # everything printed up to the end of the banner
+
+    @property
+    def hub_url(self) -> str:
+        return f"http://127.0.0.1:{self.hub_port}"
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory) -> Iterator[Launched]:
+    """One `make run` cluster (one Worker) for the tests of this module, in their order; the
+    last one stops it with Ctrl-C."""
+    tmp_path = tmp_path_factory.mktemp("launcher")
+    hub_port, worker_port = free_port(), free_port()
+    launcher = start_launcher(tmp_path, hub_port, worker_port)
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 120
+        while "Ctrl-C stops everything." not in lines:
+            assert time.monotonic() < deadline, "\n".join(lines)
+            line = launcher.stdout.readline()  # type: ignore[union-attr]
+            assert line or launcher.poll() is None, "\n".join(lines)
+            lines.append(line.rstrip())
+        yield Launched(launcher, tmp_path, hub_port, worker_port, lines)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+
+
+def test_the_banner_comes_last_with_links_that_answer_200_and_logs_go_to_the_state_dir(launched):
+    lines = launched.lines
+    banner_at = lines.index("scanhub is running: a Hub in front of 1 Worker node(s).")
+    # Before the banner only the launcher's own start-up line: the processes write to files.
+    assert [line for line in lines[:banner_at] if line.strip()] == [
+        line for line in lines[:banner_at] if line.startswith("starting scanhub:")
+    ]
+    links = [
+        match.group(0)
+        for line in lines[banner_at:]
+        if not line.lstrip().startswith("$")
+        for match in re.finditer(r"https?://[^\s)]+", line)
+    ]
+    assert f"{launched.hub_url}/" in links and f"http://127.0.0.1:{launched.worker_port}/" in links
+    for link in links:
+        assert http_status(link) == 200, link
+    logs_line = next(line for line in lines if line.startswith("Logs:"))
+    log_dir = Path(logs_line.split()[1])
+    names = {path.name for path in log_dir.iterdir()}
+    assert {"hub.log", "worker1-api.log", "worker1-celery.log", "worker1-outputs.log"} <= names
+    assert any(name.startswith("redis-") for name in names)
+    assert "serving on" in (log_dir / "hub.log").read_text()
 
 
 def descendants(pid: int) -> list[psutil.Process]:
@@ -44,20 +109,46 @@ def is_worker_api(process) -> bool:
     return process.cmdline()[-2:] == ["-m", "worker"]
 
 
-async def test_launcher_serves_files_restarts_a_crashed_process_and_ctrl_c_stops_all_and_removes_its_state(
-    tmp_path,
-):
-    hub_port, worker_port = free_port(), free_port()
-    launcher = start_launcher(tmp_path, hub_port, worker_port)
+def test_the_status_page_in_a_browser_shows_the_workers_and_an_uploads_verdict(launched, tmp_path):
+    """The Hub's page, rendered by a real browser: its Worker, and a file sent through its
+    upload box followed to the verdict on the Worker (another origin, allowed by the launcher)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = headless_chromium()
     try:
-        lines: list[str] = []
-        deadline = time.monotonic() + 120
-        while "Ctrl-C stops everything." not in lines:
-            assert time.monotonic() < deadline, "".join(lines)
-            line = launcher.stdout.readline()  # type: ignore[union-attr]
-            assert line or launcher.poll() is None, "".join(lines)
-            lines.append(line.strip())
-        assert any(f"http://127.0.0.1:{hub_port}" in line for line in lines)
+        driver.get(f"{launched.hub_url}/")
+        wait = WebDriverWait(driver, 30)
+        wait.until(lambda d: d.find_element(By.ID, "summary").text == "1 of 1 Workers healthy")
+        [row] = driver.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")
+        assert row.text.startswith(f"http://127.0.0.1:{launched.worker_port} healthy")
+        sample = tmp_path / "bundle.zip"
+        sample.write_bytes(zip_bytes({"eicar.com": EICAR, "notes.txt": b"just notes"}))
+        driver.find_element(By.ID, "file").send_keys(str(sample))
+        driver.find_element(By.CSS_SELECTOR, "#upload-form button").click()
+        wait.until(lambda d: d.find_elements(By.ID, "upload-verdict"))
+        assert driver.find_element(By.ID, "upload-verdict").text == "malicious"
+        result = driver.find_element(By.ID, "upload-result").text
+        assert "Text.Test.EICAR" in result and "Archive/ZIP" in result and "2 unpacked" in result
+        # The next refresh counts it among the verdicts and in the current minute.
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".v-malicious b").text not in ("", "0"))
+        assert "tasks done in the last 15 minutes" in driver.find_element(By.ID, "throughput-text").text
+        save_screenshot(driver, "status-page-hub.png")
+
+        driver.get(f"http://127.0.0.1:{launched.worker_port}/")
+        wait.until(lambda d: "redis ok" in d.find_element(By.ID, "nodes").text)
+        assert driver.find_element(By.ID, "title").text == "scanhub Worker"
+        save_screenshot(driver, "status-page-worker.png")
+    finally:
+        driver.quit()
+
+
+async def test_launcher_serves_files_restarts_a_crashed_process_and_ctrl_c_stops_all_and_removes_its_state(
+    launched,
+):
+    launcher, tmp_path = launched.process, launched.tmp_path
+    hub_port, worker_port = launched.hub_port, launched.worker_port
+    try:
         children = descendants(launcher.pid)
         names = " ".join(" ".join(child.cmdline()) for child in children)
         for part in ("valkey-server", "-m worker", "celery", "-m hub"):
@@ -81,7 +172,7 @@ async def test_launcher_serves_files_restarts_a_crashed_process_and_ctrl_c_stops
 
         launcher.send_signal(signal.SIGINT)
         assert launcher.wait(60) == 0
-        output = launcher.stdout.read()  # type: ignore[union-attr]
+        output = launcher.stdout.read()
         assert f"worker1-api (pid {api.pid}) was killed by SIGKILL" in output
         assert "worker1-api restarted (pid " in output
         wait_until(lambda: not any(child.is_running() and child.status() != "zombie" for child in children),
@@ -193,3 +284,24 @@ async def test_supervisor_restarts_each_killed_process_and_redis_comes_back_with
             for message in caplog.messages
         ), (name, caplog.messages)
         assert any(message.startswith(f"{name} restarted (pid ") for message in caplog.messages), name
+
+
+@pytest.mark.parametrize("busy", ["hub", "worker"])
+def test_a_port_in_use_is_reported_at_once_with_its_number_and_free_ones(tmp_path, busy):
+    hub_port, worker_port = free_port(), free_port()
+    taken = hub_port if busy == "hub" else worker_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        started = time.monotonic()
+        launcher = start_launcher(tmp_path, hub_port, worker_port)
+        output, _ = launcher.communicate(timeout=30)
+        took = time.monotonic() - started
+    assert launcher.returncode == 1, output
+    assert took < 5, took
+    what = "the Hub" if busy == "hub" else "Worker 1"
+    assert f"port {taken} ({what}) is already in use on 127.0.0.1" in output
+    suggested = re.search(r"SCANHUB_HUB_PORT=(\d+) SCANHUB_WORKER_PORT=(\d+) make run", output)
+    assert suggested is not None, output
+    assert taken not in {int(port) for port in suggested.groups()}
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith("scanhub-")]  # nothing started
