@@ -36,6 +36,7 @@ GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "scanhub.json"
 DATASOURCES = GRAFANA / "provisioning" / "datasources"
 PROVIDERS = GRAFANA / "provisioning" / "dashboards"
+MONITORING_DOC = ROOT / "docs" / "monitoring.md"
 
 # PromQL's own words: never metric names.
 PROMQL_FUNCTIONS = frozenset(
@@ -441,3 +442,38 @@ def test_prometheus_speaks_https_with_the_shared_ca_and_a_token_scanhub_accepts(
         # Prometheus sends "<type> <credentials>": the header scanhub's tokens travel in.
         token = "P" * 40
         Authenticator({"submit": [token]}).check(f"{authorization['type']} {token}", ANY)
+
+
+# docs/monitoring.md
+
+
+def metric_rows(text: str) -> dict[str, tuple[str, str]]:
+    """name -> (type, labels) from the reference table's rows: | `name` | type | labels | ..."""
+    rows = {}
+    for match in re.finditer(r"^\| `(scanhub_\w+)` \| (\w+) \| ([^|]*) \|", text, re.MULTILINE):
+        rows[match.group(1)] = (match.group(2), match.group(3).strip())
+    return rows
+
+
+def reference_labels(family: Family) -> str:
+    return ", ".join(f"`{label}`" for label in sorted(family.labels)) or "none"
+
+
+def test_the_metric_reference_lists_what_the_services_export(exported):
+    documented = metric_rows(MONITORING_DOC.read_text())
+    expected = {}
+    for families in exported.values():
+        for family in families.values():
+            expected[family.name] = (family.kind, reference_labels(family))
+    assert documented == expected
+
+
+def test_every_panel_is_described_with_the_metrics_its_queries_select():
+    text = MONITORING_DOC.read_text()
+    for panel in panels_of(dashboard()):
+        if panel["type"] == "row":
+            assert f"\n### {panel['title']}\n" in text, panel["title"]
+            continue
+        names = sorted({name for target in panel["targets"] for name in promql_metric_names(target["expr"])})
+        metrics = ", ".join(f"`{name}`" for name in names)
+        assert f"\n| {panel['title']} | {metrics} | " in text, panel["title"]
