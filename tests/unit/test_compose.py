@@ -3,7 +3,8 @@
 There is no Docker engine or cluster here, so these tests read the files with PyYAML and
 check what `docker compose up` / `kubectl apply -k` would rely on: every process has an
 image, ports, settings, a health check and its dependencies, and the Hub's Worker list
-names the Worker services that exist.
+names the Worker services that exist. Prometheus' targets and Grafana's provisioning are
+checked in test_monitoring.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 K8S = ROOT / "deploy" / "k8s"
 NODES = ("worker1", "worker2")
+MONITORING = ("prometheus", "grafana")
 INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?-[^}]*)?\}")
 
 
@@ -37,12 +39,16 @@ def services(compose) -> dict[str, Any]:
 
 
 def scanhub_services(services) -> dict[str, Any]:
-    return {name: service for name, service in services.items() if not name.endswith("-redis")}
+    return {
+        name: service
+        for name, service in services.items()
+        if not name.endswith("-redis") and name not in MONITORING
+    }
 
 
 def test_compose_has_a_hub_and_two_nodes_each_with_api_celery_outputs_and_its_own_redis(services):
     parts = ("api", "celery", "outputs", "redis")
-    expected = {"hub"} | {f"{node}-{part}" for node in NODES for part in parts}
+    expected = {"hub"} | {f"{node}-{part}" for node in NODES for part in parts} | set(MONITORING)
     assert set(services) == expected
 
 
@@ -130,13 +136,17 @@ def test_the_hub_spools_to_its_own_volume(services, compose):
     declared = set(compose["volumes"])
     for service in services.values():
         for volume in service.get("volumes", []):
-            assert volume.split(":")[0] in declared
+            source = volume.split(":")[0]
+            if source.startswith("./"):  # a file of the repository, mounted read-only
+                assert (ROOT / source).exists() and volume.endswith(":ro"), volume
+            else:
+                assert source in declared, volume
 
 
 def test_tokens_come_from_the_environment_never_written_in_the_file(services):
     for name, service in services.items():
         for key, value in (service.get("environment") or {}).items():
-            if key.endswith("_TOKENS"):
+            if key.endswith(("_TOKENS", "_TOKEN", "_PASSWORD")):
                 assert INTERPOLATION.fullmatch(str(value)), f"{name}: {key} should be ${{...}} from .env"
     hub_env = services["hub"]["environment"]
     for node in NODES:
@@ -207,6 +217,81 @@ def test_every_healthcheck_command_is_one_the_module_accepts(services):
         assert argv[1:] in ([], ["outputs"]) if argv[0] == "celery" else len(argv) == 2, name
     assert check(["alive"]) is None
     assert check(["celery", "nonsense"]) is None
+
+
+# Monitoring: Prometheus and Grafana beside the cluster
+
+
+def mounts(service) -> dict[str, tuple[str, bool]]:
+    """Container path -> (source, read-only) of a service's short-syntax volumes."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        found[target] = (source, mode == ["ro"])
+    return found
+
+
+def flag(command: list[str], name: str) -> str:
+    [value] = [item.split("=", 1)[1] for item in command if item.startswith(f"{name}=")]
+    return value
+
+
+def test_prometheus_reads_its_config_and_the_ca_read_only_and_keeps_data_in_a_volume(services, compose):
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:v3.")
+    command, found = prometheus["command"], mounts(prometheus)
+    assert found[flag(command, "--config.file")] == ("./deploy/prometheus.yml", True)
+    assert found[flag(command, "--storage.tsdb.path")] == ("prometheus-data", False)
+    # The CA every API's certificate chains to, from the volume the services share.
+    assert ("tls", True) in found.values()
+    assert {"prometheus-data", "grafana-data"} <= set(compose["volumes"])
+
+
+def test_prometheus_writes_the_token_files_it_presents_from_the_environment(services):
+    prometheus = services["prometheus"]
+    shell, option, script, name = prometheus["entrypoint"]
+    assert (shell, option, name) == ("/bin/sh", "-c", "prometheus")
+    assert script.rstrip().endswith('exec /bin/prometheus "$$@"')  # the command's flags follow
+    assert "umask 077" in script
+    environment = prometheus["environment"]
+    for variable in ("PROMETHEUS_HUB_TOKEN", "PROMETHEUS_WORKER_TOKEN"):
+        assert INTERPOLATION.fullmatch(environment[variable]), variable
+        assert f'"$${variable}" > /tmp/scanhub/' in script, variable
+
+
+def test_prometheus_is_published_on_loopback_and_grafana_on_its_port(services):
+    assert published(services["prometheus"]) == [("127.0.0.1:${PROMETHEUS_PORT:-9090}", "9090")]
+    assert published(services["grafana"]) == [("${GRAFANA_PORT:-3000}", "3000")]
+
+
+def test_prometheus_starts_after_the_apis_and_grafana_after_prometheus(services):
+    depends = services["prometheus"]["depends_on"]
+    assert set(depends) == {"hub", *(f"{node}-api" for node in NODES)}
+    # Started, not healthy: a node that is down must still be scraped as down.
+    assert {condition["condition"] for condition in depends.values()} == {"service_started"}
+    assert services["grafana"]["depends_on"] == {"prometheus": {"condition": "service_healthy"}}
+
+
+def test_grafana_mounts_the_repositorys_provisioning_read_only_and_keeps_its_database(services):
+    grafana = services["grafana"]
+    assert grafana["image"].startswith("grafana/grafana:")
+    found = mounts(grafana)
+    assert found["/etc/grafana/provisioning"] == ("./deploy/grafana/provisioning", True)
+    assert found["/var/lib/grafana"] == ("grafana-data", False)
+    dashboards = [target for target, (source, _) in found.items() if source == "./deploy/grafana/dashboards"]
+    assert len(dashboards) == 1 and found[dashboards[0]][1]
+    environment = grafana["environment"]
+    home = environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home.startswith(dashboards[0] + "/")
+    assert (ROOT / "deploy" / "grafana" / "dashboards" / home.rpartition("/")[2]).is_file()
+    assert environment["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    for variable in ("GF_SECURITY_ADMIN_USER", "GF_SECURITY_ADMIN_PASSWORD"):
+        assert INTERPOLATION.fullmatch(environment[variable]), variable
+
+
+def test_monitoring_healthchecks_ask_each_servers_own_health_endpoint(services):
+    assert services["prometheus"]["healthcheck"]["test"][-1] == "http://127.0.0.1:9090/-/healthy"
+    assert services["grafana"]["healthcheck"]["test"][-1] == "http://127.0.0.1:3000/api/health"
 
 
 # Kubernetes
