@@ -47,6 +47,21 @@ class ServiceError(Exception):
         self.status = status
 
 
+class BodyError(Exception):
+    """The request body could not be made (its local file changed or could not be read):
+    the same body would fail again, so it is never retried."""
+
+
+def body_error(error: BaseException) -> BodyError | None:
+    """The BodyError behind a failed send: aiohttp reports it as a connection error caused by it."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, BodyError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -61,6 +76,17 @@ async def error_message(response: aiohttp.ClientResponse) -> str:
     except ValueError:
         message = None
     return f"HTTP {response.status}: {message or text.strip()[:300] or response.reason}"
+
+
+async def answer_body(response: aiohttp.ClientResponse) -> Any:
+    """The JSON of an answer asked for; an error answer asked for (a 404 that says "no such
+    route") may be anything, and is None when it is not JSON."""
+    try:
+        return await response.json(content_type=None)
+    except ValueError:
+        if response.status < 400:
+            raise
+        return None
 
 
 def retry_after(response: aiohttp.ClientResponse) -> float:
@@ -190,7 +216,7 @@ class Client:
                     method, url, params=params, data=body() if body else None, headers=request_headers
                 ) as response:
                     if response.status in accept:
-                        return response.status, await response.json(content_type=None)
+                        return response.status, await answer_body(response)
                     if response.status in RETRY_STATUSES and time.monotonic() < budget_ends:
                         wait = retry_after(response)
                     elif (
@@ -202,6 +228,8 @@ class Client:
                     else:
                         raise ServiceError(await error_message(response), response.status)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as error:
+                if (cause := body_error(error)) is not None:
+                    raise cause from None
                 connection_failures += 1
                 if connection_failures >= CONNECTION_ATTEMPTS:
                     raise ServiceError(describe(error)) from None

@@ -96,9 +96,11 @@ async def scan_file(client: Client, options: ScanOptions, file: LocalFile, progr
         task = await wait_for_task(client, task_url, options)
     except ServiceError as error:
         return FileResult(file, ERROR, sha256, task_url, error=str(error))
-    except (OSError, FileChanged) as error:  # the local file: unreadable, or changed under us
-        message = f"{error.strerror}" if isinstance(error, OSError) and error.strerror else str(error)
-        return FileResult(file, ERROR, sha256, task_url, error=f"cannot send the file: {message}")
+    except FileChanged as error:
+        return FileResult(file, ERROR, sha256, task_url, error=f"cannot send the file: {error}")
+    except OSError as error:  # opening it: gone, or no permission
+        message = f"cannot read the file: {error.strerror or error}"
+        return FileResult(file, ERROR, sha256, task_url, error=message)
     return FileResult.from_task(file, sha256, task_url, task)
 
 

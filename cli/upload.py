@@ -14,11 +14,13 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import BinaryIO
 
+from cli.client import BodyError
+
 BLOCK = 256 * 1024
 
 
-class FileChanged(Exception):
-    """The file's size changed while it was being sent: the upload is abandoned."""
+class FileChanged(BodyError):
+    """The file changed or became unreadable while it was being sent: the upload is abandoned."""
 
 
 def disposition_name(name: str) -> str:
@@ -49,7 +51,10 @@ class MultipartFile:
         return {"Content-Type": self.content_type, "Content-Length": str(length)}
 
     def read_block(self) -> bytes:
-        block = self.handle.read(BLOCK)
+        try:
+            block = self.handle.read(BLOCK)
+        except OSError as error:  # told apart from the network's errors, and not retried
+            raise FileChanged(f"reading the file failed: {error.strerror or error}") from None
         self.hasher.update(block)
         return block
 
