@@ -11,6 +11,7 @@ from cli.display import STYLES, print_table
 from cli.verdicts import CLASSIFICATION_NAMES
 
 SEARCH_PATH = "/api/scanhub/v1/samples/{hash}"
+TASK_PATH = "/api/tiscale/v1/task/{task_id}"
 
 
 async def read_task(client: Client, task_url: str, report_type: str | None) -> Any:

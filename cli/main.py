@@ -282,13 +282,25 @@ def status(url: str, as_json: bool, **connection: Any) -> None:
 
 
 @cli.command()
-@click.argument("task_url", callback=http_url)
+@click.argument("task_ref", metavar="TASK")
 @connection_options
 @click.option("--report-type", help="Report type (small, medium, large, or a site's own).")
-def task(task_url: str, url: str, report_type: str | None, **connection: Any) -> None:
-    """Print one task and its report as JSON (TASK_URL as an upload answered it)."""
-    answer = run(with_client(lookup.read_task)(task_url, report_type, **connection))
+def task(task_ref: str, url: str, report_type: str | None, **connection: Any) -> None:
+    """Print one task and its report as JSON.
+
+    TASK is a task_url as an upload answered it, or a task id of the Worker at --url.
+    """
+    answer = run(with_client(lookup.read_task)(task_url(task_ref, url), report_type, **connection))
     cluster.print_json(sys.stdout, answer)
+
+
+def task_url(reference: str, url: str) -> str:
+    """A task_url as given, or the URL of task `reference` (an id) at the Worker `url`."""
+    if reference.isascii() and reference.isdigit():
+        return f"{url}{lookup.TASK_PATH.format(task_id=reference)}"
+    if not reference.lower().startswith(("http://", "https://")):
+        raise click.BadParameter("give a task_url (http:// or https://) or a task id", param_hint="TASK")
+    return reference
 
 
 @cli.command()

@@ -172,6 +172,9 @@ def test_scan_a_folder_follow_up_commands_and_resume(cluster: Cluster, tmp_path:
     view = json.loads(task.stdout)
     assert view["status"] == "done" and view["tc_report"][0]["classification"]["classification"] == 3
     assert "story" not in view["tc_report"][0]  # `small` leaves out all but verdict and hashes
+    by_id = plain(scanhub("task", str(view["task_id"]), "--url", cluster.worker_url, "--token", TOKEN))
+    assert json.loads(by_id.stdout)["task_id"] == view["task_id"]
+    assert "story" in json.loads(by_id.stdout)["tc_report"][0]  # the Worker's default: medium
 
     # `search`: the Hub finds the EICAR task on its Worker by the hash the scan recorded.
     search = plain(
