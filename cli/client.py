@@ -169,8 +169,21 @@ class BearerTokens(Authorization):
 
 def describe(error: BaseException) -> str:
     """A connection problem in one line: what failed, without a traceback."""
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        reason = getattr(error.certificate_error, "verify_message", None) or error.certificate_error
+        return (
+            f"cannot verify the certificate of {error.host}:{error.port}: certificate verify failed: "
+            f"{reason} (for scanhub's own CA, give --ca-file)"
+        )
     if isinstance(error, aiohttp.ClientConnectorError):
-        return f"cannot connect to {error.host}:{error.port}: {error.os_error.strerror or error.os_error}"
+        number = error.os_error.errno
+        # "Connection refused" rather than asyncio's "Connect call failed (...)"; a DNS
+        # error's number is not an errno, its own text is the one to show.
+        if isinstance(number, int) and number > 0:
+            reason = os.strerror(number)
+        else:
+            reason = error.os_error.strerror or str(error.os_error)
+        return f"cannot connect to {error.host}:{error.port}: {reason}"
     if isinstance(error, TimeoutError):
         return "timed out waiting for the service"
     return str(error) or type(error).__name__

@@ -23,7 +23,7 @@ from cli.display import LiveProgress, PlainProgress, is_interactive, print_verdi
 from cli.files import LocalFile, Selection, select_files
 from cli.results import FileResult, Finished, ResultFiles, load_finished, resume_key
 from cli.scan import ScanOptions, ScanState, run_scan
-from cli.verdicts import EXIT_ERROR, EXIT_INTERRUPTED, FAIL_ON_LEVELS, exit_code
+from cli.verdicts import ERROR, EXIT_ERROR, EXIT_INTERRUPTED, FAIL_ON_LEVELS, exit_code
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -179,9 +179,13 @@ def scan(
     (which wins over 1), 130 interrupted.
     """
     auth = authorization(token, bearer_client_id, bearer_secret)
-    selection = select_files(paths)
-    report_selection(selection)
-    finished = load_finished(resume) if resume is not None else Finished({})
+    try:
+        selection = select_files(paths)
+        report_selection(selection)
+        finished = load_finished(resume) if resume is not None else Finished({})
+    except KeyboardInterrupt:  # a large tree takes a while to walk
+        click.echo("\ninterrupted before any file was sent", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     earlier, to_send = split_finished(selection.files, finished)
     if resume is not None:
         report_resume(resume, finished, len(earlier), len(to_send))
@@ -202,7 +206,8 @@ def scan(
     position = {file: index for index, file in enumerate(selection.files)}
     results = sorted(earlier + state.results, key=lambda result: position[result.file])
     print_verdicts(sys.stdout, results)
-    states = [result.state for result in results]
+    # A file or folder that could not be read was not scanned: an error like a refused upload.
+    states = [result.state for result in results] + [ERROR] * len(selection.unreadable)
     codes = [result.verdict.classification for result in results if result.verdict is not None]
     sys.exit(exit_code(states, codes, fail_on))
 
@@ -243,6 +248,8 @@ def split_finished(files: list[LocalFile], finished: Finished) -> tuple[list[Fil
 def report_selection(selection: Selection) -> None:
     for problem in selection.unreadable:
         click.echo(f"warning: cannot read {problem}", err=True)
+    if not selection.files:
+        click.echo("no regular file to send", err=True)
     skipped = []
     if selection.skipped_links:
         skipped.append(f"{selection.skipped_links} symbolic link(s)")

@@ -432,3 +432,27 @@ async def test_status_uses_the_status_route_and_falls_back_where_there_is_none()
         "queue_depth": 4,
         "celery_workers": 2,
     }
+
+
+async def test_https_is_verified_against_the_ca_file(tmp_path: Path):
+    """A service with a certificate from scanhub's own CA: trusted with --ca-file, refused without."""
+    from common import tls
+
+    files = tls.ensure_certificate(tmp_path / "tls", ["127.0.0.1", "localhost"])
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    server = TestServer(app, scheme="https")
+    await server.start_server(ssl=tls.server_context(files.certificate, files.key))
+    url = f"https://127.0.0.1:{server.port}"
+    try:
+        async with connect(StaticToken("T" * 40), ca_file=files.ca) as client:
+            assert await client.get_json(f"{url}/health") == {"status": "ok"}
+        async with connect(StaticToken("T" * 40)) as client:
+            with pytest.raises(ServiceError, match="certificate verify failed"):
+                await client.get_json(f"{url}/health")
+    finally:
+        await server.close()
