@@ -22,8 +22,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from common.auth import TOKEN_PATH
-
 DEFAULT_HUB_PORT = "8080"
 RETRY_STATUSES = frozenset({429, 503})
 RETRY_AFTER_CAP = 60.0
@@ -144,6 +142,10 @@ class BearerTokens(Authorization):
         return {"Authorization": f"Bearer {token}"}
 
     async def request(self, session: aiohttp.ClientSession, service: str) -> tuple[str, float]:
+        # Imported here: common.auth brings the server side (JWT, aiohttp.web), a fifth of
+        # the command's start-up, which only bearer users need to pay for.
+        from common.auth import TOKEN_PATH
+
         form = {
             "grant_type": "client_credentials",
             "client_id": self.client_id,
