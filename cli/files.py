@@ -46,7 +46,8 @@ def local_file(path: str, info: os.stat_result) -> LocalFile:
 
 
 def walk_folder(folder: str, selection: Selection) -> Iterator[LocalFile]:
-    """Regular files under `folder`, in name order, links and special files skipped."""
+    """Regular files under `folder`, in name order (a folder's files before its subfolders'),
+    links and special files skipped."""
 
     def record_error(error: OSError) -> None:
         selection.unreadable.append(f"{error.filename}: {error.strerror}")
