@@ -1,7 +1,7 @@
 """The `scanhub` command against a running cluster: a Hub and a Worker node (Valkey, Celery).
 
 Each command runs as a subprocess (`python -m cli`) with pipes for its output, as in a CI
-log: no terminal, so no control codes. One cluster serves the whole module; every service
+log: no terminal, so no control codes. One cluster serves all the checks; every service
 requires a token, so the authorization options are exercised on every call.
 """
 
@@ -46,10 +46,10 @@ class Cluster:
             return len(json.load(response))
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """One Worker node and a Hub in front of it, both requiring TOKEN, uploads up to UPLOAD_LIMIT."""
-    root = tmp_path_factory.mktemp("cli-cluster")
+    root = tmp_path / "cluster"
     nodes = NodeFactory(root)
     hub: Managed | None = None
     try:
@@ -119,7 +119,7 @@ def make_tree(root: Path) -> dict[str, bytes]:
     return files
 
 
-def test_scan_a_folder_follow_up_commands_and_resume(cluster: Cluster, tmp_path: Path):
+def check_scan_follow_up_commands_and_resume(cluster: Cluster, tmp_path: Path) -> None:
     tree = tmp_path / "samples"
     tree.mkdir()
     files = make_tree(tree)
@@ -213,7 +213,7 @@ def test_scan_a_folder_follow_up_commands_and_resume(cluster: Cluster, tmp_path:
     assert len(read_lines(output)) == len(files) + 2  # appended to
 
 
-def test_errors_exit_2_and_the_other_files_go_on(cluster: Cluster, tmp_path: Path):
+def check_errors_exit_2_and_the_other_files_go_on(cluster: Cluster, tmp_path: Path) -> None:
     small = tmp_path / "small.txt"
     small.write_bytes(b"small enough\n")
     large = tmp_path / "large.bin"
@@ -244,7 +244,7 @@ def test_errors_exit_2_and_the_other_files_go_on(cluster: Cluster, tmp_path: Pat
     assert status.returncode == 2 and status.stderr.startswith("error: cannot connect")
 
 
-def test_bearer_tokens_from_each_service(cluster: Cluster, tmp_path: Path):
+def check_bearer_tokens_from_each_service(cluster: Cluster, tmp_path: Path) -> None:
     """A bearer from the Hub's token endpoint for the upload, one from the Worker's for the task."""
     sample = tmp_path / "bearer.txt"
     sample.write_bytes(b"sent with a bearer token\n")
@@ -257,7 +257,7 @@ def test_bearer_tokens_from_each_service(cluster: Cluster, tmp_path: Path):
     assert "bearer token from" in wrong.stderr and "invalid_client" in wrong.stderr
 
 
-def test_status_of_the_hub_and_of_a_worker(cluster: Cluster):
+def check_status_of_the_hub_and_of_a_worker(cluster: Cluster, tmp_path: Path) -> None:
     hub = plain(scanhub("status", "--url", cluster.hub_url, "--token", TOKEN))
     assert hub.returncode == 0, hub.stderr
     lines = hub.stdout.splitlines()
@@ -276,6 +276,20 @@ def test_status_of_the_hub_and_of_a_worker(cluster: Cluster):
     lines = worker.stdout.splitlines()
     assert lines[0] == f"Worker {cluster.worker_url}: ok"
     assert lines[1].startswith("Queue depth: ") and lines[2] == "Celery workers: 1"
+
+
+def test_every_command_against_a_hub_and_a_worker(cluster: Cluster, tmp_path: Path):
+    """One test, so that one cluster serves every check: pytest-xdist hands a module's tests
+    to its workers in turn, and a module-scoped cluster would be started once per worker."""
+    for check in (
+        check_scan_follow_up_commands_and_resume,
+        check_errors_exit_2_and_the_other_files_go_on,
+        check_bearer_tokens_from_each_service,
+        check_status_of_the_hub_and_of_a_worker,
+    ):
+        work = tmp_path / check.__name__
+        work.mkdir()
+        check(cluster, work)
 
 
 class StallingWorker(BaseHTTPRequestHandler):
