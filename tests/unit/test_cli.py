@@ -456,3 +456,59 @@ async def test_https_is_verified_against_the_ca_file(tmp_path: Path):
                 await client.get_json(f"{url}/health")
     finally:
         await server.close()
+
+
+def test_status_shows_workers_throughput_and_verdicts_as_plain_lines():
+    from cli.cluster import print_status
+
+    hub = {
+        "service": "hub",
+        "health": {"status": "ok", "checks": {"workers_healthy": 1, "workers_total": 2}},
+        "workers": [
+            {
+                "url": "http://w1:8081",
+                "healthy": True,
+                "queue_depth": 3,
+                "tasks_forwarded": 40,
+                "last_error": None,
+                "status": {"celery_workers": 2},
+            },
+            {
+                "url": "http://w2:8081",
+                "healthy": False,
+                "queue_depth": None,
+                "tasks_forwarded": 7,
+                "last_error": "HTTP 503",
+                "status": None,
+            },
+        ],
+        "throughput": {"interval_seconds": 60, "finished": [0, 5, 12]},
+        "verdicts": {"malicious": 1, "suspicious": 0, "goodware": 9, "unknown": 30},
+    }
+    stream = io.StringIO()
+    print_status(stream, "http://hub:8080", hub)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "Hub http://hub:8080: ok (1 of 2 Workers healthy)"
+    assert lines[1] == "Workers"
+    assert lines[3].split() == ["http://w1:8081", "yes", "3", "40", "2"]
+    assert lines[4].split() == ["http://w2:8081", "no", "7", "HTTP", "503"]
+    assert lines[5] == "Throughput: 17 finished in the last 3 intervals of 60 s (oldest first: 0 5 12)"
+    assert lines[6] == "Verdicts: 1 malicious, 0 suspicious, 9 goodware, 30 unknown"
+
+    worker = {
+        "service": "worker",
+        "health": {"status": "unhealthy"},
+        "queue_depth": 9,
+        "celery_workers": 1,
+        "tasks": {"done": 5, "failed": 1},
+    }
+    stream = io.StringIO()
+    print_status(stream, "http://w2:8081", worker)
+    assert stream.getvalue().splitlines() == [
+        "Worker http://w2:8081: unhealthy",
+        "Queue depth: 9",
+        "Celery workers: 1",
+        "Tasks: 5 done, 1 failed",
+        "Throughput: not reported by this service (it has no status route)",
+        "Verdicts: not reported by this service (it has no status route)",
+    ]
