@@ -157,7 +157,7 @@ class BearerTokens(Authorization):
                 if response.status != 200:
                     raise ServiceError(f"bearer token from {url}: {await error_message(response)}")
                 body = await response.json(content_type=None)
-        except aiohttp.ClientError as error:
+        except (aiohttp.ClientError, TimeoutError) as error:
             raise ServiceError(f"bearer token from {url}: {describe(error)}") from None
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str):
@@ -249,6 +249,8 @@ class Client:
                 if connection_failures >= CONNECTION_ATTEMPTS:
                     raise ServiceError(describe(error)) from None
                 wait = 0.5 * 2 ** (connection_failures - 1)
+            except aiohttp.InvalidURL:  # a task_url a service answered with, say
+                raise ServiceError(f"not a URL that can be requested: {url}") from None
             except ValueError as error:  # a 2xx answer that is not JSON
                 raise ServiceError(f"{url} answered something that is not JSON: {error}") from None
             if on_retry is not None:
