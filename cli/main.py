@@ -202,6 +202,9 @@ def scan(
         sys.exit(EXIT_INTERRUPTED)
     finally:
         outputs.close()
+    if state.stopped is not None:
+        unsent = len(to_send) - len(state.results)
+        click.echo(f"error: the scan stopped, {unsent} file(s) not sent: {state.stopped}", err=True)
     # In the order the files were selected, not the order they happened to finish in.
     position = {file: index for index, file in enumerate(selection.files)}
     results = sorted(earlier + state.results, key=lambda result: position[result.file])

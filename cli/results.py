@@ -38,6 +38,8 @@ class FileResult:
     verdict: Verdict | None = None
     # Finished in an earlier run, read from the --resume file rather than scanned now.
     resumed: bool = False
+    # Its error would be every file's: the scan sends no more (scan.TaskRequestRefused).
+    stops_scan: bool = False
 
     @classmethod
     def from_task(cls, file: LocalFile, sha256: str | None, task_url: str, task: dict[str, Any]):

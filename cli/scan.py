@@ -49,6 +49,14 @@ class ScanState:
     """What a scan has finished so far: readable after an interrupt as after the end."""
 
     results: list[FileResult] = field(default_factory=list)
+    # Why the scan stopped taking files before the end (see TaskRequestRefused), if it did.
+    stopped: str | None = None
+
+
+class TaskRequestRefused(ServiceError):
+    """A Worker answered 400 to reading a task: the request's options (an unknown report
+    type, most likely) are refused, and would be for every file. The scan sends no more
+    files rather than have every one analyzed for a report it cannot read."""
 
 
 async def upload(
@@ -77,7 +85,12 @@ async def wait_for_task(client: Client, task_url: str, options: ScanOptions) -> 
     deadline = time.monotonic() + options.task_timeout
     delay = POLL_FIRST
     while True:
-        task = await client.get_json(task_url, params)
+        try:
+            task = await client.get_json(task_url, params)
+        except ServiceError as error:
+            if error.status == 400:
+                raise TaskRequestRefused(str(error), 400) from None
+            raise
         if not isinstance(task, dict):
             raise ServiceError(f"{task_url} answered something that is not a task: {str(task)[:200]}")
         if task.get("status") in FINAL_STATUSES or (task.get("status") is None and task.get("processed")):
@@ -94,6 +107,8 @@ async def scan_file(client: Client, options: ScanOptions, file: LocalFile, progr
     try:
         task_url, sha256 = await upload(client, options, file, progress)
         task = await wait_for_task(client, task_url, options)
+    except TaskRequestRefused as error:
+        return FileResult(file, ERROR, sha256, task_url, error=str(error), stops_scan=True)
     except ServiceError as error:
         return FileResult(file, ERROR, sha256, task_url, error=str(error))
     except FileChanged as error:
@@ -117,7 +132,11 @@ async def run_scan(
 
     async def lane() -> None:
         for file in pending:  # the lanes share one iterator: each file is taken once
+            if state.stopped is not None:
+                return
             result = await scan_file(client, options, file, progress)
+            if result.stops_scan and state.stopped is None:
+                state.stopped = result.error
             state.results.append(result)
             outputs.write(result)
             progress.finished(result)

@@ -512,3 +512,33 @@ def test_status_shows_workers_throughput_and_verdicts_as_plain_lines():
         "Throughput: not reported by this service (it has no status route)",
         "Verdicts: not reported by this service (it has no status route)",
     ]
+
+
+async def test_a_refused_report_type_stops_the_scan_after_the_first_file(tmp_path: Path):
+    from cli.scan import ScanState, run_scan
+
+    uploads = []
+
+    async def upload(request: web.Request) -> web.Response:
+        await request.read()
+        uploads.append(request.path)
+        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/{len(uploads)}"})
+
+    async def task(request: web.Request) -> web.Response:
+        message = "unknown report_type 'smal'; use one of large, medium, small"
+        return web.json_response({"message": message}, status=400)
+
+    server, url = await serve(
+        [web.post("/api/tiscale/v1/upload", upload), web.get("/api/tiscale/v1/task/{id}", task)]
+    )
+    files = [a_file(tmp_path, f"f{number}.txt") for number in range(5)]
+    state = ScanState()
+    try:
+        async with connect(StaticToken("T" * 40)) as client:
+            options = ScanOptions(url, concurrency=1, report_type="smal")
+            await run_scan(client, options, files, PlainProgress(None, 5, 15), ResultFiles(None, None), state)
+    finally:
+        await server.close()
+    assert len(uploads) == 1
+    assert [result.state for result in state.results] == [ERROR]
+    assert state.stopped == "HTTP 400: unknown report_type 'smal'; use one of large, medium, small"
