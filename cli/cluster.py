@@ -58,9 +58,11 @@ def health_line(url: str, status: Mapping[str, Any]) -> str:
 
 
 def throughput_line(throughput: Any) -> str:
-    if not isinstance(throughput, dict) or not isinstance(throughput.get("finished"), list):
+    """Tasks finished per interval, oldest first: the status routes call the list `done`."""
+    counts = throughput.get("done", throughput.get("finished")) if isinstance(throughput, dict) else None
+    if not isinstance(counts, list):
         return "Throughput: not reported by this service (it has no status route)"
-    finished = [count for count in throughput["finished"] if isinstance(count, int)]
+    finished = [count for count in counts if isinstance(count, int)]
     interval = throughput.get("interval_seconds", 60)
     counts = " ".join(str(count) for count in finished)
     return (

@@ -482,7 +482,7 @@ def test_status_shows_workers_throughput_and_verdicts_as_plain_lines():
                 "status": None,
             },
         ],
-        "throughput": {"interval_seconds": 60, "finished": [0, 5, 12]},
+        "throughput": {"interval_seconds": 60, "done": [0, 5, 12]},
         "verdicts": {"malicious": 1, "suspicious": 0, "goodware": 9, "unknown": 30},
     }
     stream = io.StringIO()
