@@ -1,0 +1,1 @@
+"""`scanhub`, the command-line client: scan files and folders, read the cluster's state and reports."""

@@ -1,0 +1,66 @@
+"""`scanhub task` and `scanhub search`: one report, and the tasks of one sample."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import IO, Any
+
+from cli.client import Client
+from cli.display import STYLES, print_table
+from cli.verdicts import CLASSIFICATION_NAMES
+
+SEARCH_PATH = "/api/scanhub/v1/samples/{hash}"
+TASK_PATH = "/api/tiscale/v1/task/{task_id}"
+
+
+async def read_task(client: Client, task_url: str, report_type: str | None) -> Any:
+    params = {"report_type": report_type} if report_type else None
+    return await client.get_json(task_url, params)
+
+
+async def search(client: Client, url: str, digest: str) -> dict[str, Any]:
+    """The search answer of a Hub (every Worker's tasks, `partial` naming the silent ones)
+    or of a Worker (its own tasks); the same shape but for `worker` and `partial`."""
+    answer = await client.get_json(f"{url}{SEARCH_PATH.format(hash=digest.strip())}")
+    return answer if isinstance(answer, dict) else {"tasks": []}
+
+
+def when(timestamp: Any) -> str:
+    if not isinstance(timestamp, int | float) or not timestamp:
+        return ""
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def classification_name(code: Any) -> str:
+    return CLASSIFICATION_NAMES.get(code, "") if isinstance(code, int) else ""
+
+
+def print_search(out: IO[str], err: IO[str], answer: Mapping[str, Any]) -> None:
+    tasks = [task for task in answer.get("tasks", []) if isinstance(task, dict)]
+    sha256 = answer.get("sha256") or answer.get("hash", "")
+    for missing in answer.get("partial") or []:
+        worker, error = missing.get("worker"), missing.get("error")
+        err.write(f"warning: {worker} did not answer, its tasks are missing: {error}\n")
+    if not tasks:
+        out.write(f"no task holds sample {sha256}\n")
+        return
+    out.write(f"sample {sha256}: {len(tasks)} task(s), newest first\n")
+    headers = ["task_url", "status", "classification", "threat", "file name", "found as", "submitted"]
+    rows, styles = [], []
+    for task in tasks:
+        name = classification_name(task.get("classification"))
+        rows.append(
+            [
+                task.get("task_url", ""),
+                task.get("status", ""),
+                name,
+                task.get("threat_name") or "",
+                task.get("file_name", ""),
+                task.get("found_as", ""),
+                when(task.get("submitted")),
+            ]
+        )
+        styles.append(STYLES.get(name))
+    print_table(out, headers, rows, styles=styles)

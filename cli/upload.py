@@ -1,0 +1,78 @@
+"""One file as a multipart upload, streamed from disk and hashed on the way.
+
+The body is written here rather than by aiohttp's FormData so that its length is known
+before it is sent (a Content-Length, not chunked encoding, so a service can refuse a file
+over its limit at once) while the file is read block by block in a thread: memory stays
+flat whatever the file's size, and the event loop keeps serving the other uploads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from collections.abc import AsyncIterator, Callable
+from typing import BinaryIO
+
+from cli.client import BodyError
+
+BLOCK = 256 * 1024
+
+
+class FileChanged(BodyError):
+    """The file changed or became unreadable while it was being sent: the upload is abandoned."""
+
+
+def disposition_name(name: str) -> str:
+    """A file name for a form part's header: quotes and line breaks percent-encoded, as
+    browsers do (WHATWG multipart/form-data), so no name can break the header."""
+    return name.replace("\\", "%5C").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+
+
+class MultipartFile:
+    """The body of `POST /upload` with one part `file`; `sha256` is complete once sent."""
+
+    def __init__(self, handle: BinaryIO, name: str, size: int, on_bytes: Callable[[int], None]):
+        self.handle, self.size, self.on_bytes = handle, size, on_bytes
+        boundary = secrets.token_hex(16)
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        self.head = (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{disposition_name(name)}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        self.tail = f"\r\n--{boundary}--\r\n".encode()
+        self.hasher = hashlib.sha256()
+        self.sent = 0
+
+    @property
+    def headers(self) -> dict[str, str]:
+        length = len(self.head) + self.size + len(self.tail)
+        return {"Content-Type": self.content_type, "Content-Length": str(length)}
+
+    def read_block(self) -> bytes:
+        try:
+            block = self.handle.read(BLOCK)
+        except OSError as error:  # told apart from the network's errors, and not retried
+            raise FileChanged(f"reading the file failed: {error.strerror or error}") from None
+        self.hasher.update(block)
+        return block
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body from its first byte: each attempt (after a 503, say) starts it afresh."""
+        self.handle.seek(0)
+        self.hasher, self.sent = hashlib.sha256(), 0
+        yield self.head
+        while block := await asyncio.to_thread(self.read_block):
+            self.sent += len(block)
+            if self.sent > self.size:
+                raise FileChanged(f"the file grew while it was sent (more than {self.size} bytes)")
+            self.on_bytes(len(block))
+            yield block
+        if self.sent != self.size:
+            raise FileChanged(f"the file shrank while it was sent ({self.sent} of {self.size} bytes)")
+        yield self.tail
+
+    @property
+    def sha256(self) -> str:
+        return self.hasher.hexdigest()
