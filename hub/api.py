@@ -101,12 +101,20 @@ async def status(request: web.Request) -> web.Response:
         "healthy": healthy,
         "checks": checks,
         "workers": [
-            {**worker.status(), "status": report}
-            for worker, report in zip(pool.workers, reports, strict=True)
+            worker_entry(worker, report) for worker, report in zip(pool.workers, reports, strict=True)
         ],
         **cluster_totals([report for report in reports if report is not None]),
     }
     return json_response(body)
+
+
+def worker_entry(worker: Worker, report: dict[str, Any] | None) -> dict[str, Any]:
+    """A Worker as the Hub sees it, with its own report; the queue depth is the report's when
+    there is one (just asked), else the last health check's."""
+    entry = {**worker.status(), "status": report}
+    if report is not None and isinstance(report.get("queue_depth"), int):
+        entry["queue_depth"] = report["queue_depth"]
+    return entry
 
 
 async def worker_status(

@@ -163,6 +163,10 @@ async def test_the_hub_status_shows_each_worker_with_its_own_report_and_the_sums
         assert [worker["healthy"] for worker in body["workers"]] == [True, True, False]
         assert body["workers"][2]["status"] is None and body["workers"][2]["last_error"]
         assert body["workers"][0]["status"]["verdicts"]["malicious"] == 1
+        # The queue depth is the one just reported, not the last health check's.
+        await first.redis.zadd(Keys().queued_tasks, {"1": 1.0, "2": 2.0})
+        again = await (await hub.get("/api/hub/v1/status")).json()
+        assert [worker["queue_depth"] for worker in again["workers"]][:2] == [2, 0]
         assert body["verdicts"] == {"malicious": 2, "suspicious": 0, "goodware": 0, "unknown": 1}
         assert body["throughput"]["done"][-1] == 3
         page = await hub.get("/")
