@@ -35,7 +35,7 @@ browser:
 		:; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing Debian's chromium and chromium-driver for the status-page browser test"; \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } >/dev/null \
+		{ timeout 300 apt-get update -qq && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq chromium chromium-driver; } >/dev/null \
 			|| echo "could not install chromium chromium-driver: the status-page browser test will be skipped"; \
 	else \
 		echo "missing Debian packages chromium and chromium-driver (apt-get install chromium chromium-driver, as root): the status-page browser test will be skipped"; \
@@ -43,11 +43,16 @@ browser:
 
 # Unit and integration tests are independent (each integration test starts its own Redis and
 # processes on free ports): two at a time (pytest-xdist). End-to-end tests start whole
-# clusters, the launcher and network namespaces: one at a time.
-test: lint browser
-	$(BIN)/python -m pytest -q -m unit -n 2
-	$(BIN)/python -m pytest -q -m integration -n 2
-	$(BIN)/python -m pytest -q -m e2e
+# clusters, the launcher and network namespaces: one at a time. The browser for the
+# status-page test is installed meanwhile (it is only needed by the end-to-end layer).
+test: install
+	@$(MAKE) --no-print-directory browser > $(VENV)/browser-install.log 2>&1 & browser=$$!; \
+	status=0; \
+	{ $(MAKE) --no-print-directory lint \
+		&& $(BIN)/python -m pytest -q -m unit -n 2 \
+		&& $(BIN)/python -m pytest -q -m integration -n 2; } || status=$$?; \
+	wait $$browser; cat $(VENV)/browser-install.log; \
+	[ $$status -eq 0 ] && $(BIN)/python -m pytest -q -m e2e
 
 test-unit: install
 	$(BIN)/python -m pytest -q -m unit
