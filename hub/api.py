@@ -93,7 +93,12 @@ async def status(request: web.Request) -> web.Response:
     app = request.app
     pool, session, settings = app[POOL], app[SESSION], app[SETTINGS]
     reports = await asyncio.gather(
-        *(worker_status(session, worker, settings.health_timeout_seconds) for worker in pool.workers)
+        *(
+            worker_status(
+                session, worker.url, settings.worker_search_token(index), settings.health_timeout_seconds
+            )
+            for index, worker in enumerate(pool.workers)
+        )
     )
     healthy, checks = health_report(app)
     body = {
@@ -118,13 +123,14 @@ def worker_entry(worker: Worker, report: dict[str, Any] | None) -> dict[str, Any
 
 
 async def worker_status(
-    session: aiohttp.ClientSession, worker: Worker, timeout: float
+    session: aiohttp.ClientSession, url: str, token: str | None, timeout: float
 ) -> dict[str, Any] | None:
-    """A Worker's own `/api/worker/v1/status`; None when it cannot be had."""
-    headers = {"Authorization": f"Token {worker.token}"} if worker.token else {}
+    """A Worker's own `/api/worker/v1/status` (its `tasks` group: asked with the token the Hub
+    searches with); None when it cannot be had."""
+    headers = {"Authorization": f"Token {token}"} if token else {}
     try:
         async with session.get(
-            f"{worker.url}/api/worker/v1/status",
+            f"{url}/api/worker/v1/status",
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as response:
@@ -137,18 +143,22 @@ async def worker_status(
 
 
 def cluster_totals(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """Verdicts and per-interval done counts summed over the Workers' status reports."""
+    """Verdicts and per-interval done counts summed over the Workers' status reports, the
+    intervals aligned on the latest; a count that is not an integer is left out."""
     verdicts: dict[str, int] = {}
     done: list[int] = []
     interval = 60
     for report in reports:
-        for verdict, count in (report.get("verdicts") or {}).items():
-            verdicts[verdict] = verdicts.get(verdict, 0) + int(count)
-        throughput = report.get("throughput") or {}
-        interval = int(throughput.get("interval_seconds", interval))
-        counts = [int(count) for count in throughput.get("done", [])]
-        if len(counts) > len(done):
-            done = [0] * (len(counts) - len(done)) + done
+        reported = report.get("verdicts")
+        for verdict, count in reported.items() if isinstance(reported, dict) else ():
+            if isinstance(count, int):
+                verdicts[verdict] = verdicts.get(verdict, 0) + count
+        throughput = report.get("throughput")
+        if not isinstance(throughput, dict) or not isinstance(throughput.get("done"), list):
+            continue
+        interval = throughput.get("interval_seconds", interval)
+        counts = [count if isinstance(count, int) else 0 for count in throughput["done"]]
+        done = [0] * (len(counts) - len(done)) + done
         offset = len(done) - len(counts)
         for index, count in enumerate(counts):
             done[offset + index] += count

@@ -38,7 +38,8 @@ class HubSettings(ServiceSettings):
     # Tokens the Hub presents to the Workers' submit group: none, one for every Worker, or
     # one per Worker in the order of worker_urls.
     worker_tokens: TokenList = Field(default_factory=list)
-    # Tokens the Hub presents to the Workers' tasks group for a search by hash (same forms);
+    # Tokens the Hub presents to the Workers' tasks group, for a search by hash and for the
+    # Workers' own status (same forms);
     # default: worker_tokens, which a Worker accepts there when its tasks group has none.
     worker_search_tokens: TokenList = Field(default_factory=list)
     # The CA https:// Workers are verified against. Default: with `tls` on, the CA of this

@@ -735,9 +735,16 @@ class SyncTaskStore:
 
         def add(pipe: Any) -> None:
             if bookkeeping is not None:
-                bookkeeping.commands(pipe, self, task_id, report)
+                bookkeeping.commands(pipe, self, task_id, report, now)
 
-        return self._apply_with(task_id, self.retention.done_seconds, ANALYZING, fields, add) > 0
+        finished = self._apply_with(task_id, self.retention.done_seconds, ANALYZING, fields, add) > 0
+        if not finished and bookkeeping is not None:
+            # Rare (the task was deleted or ended meanwhile): the counts of done tasks must
+            # agree with the outcome counters, which the refused transition left alone.
+            pipe = self.redis.pipeline(transaction=False)
+            done_counter_commands(pipe, self.keys, report, now, amount=-1)
+            pipe.execute(raise_on_error=False)
+        return finished
 
     def _apply_with(
         self, task_id: int, ttl: int, only_if: str, fields: dict, add: Callable[[Any], None]
@@ -746,7 +753,8 @@ class SyncTaskStore:
         added command is logged; it never changes the transition's outcome. The pipeline is
         not a transaction: the added commands go even when the transition does not apply (a
         task deleted meanwhile); what they write then is harmless (search drops entries of
-        tasks that are gone, the cache analyzes again when its entry's task is gone)."""
+        tasks that are gone, the cache analyzes again when its entry's task is gone), or taken
+        back by the caller (`finish` and the counts of done tasks)."""
         keys, args = self._transition_call(task_id, ttl, only_if, "", fields)
         pipe = self.redis.pipeline(transaction=False)
         # EVALSHA itself, not the Script object: in a pipeline, that asks SCRIPT EXISTS first,
@@ -857,7 +865,7 @@ class Bookkeeping:
     cache_key: str | None = None
     cache_seconds: int = 0
 
-    def commands(self, pipe: Any, store: SyncTaskStore, task_id: int, report: Any) -> None:
+    def commands(self, pipe: Any, store: SyncTaskStore, task_id: int, report: Any, now: float) -> None:
         keys = store.keys
         if self.analyzed:
             analyzer_stats_commands(pipe, keys, report)
@@ -865,7 +873,7 @@ class Bookkeeping:
         sample_index_commands(pipe, keys, task_id, self.submitted, report_digests(report), ttl)
         if self.cache_key is not None and self.cache_seconds > 0:
             pipe.set(keys.cached_result(self.cache_key), str(task_id), ex=self.cache_seconds)
-        done_counter_commands(pipe, keys, report)
+        done_counter_commands(pipe, keys, report, now)
 
 
 def classification_code(entry: Any) -> int:
@@ -882,10 +890,10 @@ def verdict_of(report: Any) -> str:
     return VERDICTS[code] if 0 <= code < len(VERDICTS) else VERDICTS[0]
 
 
-def done_counter_commands(pipe: Any, keys: Keys, report: Any, now: float | None = None) -> None:
-    """Count a done task by its verdict, and in the throughput interval under way."""
-    pipe.hincrby(keys.verdicts, verdict_of(report), 1)
-    interval = int((time.time() if now is None else now) // THROUGHPUT_INTERVAL_SECONDS)
-    counter = keys.done_in_interval(interval)
-    pipe.incr(counter)
+def done_counter_commands(pipe: Any, keys: Keys, report: Any, now: float, amount: int = 1) -> None:
+    """Count a done task (`amount` -1: take it back) by its verdict, and in the throughput
+    interval of `now`."""
+    pipe.hincrby(keys.verdicts, verdict_of(report), amount)
+    counter = keys.done_in_interval(int(now // THROUGHPUT_INTERVAL_SECONDS))
+    pipe.incrby(counter, amount)
     pipe.expire(counter, (THROUGHPUT_INTERVALS + 1) * THROUGHPUT_INTERVAL_SECONDS)

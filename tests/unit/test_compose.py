@@ -25,7 +25,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 K8S = ROOT / "deploy" / "k8s"
 NODES = ("worker1", "worker2")
 MONITORING = ("prometheus", "grafana")
-INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?-[^}]*)?\}")
+INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +264,11 @@ def test_prometheus_is_published_on_loopback_and_grafana_on_its_port(services):
     assert published(services["grafana"]) == [("${GRAFANA_PORT:-3000}", "3000")]
 
 
+def test_grafana_has_no_default_admin_password(services):
+    password = services["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", password), password
+
+
 def test_prometheus_starts_after_the_apis_and_grafana_after_prometheus(services):
     depends = services["prometheus"]["depends_on"]
     assert set(depends) == {"hub", *(f"{node}-api" for node in NODES)}
@@ -452,3 +457,9 @@ def test_kubernetes_pods_serve_https_from_the_ca_secret_and_probe_over_https():
         assert "https://127.0.0.1:" in " ".join(container["livenessProbe"]["exec"]["command"])
         volumes = {volume["name"]: volume for volume in template["spec"]["template"]["spec"]["volumes"]}
         assert volumes["tls-ca"]["secret"]["secretName"] == "scanhub-tls-ca"
+
+
+def test_the_workers_let_the_hubs_status_page_read_their_tasks(services):
+    for node in NODES:
+        origins = services[f"{node}-api"]["environment"]["SCANHUB_CORS_ORIGINS"]
+        assert origins == "${HUB_PUBLIC_URL:-https://localhost:8080}", node

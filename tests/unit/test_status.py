@@ -20,6 +20,7 @@ from worker.settings import WorkerSettings
 from worker.store import (
     THROUGHPUT_INTERVAL_SECONDS,
     THROUGHPUT_INTERVALS,
+    Bookkeeping,
     Keys,
     SyncTaskStore,
     done_counter_commands,
@@ -32,6 +33,10 @@ HUB_ORIGIN = "http://127.0.0.1:8080"
 
 def report_with(code: int) -> list[dict[str, Any]]:
     return [{"classification": {"classification": code}}, {"classification": {"classification": 0}}]
+
+
+def intervals_since(moment: float) -> int:
+    return int(time.time() // THROUGHPUT_INTERVAL_SECONDS) - int(moment // THROUGHPUT_INTERVAL_SECONDS)
 
 
 async def count_done(redis: Any, reports: list[Any], now: float) -> None:
@@ -54,7 +59,8 @@ async def test_a_workers_status_counts_verdicts_of_the_submitted_file_and_done_p
     assert body["verdicts"] == {"malicious": 2, "suspicious": 1, "goodware": 1, "unknown": 2}
     done = body["throughput"]["done"]
     assert len(done) == THROUGHPUT_INTERVALS
-    assert done[-1] == 3 and done[-4] == 3 and sum(done) == 6
+    latest = -1 - intervals_since(now)  # a minute may have turned since the counts were made
+    assert done[latest] == 3 and done[latest - 3] == 3 and sum(done) == 6
     assert body["queue_depth"] == 0 and body["tasks"] == {"done": 0, "failed": 0}
 
 
@@ -83,6 +89,16 @@ def test_storing_an_analyzed_report_counts_its_verdict_and_interval(tmp_path: Pa
     assert client.hgetall(Keys().verdicts) == {name: "1"}
     interval = int(time.time() // THROUGHPUT_INTERVAL_SECONDS)
     assert {client.get(Keys().done_in_interval(i)) for i in (interval - 1, interval)} >= {"1"}
+
+
+def test_a_report_stored_for_a_task_deleted_meanwhile_is_not_counted(tmp_path: Path):
+    client = fakeredis.FakeRedis(decode_responses=True)
+    store = SyncTaskStore(client, Keys(), WorkerSettings(spool_dir=tmp_path).retention())
+    now = int(time.time())
+    bookkeeping = Bookkeeping(submitted=now)
+    assert not store.finish(1, report_with(3), {}, now, bookkeeping=bookkeeping)  # no such task
+    assert client.hgetall(Keys().verdicts) == {"malicious": "0"}
+    assert client.get(Keys().done_in_interval(now // THROUGHPUT_INTERVAL_SECONDS)) == "0"
 
 
 async def test_the_status_json_needs_a_tasks_token_and_the_page_none(make_worker_api):
@@ -138,6 +154,16 @@ def per_minute(done: list[int]) -> dict[str, Any]:
             ],
             {"verdicts": {"malicious": 5, "unknown": 2}, "throughput": per_minute([1, 7, 9])},
         ),
+        (  # a Worker's malformed answer is left out, not a 500
+            [
+                {"verdicts": ["x"], "throughput": "x"},
+                {
+                    "verdicts": {"malicious": "3", "unknown": 1},
+                    "throughput": {"interval_seconds": 60, "done": [1, None]},
+                },
+            ],
+            {"verdicts": {"unknown": 1}, "throughput": per_minute([1, 0])},
+        ),
     ],
 )
 def test_the_hub_sums_verdicts_and_aligns_intervals_on_the_latest(reports, expected):
@@ -168,8 +194,26 @@ async def test_the_hub_status_shows_each_worker_with_its_own_report_and_the_sums
         again = await (await hub.get("/api/hub/v1/status")).json()
         assert [worker["queue_depth"] for worker in again["workers"]][:2] == [2, 0]
         assert body["verdicts"] == {"malicious": 2, "suspicious": 0, "goodware": 0, "unknown": 1}
-        assert body["throughput"]["done"][-1] == 3
+        assert body["throughput"]["done"][-1 - intervals_since(now)] == 3
         page = await hub.get("/")
         assert page.status == 200 and 'data-service="hub"' in await page.text()
+    finally:
+        await hub.close()
+
+
+async def test_the_hub_asks_each_workers_status_with_its_tasks_token(make_worker_api, tmp_path):
+    submit, tasks = "S" * 40, "R" * 40
+    worker = await make_worker_api(submit_tokens=[submit], tasks_tokens=[tasks])
+    await worker.redis.set(Keys().celery_heartbeat("celery@test"), "1")
+    url = str(worker.client.make_url("")).rstrip("/")
+    settings = HubSettings(
+        worker_urls=[url], worker_tokens=[submit], worker_search_tokens=[tasks], spool_dir=tmp_path / "hub"
+    )
+    hub = TestClient(TestServer(create_app(settings)))
+    await hub.start_server()
+    try:
+        body = await (await hub.get("/api/hub/v1/status")).json()
+        assert body["workers"][0]["status"] is not None
+        assert body["workers"][0]["status"]["service"] == "worker"
     finally:
         await hub.close()
