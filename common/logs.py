@@ -60,7 +60,7 @@ class TaskIdFilter(logging.Filter):
 
 
 def one_line(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\n", " | ")
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", " | ")
 
 
 class TextFormatter(logging.Formatter):
@@ -78,6 +78,11 @@ class TextFormatter(logging.Formatter):
         return one_line(super().formatException(ei))
 
 
+def escaped(value: Any) -> Any:
+    """A string with what UTF-8 cannot encode written as backslash escapes."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -93,12 +98,16 @@ class JsonFormatter(logging.Formatter):
             entry["task_id"] = task_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry).decode()
+        try:
+            return orjson.dumps(entry).decode()
+        except TypeError:  # text that is not UTF-8 (a lone surrogate from a file name): escaped
+            return orjson.dumps({key: escaped(value) for key, value in entry.items()}).decode()
 
 
 class LineWriter:
     """A text stream that logs each line written to it: for what a library prints rather
-    than logs (Celery prints its shutdown notice to `sys.__stdout__`)."""
+    than logs (Celery prints to `sys.__stdout__`). It has no file descriptor, on purpose:
+    what is written to one directly bypasses the log format."""
 
     def __init__(self, logger: logging.Logger, level: int = logging.INFO):
         self.logger = logger

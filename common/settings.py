@@ -103,6 +103,11 @@ class ServiceSettings(BaseSettings):
         """The CA that issued this service's certificate when `tls` made it."""
         return (self.tls_ca_dir or self.tls_dir) / "ca.pem"
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lowercase(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("submit_tokens", "tasks_tokens", "admin_tokens", mode="before")
     @classmethod
     def _tokens(cls, value: Any) -> list[str]:

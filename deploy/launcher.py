@@ -57,13 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--hub-port",
         type=int,
-        default=env_port("SCANHUB_HUB_PORT", HUB_PORT),
+        default=None,
         help=f"the Hub's port (env SCANHUB_HUB_PORT; default {HUB_PORT})",
     )
     parser.add_argument(
         "--worker-port",
         type=int,
-        default=env_port("SCANHUB_WORKER_PORT", WORKER_BASE_PORT),
+        default=None,
         help=f"the first Worker's port; Worker N listens on this + N - 1 (env SCANHUB_WORKER_PORT; "
         f"default {WORKER_BASE_PORT})",
     )
@@ -78,7 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--verbose", action="store_true",
         help="also stream every process's log to this terminal (they always go to <state dir>/logs)",
     )  # fmt: skip
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # The variables are read only when the options are not given.
+    if args.hub_port is None:
+        args.hub_port = env_port("SCANHUB_HUB_PORT", HUB_PORT)
+    if args.worker_port is None:
+        args.worker_port = env_port("SCANHUB_WORKER_PORT", WORKER_BASE_PORT)
+    return args
 
 
 def port_free(host: str, port: int) -> bool:
@@ -110,15 +116,21 @@ def busy_port_message(host: str, hub_port: int, worker_port: int, workers: int) 
     if not busy:
         return None
     taken = ", ".join(f"port {port} ({what})" for port, what in busy)
-    hub = hub_port if port_free(host, hub_port) else free_block(host, 1, set(wanted), hub_port + 1000)
-    workers_first = worker_port
-    if any(port != hub_port for port, _ in busy):
-        workers_first = free_block(host, workers, set(wanted) | {hub}, worker_port + 1000)
-    first_busy = busy[0][0]
+    which = " or ".join(f"sport = :{port}" for port, _ in busy)
+    lines = [
+        f"scanhub cannot start: {taken} {'is' if len(busy) == 1 else 'are'} already in use on {host}.",
+        f"Stop what listens there (`ss -ltnp '{which}'` names it), or choose free ports:",
+    ]
+    try:
+        hub = hub_port if port_free(host, hub_port) else free_block(host, 1, set(wanted), hub_port + 1000)
+        workers_first = worker_port
+        if any(port != hub_port for port, _ in busy):
+            workers_first = free_block(host, workers, set(wanted) | {hub}, worker_port + 1000)
+    except RuntimeError:  # nothing free above them: the user picks
+        return "\n".join([*lines, "  SCANHUB_HUB_PORT=<port> SCANHUB_WORKER_PORT=<port> make run"])
     return "\n".join(
         [
-            f"scanhub cannot start: {taken} {'is' if len(busy) == 1 else 'are'} already in use on {host}.",
-            f"Stop what listens there (`ss -ltnp 'sport = :{first_busy}'` names it), or choose free ports:",
+            *lines,
             f"  SCANHUB_HUB_PORT={hub} SCANHUB_WORKER_PORT={workers_first} make run",
             f"  (or: .venv/bin/python -m deploy.launcher --hub-port {hub} --worker-port {workers_first})",
         ]
@@ -498,7 +510,7 @@ def banner(cluster: LocalCluster, temporary: bool) -> str:
         f"  {'API':<{width}}  {hub}/openapi.json",
         "",
         "Scan files, from another terminal in this directory:",
-        f"  $ {scan} samples/",
+        f"  $ {scan} samples/files/",
         f"  $ {curl} -F file=@/bin/ls {hub}/api/tiscale/v1/upload",
         "    (answers with a task_url on the Worker that took the file: curl it for the report)",
         "",

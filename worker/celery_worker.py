@@ -192,16 +192,23 @@ def create_worker_app(settings: WorkerSettings, role: str = "analysis") -> Scanh
     return app
 
 
+def log_shutdown(sig: str = "", how: str = "", exitcode: int = 0, **_: Any) -> None:
+    log.info("shutting down (%s, on %s)", how.lower() or "asked", sig or "request")
+
+
 def main(argv: list[str] | None = None) -> int | None:
     """Start Celery's worker command for this node: `worker [options]` (analysis) or
     `outputs [options]` (deliveries: its queue, a thread pool, `output_concurrency`)."""
     settings = load_worker_settings()
     arguments = list(sys.argv[1:] if argv is None else argv)
     # scanhub's format and level from the start (Celery warns before its logging set-up),
-    # and in place of Celery's own set-up; what Celery prints is logged too.
+    # and in place of Celery's own set-up. What Celery prints to stdout is logged as lines;
+    # its notices written from signal handlers straight to a file descriptor ("Warm
+    # shutdown") find none on that stream and are dropped: the line below says it instead.
     configure_logging(settings.log_level, settings.log_format)
     signals.setup_logging.connect(lambda **_: None, weak=False)
     sys.__stdout__ = LineWriter(logging.getLogger("celery.worker"))  # type: ignore[assignment,misc]
+    signals.worker_shutting_down.connect(log_shutdown, weak=False)
     if arguments[:1] == ["outputs"]:
         app = create_worker_app(settings, "outputs")
         preset = ["--queues", settings.outputs_queue, "--pool", "threads"]

@@ -166,7 +166,8 @@ def report_summary(file_name: str, report: Any) -> str:
     top = report[0] if isinstance(report, list) and report and isinstance(report[0], dict) else {}
     info = top.get("info")
     file = info.get("file", {}) if isinstance(info, dict) else {}
-    kind = "/".join(str(part) for part in (file.get("file_type"), file.get("file_subtype")) if part)
+    parts = (file.get("file_type"), file.get("file_subtype"))
+    kind = "/".join(str(part) for part in parts if part and part != "None")  # "None": no subtype
     classification = top.get("classification")
     threat = classification.get("result") if isinstance(classification, dict) else None
     verdict = verdict_of(report) + (f" {threat}" if threat else "")

@@ -69,8 +69,14 @@ def launched(tmp_path_factory) -> Iterator[Launched]:
             lines.append(line.rstrip())
         yield Launched(launcher, tmp_path, hub_port, worker_port, lines)
     finally:
+        # Normally stopped by the last test; else as Ctrl-C would, so that no Redis, Celery
+        # or Hub is left running for the tests after these.
         if launcher.poll() is None:
-            launcher.kill()
+            launcher.send_signal(signal.SIGINT)
+            try:
+                launcher.wait(60)
+            except subprocess.TimeoutExpired:
+                launcher.kill()
 
 
 def test_the_banner_comes_last_with_links_that_answer_200_and_logs_go_to_the_state_dir(launched):

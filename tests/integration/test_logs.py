@@ -60,5 +60,9 @@ async def test_json_logs_have_one_info_line_per_file_and_the_task_id_on_every_ta
         entry for entry in every if "deleted" in entry["message"] and entry.get("task_id") == deleted
     ]
     assert len(deletions) == 1
+    # Stopping is logged as a line of the same format.
+    assert any(
+        entry["message"].startswith("shutting down (warm") for entry in entries[f"{node.name}-celery.log"]
+    )
     # Celery's per-job lines ("Task ... received", "... succeeded in") stay below INFO.
     assert not [entry for entry in every if entry["logger"] in ("celery.app.trace", "celery.worker.strategy")]

@@ -39,13 +39,13 @@ def test_the_banner_links_every_status_page_and_says_where_logs_and_state_are(tm
     assert text.rstrip().endswith("Ctrl-C stops everything.")
     for url in ("http://127.0.0.1:8080/ ", "http://127.0.0.1:8081/", "http://127.0.0.1:8082/"):
         assert url in text
-    assert "$ .venv/bin/scanhub scan samples/" in text  # the default Hub: no --url needed
+    assert "$ .venv/bin/scanhub scan samples/files/" in text  # the default Hub: no --url needed
     assert f"Logs:  {tmp_path / 'logs'}" in text and "removed when scanhub stops" in text
 
 
 def test_the_banners_commands_name_a_hub_elsewhere_and_scanhubs_ca(tmp_path):
     text = banner(cluster(tmp_path, 9080, tls=True), temporary=False)
     ca = tmp_path / "tls" / "ca.pem"
-    assert f"$ .venv/bin/scanhub scan --url https://127.0.0.1:9080 --ca-file {ca} samples/" in text
+    assert f"$ .venv/bin/scanhub scan --url https://127.0.0.1:9080 --ca-file {ca} samples/files/" in text
     assert f"$ curl --cacert {ca} -F file=@/bin/ls https://127.0.0.1:9080/api/tiscale/v1/upload" in text
     assert "kept: start again with the same --state-dir" in text

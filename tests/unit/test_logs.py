@@ -116,3 +116,22 @@ def test_a_reports_log_summary_names_file_type_verdict_threat_and_children():
         == "'bundle.zip', Archive/ZIP, malicious Text.Test.EICAR, 2 unpacked"
     )
     assert report_summary("odd", {"shape": "any"}) == "'odd', unidentified, unknown, 0 unpacked"
+    text = [{"info": {"file": {"file_type": "Text", "file_subtype": "None"}}}]
+    assert report_summary("notes", text) == "'notes', Text, unknown, 0 unpacked"
+
+
+def test_a_line_with_text_orjson_refuses_is_still_written():
+    (line,) = emit(JsonFormatter(), ("file %s", "bad\udcffname"))
+    assert "bad" in line and orjson.loads(line)["level"] == "INFO"
+
+
+def test_a_carriage_return_does_not_split_a_text_line():
+    (line,) = emit(TextFormatter(), ("one\rtwo",))
+    assert line.endswith("one | two")
+
+
+def test_the_format_setting_is_case_insensitive_like_the_variable(monkeypatch, tmp_path):
+    from worker.settings import WorkerSettings
+
+    monkeypatch.setenv("SCANHUB_LOG_FORMAT", "JSON")
+    assert WorkerSettings(spool_dir=tmp_path).log_format == "json"
