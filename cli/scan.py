@@ -65,13 +65,15 @@ async def upload(
     """(task_url, sha256) of one file sent to `options.url`."""
     with open(file.path, "rb") as handle:
         body = MultipartFile(handle, os.path.basename(file.path), file.size, progress.bytes_sent)
-        # A retried attempt sends the file again: its bytes are counted again from zero.
+
+        def on_retry() -> None:
+            # A retried attempt sends the file again: its bytes are counted again from zero,
+            # and once only, even when an attempt fails before sending any of them.
+            progress.bytes_sent(-body.sent)
+            body.sent = 0
+
         _, answer = await client.request(
-            "POST",
-            f"{options.url}{UPLOAD_PATH}",
-            body=body.chunks,
-            headers=body.headers,
-            on_retry=lambda: progress.bytes_sent(-body.sent),
+            "POST", f"{options.url}{UPLOAD_PATH}", body=body.chunks, headers=body.headers, on_retry=on_retry
         )
     task_url = answer.get("task_url") if isinstance(answer, dict) else None
     if not isinstance(task_url, str):

@@ -542,3 +542,23 @@ async def test_a_refused_report_type_stops_the_scan_after_the_first_file(tmp_pat
     assert len(uploads) == 1
     assert [result.state for result in state.results] == [ERROR]
     assert state.stopped == "HTTP 400: unknown report_type 'smal'; use one of large, medium, small"
+
+
+async def test_progress_stays_right_when_a_retry_fails_before_sending_anything(tmp_path: Path):
+    from cli.scan import upload
+
+    file = a_file(tmp_path, "retried.bin", b"z" * 5000)
+
+    class FlakyClient:
+        async def request(self, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
+            async for _ in kwargs["body"]():
+                pass  # the first attempt sends the file, then a 503
+            kwargs["on_retry"]()
+            kwargs["on_retry"]()  # the next attempt cannot connect: nothing was sent
+            async for _ in kwargs["body"]():
+                pass  # the third one goes through
+            return 200, {"task_url": "http://w/api/tiscale/v1/task/1"}
+
+    progress = Counter()
+    await upload(FlakyClient(), ScanOptions("http://w"), file, progress)  # type: ignore[arg-type]
+    assert progress.bytes == 5000
