@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -26,6 +27,8 @@ from cli.scan import ScanOptions, ScanState, run_scan
 from cli.verdicts import ERROR, EXIT_ERROR, EXIT_INTERRUPTED, FAIL_ON_LEVELS, exit_code
 
 T = TypeVar("T")
+# An MD5, SHA1 or SHA256 in hex: the only thing `search` puts in its URL's path.
+HASH_PATTERN = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -319,6 +322,9 @@ def task_url(reference: str, url: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the search answer as JSON.")
 def search(digest: str, url: str, as_json: bool, **connection: Any) -> None:
     """List the tasks of a sample, by its MD5, SHA1 or SHA256 (on a Hub: every Worker's)."""
+    digest = digest.strip()
+    if not HASH_PATTERN.fullmatch(digest):
+        raise click.BadParameter("give an MD5, SHA1 or SHA256: 32, 40 or 64 hex digits", param_hint="HASH")
     answer = run(with_client(lookup.search)(url, digest, **connection))
     if as_json:
         cluster.print_json(sys.stdout, answer)

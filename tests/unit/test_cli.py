@@ -562,3 +562,30 @@ async def test_progress_stays_right_when_a_retry_fails_before_sending_anything(t
     progress = Counter()
     await upload(FlakyClient(), ScanOptions("http://w"), file, progress)  # type: ignore[arg-type]
     assert progress.bytes == 5000
+
+
+def test_a_resumed_file_counts_with_the_verdict_recorded_whatever_its_report_holds(tmp_path: Path):
+    file = a_file(tmp_path)
+    # A report type without `classification`: only the recorded verdict says "malicious".
+    record = done_result(file, 3, "Test.EICAR").record()
+    record["report"] = [{"info": {"file": {"file_type": "Text"}}}]
+    result = FileResult.from_record(file, json.loads(json.dumps(record)))
+    assert result.verdict == Verdict("Text", 3, "Test.EICAR", 0)
+    assert exit_code([result.state], [result.verdict.classification], "malicious") == EXIT_FLAGGED
+    # A line without a verdict (or a garbled one): the report's, as before.
+    record.pop("verdict")
+    assert FileResult.from_record(file, record).verdict == Verdict("Text", 0, "", 0)
+    record["verdict"] = {"classification": "evil"}
+    assert FileResult.from_record(file, record).verdict == Verdict("Text", 0, "", 0)
+
+
+def test_search_takes_only_an_md5_sha1_or_sha256():
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    dead = "http://127.0.0.1:9"
+    for digest in ("../../admin/v1/tokens", "abc", "g" * 64, "a" * 63, "a" * 32 + "?x=1"):
+        result = CliRunner().invoke(cli, ["search", digest, "--url", dead])
+        assert result.exit_code == 2, (digest, result.output)
+        assert "32, 40 or 64 hex digits" in result.output
