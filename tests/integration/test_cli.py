@@ -267,16 +267,14 @@ def check_status_of_the_hub_and_of_a_worker(cluster: Cluster, tmp_path: Path) ->
     assert lines[3].split()[:2] == [cluster.worker_url, "yes"]
     as_json = plain(scanhub("status", "--url", cluster.hub_url, "--token", TOKEN, "--json"))
     status = json.loads(as_json.stdout)
-    if "throughput" in status:  # a Hub with the status route: its numbers, as it gave them
-        done = status["throughput"]["done"]
-        assert lines[-2].startswith(f"Throughput: {sum(done)} finished in the last {len(done)} intervals")
-        assert lines[-1] == "Verdicts: " + ", ".join(
-            f"{status['verdicts'].get(name, 0)} {name}"
-            for name in ("malicious", "suspicious", "goodware", "unknown")
-        )
-    else:  # one without: the Worker list of /api/hub/v1/workers and /health
-        assert lines[-2] == "Throughput: not reported by this service (it has no status route)"
-        assert lines[-1] == "Verdicts: not reported by this service (it has no status route)"
+    # This repository's Hub has the status route: its numbers, as it gave them.
+    assert "throughput" in status, status
+    done = status["throughput"]["done"]
+    assert lines[-2].startswith(f"Throughput: {sum(done)} finished in the last {len(done)} intervals")
+    assert lines[-1] == "Verdicts: " + ", ".join(
+        f"{status['verdicts'].get(name, 0)} {name}"
+        for name in ("malicious", "suspicious", "goodware", "unknown")
+    )
     assert status["service"] == "hub" and status["health"]["status"] == "ok"
     assert [worker["url"] for worker in status["workers"]] == [cluster.worker_url]
 
@@ -285,6 +283,14 @@ def check_status_of_the_hub_and_of_a_worker(cluster: Cluster, tmp_path: Path) ->
     lines = worker.stdout.splitlines()
     assert lines[0] == f"Worker {cluster.worker_url}: ok"
     assert lines[1].startswith("Queue depth: ") and lines[2] == "Celery workers: 1"
+    # The Worker has its status route too: its throughput, not "not reported".
+    worker_json = json.loads(
+        plain(scanhub("status", "--url", cluster.worker_url, "--token", TOKEN, "--json")).stdout
+    )
+    assert "throughput" in worker_json, worker_json
+    done = worker_json["throughput"]["done"]
+    assert lines[-2].startswith(f"Throughput: {sum(done)} finished in the last {len(done)} intervals")
+    assert lines[-1].startswith("Verdicts: ") and "not reported" not in lines[-1]
 
 
 def test_every_command_against_a_hub_and_a_worker(cluster: Cluster, tmp_path: Path):
