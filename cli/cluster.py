@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from cli.client import Client
-from cli.display import is_interactive, print_table
+from cli.display import is_interactive, print_table, printable
 
 HEALTH = "/health"
 HUB_STATUS = "/api/hub/v1/status"
@@ -98,13 +98,14 @@ def worker_rows(workers: list[Any]) -> list[list[Any]]:
     return rows
 
 
-def print_status(stream: IO[str], url: str, status: Mapping[str, Any]) -> None:
+def print_status(out: IO[str], url: str, status: Mapping[str, Any]) -> None:
+    stream = PrintableLines(out)
     stream.write(health_line(url, status) + "\n")
     if status.get("service") == "hub":
         headers = ["worker", "healthy", "queue depth", "forwarded", "celery workers", "last error"]
         rows = worker_rows(status.get("workers") or [])
         styles = [None if row[1] == "yes" else "red" for row in rows]
-        print_table(stream, headers, rows, title="Workers", styles=styles)
+        print_table(out, headers, rows, title="Workers", styles=styles)
     else:
         stream.write(f"Queue depth: {status.get('queue_depth', '?')}\n")
         stream.write(f"Celery workers: {status.get('celery_workers', '?')}\n")
@@ -115,11 +116,23 @@ def print_status(stream: IO[str], url: str, status: Mapping[str, Any]) -> None:
     stream.write(verdicts_line(status.get("verdicts")) + "\n")
 
 
+class PrintableLines:
+    """Lines written with every character that is not printable escaped (display.printable)."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+
+    def write(self, line: str) -> None:
+        self.stream.write(printable(line.removesuffix("\n")) + "\n")
+
+
 def print_json(stream: IO[str], value: Any) -> None:
     """Pretty and coloured on a terminal, one compact line otherwise (for jq and logs)."""
     if is_interactive(stream):
         from rich.console import Console
 
-        Console(file=stream).print_json(data=value)
+        Console(file=stream).print_json(data=value, ensure_ascii=True)
     else:
-        stream.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n")
+        # ASCII only: no control or bidi character a service put in a string reaches the
+        # terminal (JSON escapes it), and a string with a lone surrogate cannot fail the write.
+        stream.write(json.dumps(value, ensure_ascii=True, separators=(",", ":")) + "\n")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from cli.client import Client
-from cli.display import STYLES, print_table
+from cli.display import STYLES, print_table, printable
 from cli.verdicts import CLASSIFICATION_NAMES
 
 SEARCH_PATH = "/api/scanhub/v1/samples/{hash}"
@@ -42,11 +42,11 @@ def print_search(out: IO[str], err: IO[str], answer: Mapping[str, Any]) -> None:
     sha256 = answer.get("sha256") or answer.get("hash", "")
     for missing in answer.get("partial") or []:
         worker, error = missing.get("worker"), missing.get("error")
-        err.write(f"warning: {worker} did not answer, its tasks are missing: {error}\n")
+        err.write(printable(f"warning: {worker} did not answer, its tasks are missing: {error}") + "\n")
     if not tasks:
-        out.write(f"no task holds sample {sha256}\n")
+        out.write(printable(f"no task holds sample {sha256}") + "\n")
         return
-    out.write(f"sample {sha256}: {len(tasks)} task(s), newest first\n")
+    out.write(printable(f"sample {sha256}: {len(tasks)} task(s), newest first") + "\n")
     headers = ["task_url", "status", "classification", "threat", "file name", "found as", "submitted"]
     rows, styles = [], []
     for task in tasks:

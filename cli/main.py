@@ -20,7 +20,7 @@ from rich.console import Console
 
 from cli import cluster, lookup
 from cli.client import Authorization, BearerTokens, ServiceError, StaticToken, connect, default_url
-from cli.display import LiveProgress, PlainProgress, is_interactive, print_verdicts
+from cli.display import LiveProgress, PlainProgress, is_interactive, print_verdicts, printable
 from cli.files import LocalFile, Selection, select_files
 from cli.results import FileResult, Finished, ResultFiles, load_finished, resume_key
 from cli.scan import ScanOptions, ScanState, run_scan
@@ -89,7 +89,7 @@ def authorization(token: str | None, client_id: str | None, secret: str | None) 
 
 
 def fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {printable(message)}", err=True)
     sys.exit(EXIT_ERROR)
 
 
@@ -207,7 +207,9 @@ def scan(
         outputs.close()
     if state.stopped is not None:
         unsent = len(to_send) - len(state.results)
-        click.echo(f"error: the scan stopped, {unsent} file(s) not sent: {state.stopped}", err=True)
+        click.echo(
+            f"error: the scan stopped, {unsent} file(s) not sent: {printable(state.stopped)}", err=True
+        )
     # In the order the files were selected, not the order they happened to finish in.
     position = {file: index for index, file in enumerate(selection.files)}
     results = sorted(earlier + state.results, key=lambda result: position[result.file])
@@ -253,7 +255,7 @@ def split_finished(files: list[LocalFile], finished: Finished) -> tuple[list[Fil
 
 def report_selection(selection: Selection) -> None:
     for problem in selection.unreadable:
-        click.echo(f"warning: cannot read {problem}", err=True)
+        click.echo(f"warning: cannot read {printable(problem)}", err=True)
     if not selection.files:
         click.echo("no regular file to send", err=True)
     skipped = []
@@ -266,18 +268,19 @@ def report_selection(selection: Selection) -> None:
 
 
 def report_resume(resume: Path, finished: Finished, skipped: int, remaining: int) -> None:
-    click.echo(f"resume: {skipped} file(s) already done in {resume}, {remaining} to send", err=True)
+    name = printable(resume)
+    click.echo(f"resume: {skipped} file(s) already done in {name}, {remaining} to send", err=True)
     if finished.unreadable_lines:
-        click.echo(f"resume: ignored {finished.unreadable_lines} unreadable line(s) in {resume}", err=True)
+        click.echo(f"resume: ignored {finished.unreadable_lines} unreadable line(s) in {name}", err=True)
 
 
 def report_interrupt(state: ScanState, total: int, outputs: ResultFiles) -> None:
     """How far an interrupted scan got, where its results are, and how to go on."""
     click.echo(f"\ninterrupted: {len(state.results)} of {total} file(s) finished", err=True)
     if outputs.paths:
-        written = ", ".join(str(path) for path in outputs.paths)
+        written = ", ".join(printable(path) for path in outputs.paths)
         click.echo(f"results so far are in {written}", err=True)
-        click.echo(f"to go on, run the same command with --resume {outputs.paths[0]}", err=True)
+        click.echo(f"to go on, run the same command with --resume {printable(outputs.paths[0])}", err=True)
     else:
         click.echo("no --output or --resume was given: results were not kept", err=True)
 
@@ -333,4 +336,17 @@ def search(digest: str, url: str, as_json: bool, **connection: Any) -> None:
 
 
 def main() -> None:
-    cli(prog_name="scanhub")
+    """The console script. Whatever goes wrong unforeseen ends with one `error:` line and
+    exit 2, never a traceback and never exit 1, which means "--fail-on met"."""
+    try:
+        code = cli.main(prog_name="scanhub", standalone_mode=False)
+    except click.exceptions.Abort:  # Ctrl-C or end of input outside a command's own handling
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as error:  # a usage error: exit 2, with Click's message
+        error.show()
+        sys.exit(EXIT_ERROR if error.exit_code == 1 else error.exit_code)
+    except Exception as error:
+        fail(f"unexpected {type(error).__name__}: {error}")
+    if isinstance(code, int) and code:  # a `ctx.exit(code)`, which Click returns here
+        sys.exit(code)

@@ -180,7 +180,9 @@ class ResultFiles:
 
     def write(self, result: FileResult) -> None:
         """One line per file, flushed at once: a run stopped at any point loses no result."""
-        line = json.dumps(result.record(), ensure_ascii=False) + "\n"
+        # ASCII only: a path that is not UTF-8 (its bytes kept as lone surrogates) is written
+        # escaped ("\\udcff") rather than failing the write, and reads back as the same path.
+        line = json.dumps(result.record(), ensure_ascii=True) + "\n"
         for handle in self.handles:
             handle.write(line)
             handle.flush()

@@ -118,6 +118,9 @@ async def scan_file(client: Client, options: ScanOptions, file: LocalFile, progr
     except OSError as error:  # opening it: gone, or no permission
         message = f"cannot read the file: {error.strerror or error}"
         return FileResult(file, ERROR, sha256, task_url, error=message)
+    except Exception as error:  # anything unforeseen is this file's error, not the scan's end
+        message = f"unexpected {type(error).__name__}: {error}"
+        return FileResult(file, ERROR, sha256, task_url, error=message)
     return FileResult.from_task(file, sha256, task_url, task)
 
 

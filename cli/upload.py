@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import BinaryIO
@@ -25,8 +26,18 @@ class FileChanged(BodyError):
 
 def disposition_name(name: str) -> str:
     """A file name for a form part's header: quotes and line breaks percent-encoded, as
-    browsers do (WHATWG multipart/form-data), so no name can break the header."""
-    return name.replace("\\", "%5C").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    browsers do (WHATWG multipart/form-data), so no name can break the header; bytes of the
+    name that are not UTF-8 (`b"\\xffbad.bin"` on a Linux file system) percent-encoded too
+    (`%FFbad.bin`), so any name the file system holds can be sent."""
+    try:
+        raw = os.fsencode(name)
+    except UnicodeEncodeError:  # a lone surrogate that no file system name decodes to
+        raw = name.encode("utf-8", "surrogatepass")
+    text = "".join(
+        f"%{ord(character) - 0xDC00:02X}" if "\udc80" <= character <= "\udcff" else character
+        for character in raw.decode("utf-8", "surrogateescape")
+    )
+    return text.replace("\\", "%5C").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
 class MultipartFile:

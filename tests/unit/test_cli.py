@@ -589,3 +589,105 @@ def test_search_takes_only_an_md5_sha1_or_sha256():
         result = CliRunner().invoke(cli, ["search", digest, "--url", dead])
         assert result.exit_code == 2, (digest, result.output)
         assert "32, 40 or 64 hex digits" in result.output
+
+
+# -- hostile names and answers
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_a_file_name_that_is_not_utf8_is_sent_recorded_and_shown(tmp_path: Path, monkeypatch):
+    path = tmp_path / os.fsdecode(b"\xffbad.bin")
+    file = local_file(str(write(path, b"odd")), os.stat(path))
+    names = []
+
+    async def upload(request: web.Request) -> web.Response:
+        part = await (await request.multipart()).next()
+        assert isinstance(part, BodyPartReader)
+        names.append(part.filename)
+        await part.read()
+        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/1"})
+
+    async def task(request: web.Request) -> web.Response:
+        return web.json_response({"status": "done", "tc_report": []})
+
+    server, url = await serve(
+        [web.post("/api/tiscale/v1/upload", upload), web.get("/api/tiscale/v1/task/1", task)]
+    )
+    try:
+        async with connect(StaticToken("T" * 40)) as client:
+            result = await scan_file(client, ScanOptions(url), file, Counter())
+            monkeypatch.setattr("cli.scan.wait_for_task", fail_unexpectedly)
+            unexpected = await scan_file(client, ScanOptions(url), file, Counter())
+    finally:
+        await server.close()
+    assert names == ["%FFbad.bin"] * 2 and result.state == DONE
+    # Anything unforeseen is that file's error; the scan goes on.
+    assert (unexpected.state, unexpected.error) == (ERROR, "unexpected RuntimeError: boom")
+    # Written without failing, and --resume finds it again by its path.
+    resume = tmp_path / "resume.jsonl"
+    outputs = ResultFiles(None, resume)
+    outputs.write(result)
+    outputs.close()
+    assert resume_key(file) in load_finished(resume).records
+    stream = io.StringIO()
+    print_verdicts(stream, [result])
+    assert "\\xffbad.bin" in stream.getvalue()
+
+
+async def fail_unexpectedly(*args: Any) -> None:
+    raise RuntimeError("boom")
+
+
+def test_anything_unexpected_ends_the_command_with_one_error_line_and_exit_2(
+    tmp_path: Path, monkeypatch, capsys
+):
+    from cli import main
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed")
+
+    monkeypatch.setattr(main, "select_files", broken)
+    monkeypatch.setattr("sys.argv", ["scanhub", "scan", str(tmp_path), "--url", "http://127.0.0.1:9"])
+    with pytest.raises(SystemExit) as exited:
+        main.main()
+    assert exited.value.code == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: unexpected UnicodeEncodeError") and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_names_and_server_strings_are_neither_markup_nor_control_codes(tmp_path: Path, monkeypatch):
+    from cli.display import print_table
+    from cli.lookup import print_search
+
+    monkeypatch.setenv("TERM", "xterm")
+    names = ["[bold]y.txt", "invoice[draft].pdf", "[/x]z.bin"]
+    terminal = Terminal()
+    print_table(terminal, ["file"], [[name] for name in names])
+    shown = terminal.getvalue()
+    assert all(name in shown for name in names)
+    assert "\x1b[1my.txt" not in shown  # not made bold
+    answer = {
+        "sha256": "ab" * 32,
+        "tasks": [{"task_url": "u", "status": "done", "threat_name": "[red]X[/]", "file_name": "[/x]"}],
+        "partial": [{"worker": "http://w\x1b[2J", "error": "HTTP 503\nforged line"}],
+    }
+    out, err = Terminal(), io.StringIO()
+    print_search(out, err, answer)
+    assert "[red]X[/]" in out.getvalue() and "[/x]" in out.getvalue()
+    assert (
+        err.getvalue()
+        == "warning: http://w\\x1b[2J did not answer, its tasks are missing: HTTP 503\\nforged line\n"
+    )
+    # Off a terminal, a name's control characters are written as escapes, on one line.
+    file = a_file(tmp_path, "evil\x1b[31m\nforged.txt")
+    plain_out = io.StringIO()
+    print_verdicts(plain_out, [FileResult(file, ERROR, error="HTTP 400: bad\x07\r")])
+    assert "\x1b" not in plain_out.getvalue() and "\x07" not in plain_out.getvalue()
+    assert plain_out.getvalue().count("\n") == 3
+    assert "evil\\x1b[31m\\nforged.txt" in plain_out.getvalue() and "bad\\x07\\r" in plain_out.getvalue()
+    assert result_line(1, 1, FileResult(file, ERROR, error="x\ny")).endswith("forged.txt  error  x\\ny")
