@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import IO, Any
 
-from cli.client import Client
+from cli.client import Client, ServiceError
 from cli.display import is_interactive, print_table, printable
 
 HEALTH = "/health"
@@ -27,15 +27,22 @@ async def read_status(client: Client, url: str) -> dict[str, Any]:
     """The service's status JSON, with its `/health` answer under `health`."""
     _, health = await client.request("GET", f"{url}{HEALTH}", accept=frozenset({200, 503}))
     checks = health.get("checks", {}) if isinstance(health, dict) else {}
-    is_hub = isinstance(checks, dict) and "workers_total" in checks
+    if not isinstance(checks, dict):
+        raise ServiceError(f"{url}{HEALTH} answered checks that are not an object: {str(health)[:200]}")
+    is_hub = "workers_total" in checks
     status, body = await client.request(
         "GET", f"{url}{HUB_STATUS if is_hub else WORKER_STATUS}", accept=frozenset({200, 404})
     )
-    if status == 200 and isinstance(body, dict):
+    if status == 200:
+        if not isinstance(body, dict) or not isinstance(body.get("workers", []), list):
+            raise ServiceError(f"{url} answered a status that is not one scanhub gives: {str(body)[:200]}")
         return {**body, "health": health}
     if is_hub:
         workers = await client.get_json(f"{url}{HUB_WORKERS}")
-        return {"service": "hub", "health": health, "workers": workers.get("workers", [])}
+        listed = workers.get("workers", []) if isinstance(workers, dict) else None
+        if not isinstance(listed, list):
+            raise ServiceError(f"{url} answered a Worker list that is not one: {str(workers)[:200]}")
+        return {"service": "hub", "health": health, "workers": listed}
     celery = checks.get("celery_workers")
     return {
         "service": "worker",
@@ -45,9 +52,14 @@ async def read_status(client: Client, url: str) -> dict[str, Any]:
     }
 
 
+def as_dict(value: Any) -> Mapping[str, Any]:
+    """`value` when it is a JSON object, else an empty one: a service's answer, read defensively."""
+    return value if isinstance(value, dict) else {}
+
+
 def health_line(url: str, status: Mapping[str, Any]) -> str:
-    health = status.get("health") or {}
-    checks = health.get("checks") or {}
+    health = as_dict(status.get("health"))
+    checks = as_dict(health.get("checks"))
     state = health.get("status", "unknown")
     if status.get("service") == "hub":
         workers = (
@@ -103,7 +115,8 @@ def print_status(out: IO[str], url: str, status: Mapping[str, Any]) -> None:
     stream.write(health_line(url, status) + "\n")
     if status.get("service") == "hub":
         headers = ["worker", "healthy", "queue depth", "forwarded", "celery workers", "last error"]
-        rows = worker_rows(status.get("workers") or [])
+        workers = status.get("workers")
+        rows = worker_rows(workers if isinstance(workers, list) else [])
         styles = [None if row[1] == "yes" else "red" for row in rows]
         print_table(out, headers, rows, title="Workers", styles=styles)
     else:

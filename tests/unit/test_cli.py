@@ -7,6 +7,9 @@ import hashlib
 import io
 import json
 import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -691,3 +694,66 @@ def test_names_and_server_strings_are_neither_markup_nor_control_codes(tmp_path:
     assert plain_out.getvalue().count("\n") == 3
     assert "evil\\x1b[31m\\nforged.txt" in plain_out.getvalue() and "bad\\x07\\r" in plain_out.getvalue()
     assert result_line(1, 1, FileResult(file, ERROR, error="x\ny")).endswith("forged.txt  error  x\\ny")
+
+
+class Answers(BaseHTTPRequestHandler):
+    """A service answering each path with the JSON set in `answers` (404 for the others)."""
+
+    answers: dict[str, Any] = {}
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        status, body = (
+            (200, self.answers[path]) if path in self.answers else (404, {"message": "no such route"})
+        )
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def answering() -> Iterator[tuple[str, dict[str, Any]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Answers.answers = {}
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", Answers.answers
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_malformed_status_and_search_answers_are_an_error_line_not_a_traceback(answering):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    url, answers = answering
+    hub_health = {"status": "ok", "checks": {"workers_total": 1, "workers_healthy": 1}}
+    sha = "ab" * 32
+    cases = [
+        ({"/health": {"status": "ok", "checks": [1, 2]}}, ["status"]),  # a Worker's checks, not a dict
+        ({"/health": hub_health, "/api/hub/v1/status": {"service": "hub", "workers": 5}}, ["status"]),
+        ({"/health": hub_health, "/api/hub/v1/workers": [1, 2]}, ["status"]),
+        ({"/health": hub_health, "/api/hub/v1/status": [1]}, ["status"]),
+        ({f"/api/scanhub/v1/samples/{sha}": {"tasks": 5}}, ["search", sha]),
+        ({f"/api/scanhub/v1/samples/{sha}": ["not", "an", "answer"]}, ["search", sha]),
+    ]
+    for served, command in cases:
+        answers.clear()
+        answers.update(served)
+        result = CliRunner().invoke(cli, [*command, "--url", url])
+        assert result.exit_code == EXIT_ERROR, (served, result.output, result.exception)
+        assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+    # A Worker that did not answer, named by a bare string: still a warning, not a crash.
+    answers.clear()
+    answers[f"/api/scanhub/v1/samples/{sha}"] = {"sha256": sha, "tasks": [], "partial": ["http://w:8081"]}
+    result = CliRunner().invoke(cli, ["search", sha, "--url", url])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "warning: http://w:8081 did not answer" in result.output
