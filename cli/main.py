@@ -105,14 +105,17 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         sys.exit(EXIT_INTERRUPTED)
 
 
-def with_client(function: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., Coroutine[Any, Any, T]]:
-    """Call `function(client, ...)` with a Client made from the connection options."""
+def with_client(
+    function: Callable[..., Coroutine[Any, Any, T]], url: str
+) -> Callable[..., Coroutine[Any, Any, T]]:
+    """Call `function(client, ...)` with a Client made from the connection options (`url`
+    the --url: when it is https, credentials go over https only)."""
 
     @functools.wraps(function)
     async def call(
         *args: Any, token: Any, bearer_client_id: Any, bearer_secret: Any, ca_file: Any, **kwargs: Any
     ) -> T:
-        async with connect(authorization(token, bearer_client_id, bearer_secret), ca_file) as client:
+        async with connect(authorization(token, bearer_client_id, bearer_secret), ca_file, url=url) as client:
             return await function(client, *args, **kwargs)
 
     return call
@@ -234,7 +237,7 @@ async def scan_files(
         progress = LiveProgress(Console(file=sys.stderr), len(files), total_bytes)
     else:
         progress = PlainProgress(sys.stderr, len(files), total_bytes)
-    async with connect(auth, ca_file, options.concurrency) as client:
+    async with connect(auth, ca_file, options.concurrency, url=options.url) as client:
         with progress:
             await run_scan(client, options, files, progress, outputs, state)
     if isinstance(progress, PlainProgress) and files:
@@ -290,7 +293,7 @@ def report_interrupt(state: ScanState, total: int, outputs: ResultFiles) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(url: str, as_json: bool, **connection: Any) -> None:
     """Show the Hub's Workers (health, queue depth, forwarded tasks, last error), throughput and verdicts."""
-    answer = run(with_client(cluster.read_status)(url, **connection))
+    answer = run(with_client(cluster.read_status, url)(url, **connection))
     if as_json:
         cluster.print_json(sys.stdout, answer)
     else:
@@ -306,7 +309,7 @@ def task(task_ref: str, url: str, report_type: str | None, **connection: Any) ->
 
     TASK is a task_url as an upload answered it, or a task id of the Worker at --url.
     """
-    answer = run(with_client(lookup.read_task)(task_url(task_ref, url), report_type, **connection))
+    answer = run(with_client(lookup.read_task, url)(task_url(task_ref, url), report_type, **connection))
     cluster.print_json(sys.stdout, answer)
 
 
@@ -328,7 +331,7 @@ def search(digest: str, url: str, as_json: bool, **connection: Any) -> None:
     digest = digest.strip()
     if not HASH_PATTERN.fullmatch(digest):
         raise click.BadParameter("give an MD5, SHA1 or SHA256: 32, 40 or 64 hex digits", param_hint="HASH")
-    answer = run(with_client(lookup.search)(url, digest, **connection))
+    answer = run(with_client(lookup.search, url)(url, digest, **connection))
     if as_json:
         cluster.print_json(sys.stdout, answer)
     else:

@@ -28,6 +28,8 @@ UPLOAD_PATH = "/api/tiscale/v1/upload"
 POLL_FIRST, POLL_FACTOR, POLL_MAX = 0.1, 1.5, 2.0
 # `status` of a task the Worker is finished with; until then it is queued or analyzing.
 FINAL_STATUSES = ("done", "failed")
+# Answers to reading a task that every other file would get too (see TaskRequestRefused).
+TASK_REFUSALS = (400, 401, 403)
 
 
 class Progress(Protocol):
@@ -54,8 +56,9 @@ class ScanState:
 
 
 class TaskRequestRefused(ServiceError):
-    """A Worker answered 400 to reading a task: the request's options (an unknown report
-    type, most likely) are refused, and would be for every file. The scan sends no more
+    """A Worker answered 400 to reading a task (the request's options, an unknown report
+    type most likely, are refused), or 401 or 403 (the credentials that the Hub took are not
+    taken for reading tasks): every file would meet the same answer. The scan sends no more
     files rather than have every one analyzed for a report it cannot read."""
 
 
@@ -90,8 +93,8 @@ async def wait_for_task(client: Client, task_url: str, options: ScanOptions) -> 
         try:
             task = await client.get_json(task_url, params)
         except ServiceError as error:
-            if error.status == 400:
-                raise TaskRequestRefused(str(error), 400) from None
+            if error.status in TASK_REFUSALS:
+                raise TaskRequestRefused(str(error), error.status) from None
             raise
         if not isinstance(task, dict):
             raise ServiceError(f"{task_url} answered something that is not a task: {str(task)[:200]}")

@@ -757,3 +757,58 @@ def test_malformed_status_and_search_answers_are_an_error_line_not_a_traceback(a
     result = CliRunner().invoke(cli, ["search", sha, "--url", url])
     assert result.exit_code == 0, (result.output, result.exception)
     assert "warning: http://w:8081 did not answer" in result.output
+
+
+async def test_credentials_never_go_over_plain_http_when_the_url_is_https():
+    from cli.client import Authorization
+
+    seen: list[str] = []
+
+    async def anything(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.json_response({"access_token": "jwt", "expires_in": 300, "status": "done"})
+
+    server, http_url = await serve([web.route("*", "/{tail:.*}", anything)])
+    task_url = f"{http_url}/api/tiscale/v1/task/1"  # as an upload to https://hub might answer
+    try:
+        for authorization in (StaticToken("T" * 40), BearerTokens("ci", "S" * 40)):
+            async with connect(authorization, url="https://hub.example:8443") as client:
+                with pytest.raises(ServiceError, match="refusing to send credentials in cleartext"):
+                    await client.get_json(task_url)
+        assert seen == []  # neither the token nor the client secret (for a bearer) was sent
+        async with connect(Authorization(), url="https://hub.example:8443") as client:
+            assert (await client.get_json(task_url))["status"] == "done"  # no credentials: no secret to leak
+        async with connect(StaticToken("T" * 40), url=http_url) as client:
+            assert (await client.get_json(task_url))["status"] == "done"  # --url http: as asked
+    finally:
+        await server.close()
+    assert seen == ["/api/tiscale/v1/task/1"] * 2
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_task_refused_for_its_authorization_stops_the_scan(tmp_path: Path, status: int):
+    from cli.scan import ScanState, run_scan
+
+    uploads = []
+
+    async def upload(request: web.Request) -> web.Response:
+        await request.read()
+        uploads.append(request.path)
+        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/{len(uploads)}"})
+
+    async def task(request: web.Request) -> web.Response:
+        return web.json_response({"message": "the authorization token is not valid"}, status=status)
+
+    server, url = await serve(
+        [web.post("/api/tiscale/v1/upload", upload), web.get("/api/tiscale/v1/task/{id}", task)]
+    )
+    files = [a_file(tmp_path, f"f{number}.txt") for number in range(4)]
+    state = ScanState()
+    try:
+        async with connect(StaticToken("T" * 40)) as client:
+            options = ScanOptions(url, concurrency=1)
+            await run_scan(client, options, files, PlainProgress(None, 4, 12), ResultFiles(None, None), state)
+    finally:
+        await server.close()
+    assert len(uploads) == 1
+    assert state.stopped == f"HTTP {status}: the authorization token is not valid"
