@@ -25,8 +25,12 @@ class LocalFile:
     abspath: str
     size: int
     mtime_ns: int
-    # (device, inode): the same file reached through two names is sent once.
+    # (device, inode): the same file reached through two names is sent once, and the file
+    # opened to be sent must still be this one (see upload.open_selected).
     identity: tuple[int, int] = field(default=(0, 0), compare=False, repr=False)
+    # Found by walking a folder, where links are not followed: it is opened without
+    # following one either, should a link have taken its place since.
+    walked: bool = field(default=False, compare=False, repr=False)
 
 
 @dataclass
@@ -41,8 +45,9 @@ class Selection:
         return sum(file.size for file in self.files)
 
 
-def local_file(path: str, info: os.stat_result) -> LocalFile:
-    return LocalFile(path, os.path.abspath(path), info.st_size, info.st_mtime_ns, (info.st_dev, info.st_ino))
+def local_file(path: str, info: os.stat_result, walked: bool = False) -> LocalFile:
+    identity = (info.st_dev, info.st_ino)
+    return LocalFile(path, os.path.abspath(path), info.st_size, info.st_mtime_ns, identity, walked)
 
 
 def walk_folder(folder: str, selection: Selection) -> Iterator[LocalFile]:
@@ -64,7 +69,7 @@ def walk_folder(folder: str, selection: Selection) -> Iterator[LocalFile]:
             if stat.S_ISLNK(info.st_mode):
                 selection.skipped_links += 1
             elif stat.S_ISREG(info.st_mode):
-                yield local_file(path, info)
+                yield local_file(path, info, walked=True)
             else:
                 selection.skipped_special += 1
 

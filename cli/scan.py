@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from cli.client import Client, ServiceError
 from cli.files import LocalFile
 from cli.results import FileResult, ResultFiles
-from cli.upload import FileChanged, MultipartFile
+from cli.upload import FileChanged, MultipartFile, open_selected
 from cli.verdicts import ERROR
 
 UPLOAD_PATH = "/api/tiscale/v1/upload"
@@ -66,7 +66,7 @@ async def upload(
     client: Client, options: ScanOptions, file: LocalFile, progress: Progress
 ) -> tuple[str, str]:
     """(task_url, sha256) of one file sent to `options.url`."""
-    with open(file.path, "rb") as handle:
+    with open_selected(file) as handle:
         body = MultipartFile(handle, os.path.basename(file.path), file.size, progress.bytes_sent)
 
         def on_retry() -> None:

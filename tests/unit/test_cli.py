@@ -812,3 +812,51 @@ async def test_a_task_refused_for_its_authorization_stops_the_scan(tmp_path: Pat
         await server.close()
     assert len(uploads) == 1
     assert state.stopped == f"HTTP {status}: the authorization token is not valid"
+
+
+async def test_a_file_swapped_for_a_link_or_another_file_after_the_walk_is_not_sent(tmp_path: Path):
+    tree = tmp_path / "tree"
+    for name in ("swapped-for-link.txt", "swapped-for-file.txt", "kept.txt"):
+        write(tree / name, b"selected")
+    secret = write(tmp_path / "outside" / "secret.txt", b"outside the tree")
+    selection = select_files([str(tree)])
+    named_link = tmp_path / "named-link"
+    named_link.symlink_to(secret)
+    selection.files += select_files([str(named_link)]).files
+    by_name = {Path(file.path).name: file for file in selection.files}
+    # Between the walk and the upload: a link where a file was, and another file renamed over one.
+    (tree / "swapped-for-link.txt").unlink()
+    (tree / "swapped-for-link.txt").symlink_to(secret)
+    os.replace(write(tmp_path / "other.txt", b"selected"), tree / "swapped-for-file.txt")
+    uploaded: list[bytes] = []
+
+    async def upload(request: web.Request) -> web.Response:
+        part = await (await request.multipart()).next()
+        assert isinstance(part, BodyPartReader)
+        uploaded.append(await part.read())
+        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/1"})
+
+    async def task(request: web.Request) -> web.Response:
+        return web.json_response({"status": "done", "tc_report": []})
+
+    server, url = await serve(
+        [web.post("/api/tiscale/v1/upload", upload), web.get("/api/tiscale/v1/task/1", task)]
+    )
+    try:
+        async with connect(StaticToken("T" * 40)) as client:
+            results = {
+                name: await scan_file(client, ScanOptions(url), file, Counter())
+                for name, file in by_name.items()
+            }
+    finally:
+        await server.close()
+    assert results["swapped-for-link.txt"].state == ERROR
+    assert results["swapped-for-link.txt"].error == (
+        "cannot send the file: it was replaced by a symbolic link since it was selected"
+    )
+    assert results["swapped-for-file.txt"].error == (
+        "cannot send the file: it was replaced by another file since it was selected"
+    )
+    # The untouched file, and a link named on the command line (followed, as documented), are sent.
+    assert results["kept.txt"].state == DONE and results["named-link"].state == DONE
+    assert sorted(uploaded) == [b"outside the tree", b"selected"]
