@@ -38,6 +38,8 @@ class Selection:
     files: list[LocalFile] = field(default_factory=list)
     skipped_links: int = 0
     skipped_special: int = 0
+    # The scan's own result files (--output, --resume) found among the files: never sent.
+    skipped_results: int = 0
     unreadable: list[str] = field(default_factory=list)
 
     @property
@@ -78,10 +80,23 @@ def is_link(directory: str, name: str) -> bool:
     return os.path.islink(os.path.join(directory, name))
 
 
-def select_files(paths: Iterable[str]) -> Selection:
-    """The files a scan of `paths` sends, in the order given (folders in name order)."""
+def file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, or None when there is none (yet)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def select_files(paths: Iterable[str], exclude: Iterable[str | os.PathLike[str]] = ()) -> Selection:
+    """The files a scan of `paths` sends, in the order given (folders in name order), but
+    for the files `exclude` names (the scan's own --output and --resume files: one in the
+    tree scanned would otherwise be sent by every later run, changed each time)."""
     selection = Selection()
     seen: set[tuple[int, int]] = set()
+    excluded_paths = {os.path.abspath(path) for path in exclude}
+    excluded = {identity for path in excluded_paths if (identity := file_identity(path)) is not None}
     for given in paths:
         try:
             info = os.stat(given)  # a link named on the command line is followed
@@ -96,7 +111,11 @@ def select_files(paths: Iterable[str]) -> Selection:
             selection.skipped_special += 1
             continue
         for candidate in candidates:
-            if candidate.identity not in seen:
+            if candidate.identity in excluded or candidate.abspath in excluded_paths:
+                if candidate.identity not in seen:
+                    selection.skipped_results += 1
+                    seen.add(candidate.identity)
+            elif candidate.identity not in seen:
                 seen.add(candidate.identity)
                 selection.files.append(candidate)
     return selection

@@ -186,7 +186,7 @@ def scan(
     """
     auth = authorization(token, bearer_client_id, bearer_secret)
     try:
-        selection = select_files(paths)
+        selection = select_files(paths, exclude=[path for path in (output, resume) if path is not None])
         report_selection(selection)
         finished = load_finished(resume) if resume is not None else Finished({})
     except KeyboardInterrupt:  # a large tree takes a while to walk
@@ -268,6 +268,10 @@ def report_selection(selection: Selection) -> None:
         skipped.append(f"{selection.skipped_special} special file(s)")
     if skipped:
         click.echo(f"skipped {' and '.join(skipped)} (only regular files are sent)", err=True)
+    if selection.skipped_results:
+        click.echo(
+            f"skipped {selection.skipped_results} result file(s) of this scan (--output, --resume)", err=True
+        )
 
 
 def report_resume(resume: Path, finished: Finished, skipped: int, remaining: int) -> None:

@@ -860,3 +860,26 @@ async def test_a_file_swapped_for_a_link_or_another_file_after_the_walk_is_not_s
     # The untouched file, and a link named on the command line (followed, as documented), are sent.
     assert results["kept.txt"].state == DONE and results["named-link"].state == DONE
     assert sorted(uploaded) == [b"outside the tree", b"selected"]
+
+
+def test_the_scan_s_own_result_files_in_the_tree_are_not_sent(tmp_path: Path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    tree = tmp_path / "tree"
+    write(tree / "a.txt")
+    write(tree / "out.jsonl", b'{"from": "an earlier run"}\n')
+    write(tree / "sub" / "resume.jsonl", b'{"from": "an earlier run"}\n')
+    sent: list[str] = []
+
+    async def scan_files(auth: Any, ca_file: Any, options: Any, files: list[LocalFile], *rest: Any) -> None:
+        sent.extend(Path(file.path).name for file in files)
+
+    monkeypatch.setattr(main, "scan_files", scan_files)
+    monkeypatch.chdir(tmp_path)
+    arguments = ["scan", "tree", "--output", "tree/out.jsonl", "--resume", str(tree / "sub" / "resume.jsonl")]
+    result = CliRunner().invoke(main.cli, [*arguments, "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert sent == ["a.txt"]
+    assert "skipped 2 result file(s) of this scan (--output, --resume)" in result.output
