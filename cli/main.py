@@ -8,7 +8,10 @@ on stderr starting with `error:`, never a traceback; see docs/cli.md for the exi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import functools
+import os
 import re
 import sys
 from collections.abc import Callable, Coroutine
@@ -121,7 +124,30 @@ def with_client(
     return call
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class OutputClosed(Exception):
+    """The reader of the output went away (`scanhub ... | head`)."""
+
+
+class Group(click.Group):
+    """Click ends a command whose output was closed with exit 1, which here means "--fail-on
+    met": a closed pipe is turned into OutputClosed before Click sees it, and exits 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as error:
+            if error.errno == errno.EPIPE:
+                raise OutputClosed() from error
+            raise
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it on the way out fails no more."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def cli() -> None:
     """scanhub's command-line client: scan files, show the cluster, read reports, search samples."""
 
@@ -353,7 +379,12 @@ def main() -> None:
     except click.ClickException as error:  # a usage error: exit 2, with Click's message
         error.show()
         sys.exit(EXIT_ERROR if error.exit_code == 1 else error.exit_code)
+    except OutputClosed:
+        silence_stdout()
+        sys.exit(EXIT_ERROR)
     except Exception as error:
+        while isinstance(error, ExceptionGroup) and error.exceptions:  # a scan's TaskGroup
+            error = error.exceptions[0]
         fail(f"unexpected {type(error).__name__}: {error}")
     if isinstance(code, int) and code:  # a `ctx.exit(code)`, which Click returns here
         sys.exit(code)

@@ -883,3 +883,28 @@ def test_the_scan_s_own_result_files_in_the_tree_are_not_sent(tmp_path: Path, mo
     assert result.exit_code == 0, (result.output, result.exception)
     assert sent == ["a.txt"]
     assert "skipped 2 result file(s) of this scan (--output, --resume)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("raised", "message"),
+    [
+        (BrokenPipeError(32, "Broken pipe"), None),  # the output was closed: Click's exit 1 becomes 2
+        (ExceptionGroup("unhandled errors in a TaskGroup", [OSError(28, "No space left on device")]),
+         "error: unexpected OSError: [Errno 28] No space left on device\n"),
+    ],
+)  # fmt: skip
+def test_a_closed_output_or_a_failed_task_group_exits_2_not_1(
+    tmp_path: Path, monkeypatch, capsys, raised, message
+):
+    from cli import main
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise raised
+
+    monkeypatch.setattr(main, "select_files", broken)
+    monkeypatch.setattr("sys.argv", ["scanhub", "scan", str(tmp_path), "--url", "http://127.0.0.1:9"])
+    with pytest.raises(SystemExit) as exited:
+        main.main()
+    assert exited.value.code == EXIT_ERROR
+    if message is not None:
+        assert capsys.readouterr().err == message
