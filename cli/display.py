@@ -50,7 +50,7 @@ def escape_character(character: str) -> str:
     code = ord(character)
     if 0xDC80 <= code <= 0xDCFF:  # a byte of a name that is not UTF-8 (surrogateescape)
         return f"\\x{code - 0xDC00:02x}"
-    return repr(character)[1:-1] if code != 0x27 else character
+    return repr(character)[1:-1]  # \x1b, \n, \u202e...
 
 
 def is_interactive(stream: IO[str]) -> bool:
