@@ -28,19 +28,25 @@ class FileChanged(BodyError):
 
 
 def disposition_name(name: str) -> str:
-    """A file name for a form part's header: quotes and line breaks percent-encoded, as
-    browsers do (WHATWG multipart/form-data), so no name can break the header; bytes of the
-    name that are not UTF-8 (`b"\\xffbad.bin"` on a Linux file system) percent-encoded too
-    (`%FFbad.bin`), so any name the file system holds can be sent."""
+    """A file name for a form part's header: quotes, backslashes and control characters
+    (line breaks, ESC...) percent-encoded, as browsers do for quotes and line breaks (WHATWG
+    multipart/form-data), so no name can break the header or be refused as an invalid one;
+    bytes of the name that are not UTF-8 (`b"\\xffbad.bin"` on a Linux file system)
+    percent-encoded too (`%FFbad.bin`), so any name the file system holds can be sent."""
     try:
         raw = os.fsencode(name)
     except UnicodeEncodeError:  # a lone surrogate that no file system name decodes to
         raw = name.encode("utf-8", "surrogatepass")
-    text = "".join(
-        f"%{ord(character) - 0xDC00:02X}" if "\udc80" <= character <= "\udcff" else character
-        for character in raw.decode("utf-8", "surrogateescape")
-    )
-    return text.replace("\\", "%5C").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    return "".join(header_character(character) for character in raw.decode("utf-8", "surrogateescape"))
+
+
+def header_character(character: str) -> str:
+    code = ord(character)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, kept by surrogateescape
+        return f"%{code - 0xDC00:02X}"
+    if code < 0x20 or code == 0x7F or character in '"\\':
+        return f"%{code:02X}"
+    return character
 
 
 def open_selected(file: LocalFile) -> BinaryIO:

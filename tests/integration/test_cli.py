@@ -293,6 +293,28 @@ def check_status_of_the_hub_and_of_a_worker(cluster: Cluster, tmp_path: Path) ->
     assert lines[-1].startswith("Verdicts: ") and "not reported" not in lines[-1]
 
 
+def check_hostile_file_names(cluster: Cluster, tmp_path: Path) -> None:
+    """Names that are not UTF-8, hold Rich markup or control characters: sent, recorded, and
+    shown as escapes, with neither a traceback nor a control code in the output."""
+    tree = tmp_path / "names"
+    tree.mkdir()
+    names = [os.fsdecode(b"\xffbad.bin"), "[bold]y.txt", "invoice[draft].pdf", "esc\x1b[31mred\nforged.txt"]
+    for name in names:
+        (tree / name).write_bytes(b"a file with an odd name\n")
+    output = tmp_path / "out.jsonl"
+    result = plain(
+        scanhub("scan", str(tree), "--url", cluster.hub_url, "--token", TOKEN, "--output", str(output))
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{tree}/\\xffbad.bin " in result.stdout
+    assert f"{tree}/esc\\x1b[31mred\\nforged.txt " in result.stdout
+    assert f"{tree}/[bold]y.txt " in result.stdout and f"{tree}/invoice[draft].pdf " in result.stdout
+    assert len(result.stdout.splitlines()) == 1 + len(names) + 1  # header, a row each, the counts
+    records = read_lines(output)
+    assert sorted(record["path"] for record in records) == sorted(str(tree / name) for name in names)
+    assert all(record["state"] == "done" for record in records)
+
+
 def test_every_command_against_a_hub_and_a_worker(cluster: Cluster, tmp_path: Path):
     """One test, so that one cluster serves every check: pytest-xdist hands a module's tests
     to its workers in turn, and a module-scoped cluster would be started once per worker."""
@@ -301,6 +323,7 @@ def test_every_command_against_a_hub_and_a_worker(cluster: Cluster, tmp_path: Pa
         check_errors_exit_2_and_the_other_files_go_on,
         check_bearer_tokens_from_each_service,
         check_status_of_the_hub_and_of_a_worker,
+        check_hostile_file_names,
     ):
         work = tmp_path / check.__name__
         work.mkdir()

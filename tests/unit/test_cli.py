@@ -908,3 +908,25 @@ def test_a_closed_output_or_a_failed_task_group_exits_2_not_1(
     assert exited.value.code == EXIT_ERROR
     if message is not None:
         assert capsys.readouterr().err == message
+
+
+async def test_a_file_name_with_control_characters_is_sent_percent_encoded(tmp_path: Path):
+    file = a_file(tmp_path, "esc\x1b[31m\tred\nx.bin")
+    names = []
+
+    async def upload(request: web.Request) -> web.Response:
+        part = await (await request.multipart()).next()
+        assert isinstance(part, BodyPartReader)
+        names.append(part.filename)
+        await part.read()
+        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/1"})
+
+    server, url = await serve([web.post("/api/tiscale/v1/upload", upload)])
+    try:
+        async with connect(StaticToken("T" * 40)) as client:
+            from cli.scan import upload as send
+
+            await send(client, ScanOptions(url), file, Counter())  # an invalid header would be refused: 400
+    finally:
+        await server.close()
+    assert names == ["esc%1B[31m%09red%0Ax.bin"]
