@@ -98,6 +98,9 @@ def retry_after(response: aiohttp.ClientResponse) -> float:
 class Authorization:
     """No authorization: for services with no token configured."""
 
+    # Whether requests carry a secret (a token, or a client secret for a bearer).
+    sends_credentials = False
+
     async def headers(self, session: aiohttp.ClientSession, url: str) -> dict[str, str]:
         return {}
 
@@ -109,6 +112,7 @@ class Authorization:
 @dataclass
 class StaticToken(Authorization):
     token: str
+    sends_credentials = True
 
     async def headers(self, session: aiohttp.ClientSession, url: str) -> dict[str, str]:
         return {"Authorization": f"Token {self.token}"}
@@ -126,6 +130,7 @@ class BearerTokens(Authorization):
 
     client_id: str
     client_secret: str
+    sends_credentials = True
     clock: Callable[[], float] = time.monotonic
     tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -207,6 +212,20 @@ class Client:
     session: aiohttp.ClientSession
     authorization: Authorization = field(default_factory=Authorization)
     sleep: Callable[[float], Any] = asyncio.sleep
+    # Set when --url is https: credentials are never sent over plain http (to a task_url an
+    # answer named, say), where anyone on the path could read them.
+    https_only: bool = False
+
+    def check_transport(self, url: str) -> None:
+        if (
+            self.https_only
+            and self.authorization.sends_credentials
+            and not url.lower().startswith("https://")
+        ):
+            raise ServiceError(
+                f"refusing to send credentials in cleartext to {origin(url)}: --url is https, "
+                f"so the token is only sent over https ({url})"
+            )
 
     async def request(
         self,
@@ -224,6 +243,7 @@ class Client:
         budget_ends = time.monotonic() + RETRY_BUDGET_SECONDS
         connection_failures = 0
         retried_authorization = False
+        self.check_transport(url)
         while True:
             request_headers = {**(headers or {}), **await self.authorization.headers(self.session, url)}
             try:
@@ -269,9 +289,11 @@ def session_timeout() -> aiohttp.ClientTimeout:
 
 @contextlib.asynccontextmanager
 async def connect(
-    authorization: Authorization, ca_file: Path | None = None, concurrency: int = 8
+    authorization: Authorization, ca_file: Path | None = None, concurrency: int = 8, url: str | None = None
 ) -> AsyncIterator[Client]:
-    """A Client on a session of its own, closed (its connections cut) on the way out."""
+    """A Client on a session of its own, closed (its connections cut) on the way out; `url`
+    is --url: when it is https, credentials are sent over https only."""
     connector = aiohttp.TCPConnector(limit=max(10, 2 * concurrency), ssl=ssl_context(ca_file) or True)
     async with aiohttp.ClientSession(connector=connector, timeout=session_timeout()) as session:
-        yield Client(session, authorization)
+        https_only = url is not None and url.lower().startswith("https://")
+        yield Client(session, authorization, https_only=https_only)

@@ -13,8 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import IO, Any
 
-from cli.client import Client
-from cli.display import is_interactive, print_table
+from cli.client import Client, ServiceError
+from cli.display import is_interactive, print_table, printable
 
 HEALTH = "/health"
 HUB_STATUS = "/api/hub/v1/status"
@@ -27,15 +27,22 @@ async def read_status(client: Client, url: str) -> dict[str, Any]:
     """The service's status JSON, with its `/health` answer under `health`."""
     _, health = await client.request("GET", f"{url}{HEALTH}", accept=frozenset({200, 503}))
     checks = health.get("checks", {}) if isinstance(health, dict) else {}
-    is_hub = isinstance(checks, dict) and "workers_total" in checks
+    if not isinstance(checks, dict):
+        raise ServiceError(f"{url}{HEALTH} answered checks that are not an object: {str(health)[:200]}")
+    is_hub = "workers_total" in checks
     status, body = await client.request(
         "GET", f"{url}{HUB_STATUS if is_hub else WORKER_STATUS}", accept=frozenset({200, 404})
     )
-    if status == 200 and isinstance(body, dict):
+    if status == 200:
+        if not isinstance(body, dict) or not isinstance(body.get("workers", []), list):
+            raise ServiceError(f"{url} answered a status that is not one scanhub gives: {str(body)[:200]}")
         return {**body, "health": health}
     if is_hub:
         workers = await client.get_json(f"{url}{HUB_WORKERS}")
-        return {"service": "hub", "health": health, "workers": workers.get("workers", [])}
+        listed = workers.get("workers", []) if isinstance(workers, dict) else None
+        if not isinstance(listed, list):
+            raise ServiceError(f"{url} answered a Worker list that is not one: {str(workers)[:200]}")
+        return {"service": "hub", "health": health, "workers": listed}
     celery = checks.get("celery_workers")
     return {
         "service": "worker",
@@ -45,9 +52,14 @@ async def read_status(client: Client, url: str) -> dict[str, Any]:
     }
 
 
+def as_dict(value: Any) -> Mapping[str, Any]:
+    """`value` when it is a JSON object, else an empty one: a service's answer, read defensively."""
+    return value if isinstance(value, dict) else {}
+
+
 def health_line(url: str, status: Mapping[str, Any]) -> str:
-    health = status.get("health") or {}
-    checks = health.get("checks") or {}
+    health = as_dict(status.get("health"))
+    checks = as_dict(health.get("checks"))
     state = health.get("status", "unknown")
     if status.get("service") == "hub":
         workers = (
@@ -98,13 +110,15 @@ def worker_rows(workers: list[Any]) -> list[list[Any]]:
     return rows
 
 
-def print_status(stream: IO[str], url: str, status: Mapping[str, Any]) -> None:
+def print_status(out: IO[str], url: str, status: Mapping[str, Any]) -> None:
+    stream = PrintableLines(out)
     stream.write(health_line(url, status) + "\n")
     if status.get("service") == "hub":
         headers = ["worker", "healthy", "queue depth", "forwarded", "celery workers", "last error"]
-        rows = worker_rows(status.get("workers") or [])
+        workers = status.get("workers")
+        rows = worker_rows(workers if isinstance(workers, list) else [])
         styles = [None if row[1] == "yes" else "red" for row in rows]
-        print_table(stream, headers, rows, title="Workers", styles=styles)
+        print_table(out, headers, rows, title="Workers", styles=styles)
     else:
         stream.write(f"Queue depth: {status.get('queue_depth', '?')}\n")
         stream.write(f"Celery workers: {status.get('celery_workers', '?')}\n")
@@ -115,11 +129,23 @@ def print_status(stream: IO[str], url: str, status: Mapping[str, Any]) -> None:
     stream.write(verdicts_line(status.get("verdicts")) + "\n")
 
 
+class PrintableLines:
+    """Lines written with every character that is not printable escaped (display.printable)."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+
+    def write(self, line: str) -> None:
+        self.stream.write(printable(line.removesuffix("\n")) + "\n")
+
+
 def print_json(stream: IO[str], value: Any) -> None:
     """Pretty and coloured on a terminal, one compact line otherwise (for jq and logs)."""
     if is_interactive(stream):
         from rich.console import Console
 
-        Console(file=stream).print_json(data=value)
+        Console(file=stream).print_json(data=value, ensure_ascii=True)
     else:
-        stream.write(json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n")
+        # ASCII only: no control or bidi character a service put in a string reaches the
+        # terminal (JSON escapes it), and a string with a lone surrogate cannot fail the write.
+        stream.write(json.dumps(value, ensure_ascii=True, separators=(",", ":")) + "\n")

@@ -23,12 +23,34 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from cli.results import FileResult
 from cli.verdicts import DONE, ERROR, FAILED
 
 SUMMARY_SECONDS = 10.0
 STYLES = {"malicious": "bold red", "suspicious": "yellow", "goodware": "green", ERROR: "red", FAILED: "red"}
+
+
+def printable(value: Any) -> str:
+    """`value` as text safe to print: every character that is not printable written as an
+    escape (ESC as `\\x1b`, a newline as `\\n`, a byte of a file name that is not UTF-8 as
+    `\\xff`), so that no file name or server message can move the cursor, colour the
+    terminal, forge a line, or fail the write. Everything from a file or a service that is
+    printed goes through here."""
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():
+        return text
+    return "".join(escape_character(character) for character in text)
+
+
+def escape_character(character: str) -> str:
+    if character.isprintable():
+        return character
+    code = ord(character)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte of a name that is not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(character)[1:-1]  # \x1b, \n, \u202e...
 
 
 def is_interactive(stream: IO[str]) -> bool:
@@ -54,7 +76,8 @@ def outcome(result: FileResult) -> tuple[str, str]:
 def result_line(number: int, total: int, result: FileResult) -> str:
     """`[12/40] path  classification  threat` (or `error  why`): one finished file."""
     label, detail = outcome(result)
-    return "  ".join(part for part in (f"[{number}/{total}] {result.file.path}", label, detail) if part)
+    parts = (f"[{number}/{total}] {printable(result.file.path)}", label, printable(detail))
+    return "  ".join(part for part in parts if part)
 
 
 def summary_counts(results: Sequence[FileResult]) -> str:
@@ -168,7 +191,7 @@ class LiveProgress:
 
 def plain_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Columns aligned with spaces, a header line, no box drawing: for logs and pipes."""
-    cells = [[str(cell) for cell in row] for row in [headers, *rows]]
+    cells = [[printable(cell) for cell in row] for row in [headers, *rows]]
     widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(line.rstrip() for line in lines)
@@ -184,14 +207,16 @@ def print_table(
     """A Rich table on a terminal (each row styled by `styles`), plain text otherwise."""
     if not is_interactive(stream):
         if title:
-            stream.write(f"{title}\n")
+            stream.write(f"{printable(title)}\n")
         stream.write(plain_table(headers, rows) + "\n")
         return
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(printable(title)) if title else None, title_justify="left")
     for header in headers:
         table.add_column(header, overflow="fold")
     for index, row in enumerate(rows):
-        table.add_row(*(str(cell) for cell in row), style=styles[index] if styles else None)
+        # Text, not str: a cell's brackets (`invoice[draft].pdf`, `[bold]`) are not Rich markup.
+        cells = (Text(printable(cell)) for cell in row)
+        table.add_row(*cells, style=styles[index] if styles else None)
     Console(file=stream).print(table)
 
 

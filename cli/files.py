@@ -25,8 +25,12 @@ class LocalFile:
     abspath: str
     size: int
     mtime_ns: int
-    # (device, inode): the same file reached through two names is sent once.
+    # (device, inode): the same file reached through two names is sent once, and the file
+    # opened to be sent must still be this one (see upload.open_selected).
     identity: tuple[int, int] = field(default=(0, 0), compare=False, repr=False)
+    # Found by walking a folder, where links are not followed: it is opened without
+    # following one either, should a link have taken its place since.
+    walked: bool = field(default=False, compare=False, repr=False)
 
 
 @dataclass
@@ -34,6 +38,8 @@ class Selection:
     files: list[LocalFile] = field(default_factory=list)
     skipped_links: int = 0
     skipped_special: int = 0
+    # The scan's own result files (--output, --resume) found among the files: never sent.
+    skipped_results: int = 0
     unreadable: list[str] = field(default_factory=list)
 
     @property
@@ -41,8 +47,9 @@ class Selection:
         return sum(file.size for file in self.files)
 
 
-def local_file(path: str, info: os.stat_result) -> LocalFile:
-    return LocalFile(path, os.path.abspath(path), info.st_size, info.st_mtime_ns, (info.st_dev, info.st_ino))
+def local_file(path: str, info: os.stat_result, walked: bool = False) -> LocalFile:
+    identity = (info.st_dev, info.st_ino)
+    return LocalFile(path, os.path.abspath(path), info.st_size, info.st_mtime_ns, identity, walked)
 
 
 def walk_folder(folder: str, selection: Selection) -> Iterator[LocalFile]:
@@ -64,7 +71,7 @@ def walk_folder(folder: str, selection: Selection) -> Iterator[LocalFile]:
             if stat.S_ISLNK(info.st_mode):
                 selection.skipped_links += 1
             elif stat.S_ISREG(info.st_mode):
-                yield local_file(path, info)
+                yield local_file(path, info, walked=True)
             else:
                 selection.skipped_special += 1
 
@@ -73,10 +80,23 @@ def is_link(directory: str, name: str) -> bool:
     return os.path.islink(os.path.join(directory, name))
 
 
-def select_files(paths: Iterable[str]) -> Selection:
-    """The files a scan of `paths` sends, in the order given (folders in name order)."""
+def file_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`, or None when there is none (yet)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def select_files(paths: Iterable[str], exclude: Iterable[str | os.PathLike[str]] = ()) -> Selection:
+    """The files a scan of `paths` sends, in the order given (folders in name order), but
+    for the files `exclude` names (the scan's own --output and --resume files: one in the
+    tree scanned would otherwise be sent by every later run, changed each time)."""
     selection = Selection()
     seen: set[tuple[int, int]] = set()
+    excluded_paths = {os.path.abspath(path) for path in exclude}
+    excluded = {identity for path in excluded_paths if (identity := file_identity(path)) is not None}
     for given in paths:
         try:
             info = os.stat(given)  # a link named on the command line is followed
@@ -91,7 +111,11 @@ def select_files(paths: Iterable[str]) -> Selection:
             selection.skipped_special += 1
             continue
         for candidate in candidates:
-            if candidate.identity not in seen:
+            if candidate.identity in excluded or candidate.abspath in excluded_paths:
+                if candidate.identity not in seen:
+                    selection.skipped_results += 1
+                    seen.add(candidate.identity)
+            elif candidate.identity not in seen:
                 seen.add(candidate.identity)
                 selection.files.append(candidate)
     return selection

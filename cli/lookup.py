@@ -6,8 +6,8 @@ import datetime
 from collections.abc import Mapping
 from typing import IO, Any
 
-from cli.client import Client
-from cli.display import STYLES, print_table
+from cli.client import Client, ServiceError
+from cli.display import STYLES, print_table, printable
 from cli.verdicts import CLASSIFICATION_NAMES
 
 SEARCH_PATH = "/api/scanhub/v1/samples/{hash}"
@@ -23,7 +23,13 @@ async def search(client: Client, url: str, digest: str) -> dict[str, Any]:
     """The search answer of a Hub (every Worker's tasks, `partial` naming the silent ones)
     or of a Worker (its own tasks); the same shape but for `worker` and `partial`."""
     answer = await client.get_json(f"{url}{SEARCH_PATH.format(hash=digest.strip())}")
-    return answer if isinstance(answer, dict) else {"tasks": []}
+    if (
+        not isinstance(answer, dict)
+        or not isinstance(answer.get("tasks", []), list)
+        or not isinstance(answer.get("partial") or [], list)
+    ):
+        raise ServiceError(f"the search answer is not one scanhub gives: {str(answer)[:200]}")
+    return answer
 
 
 def when(timestamp: Any) -> str:
@@ -41,12 +47,15 @@ def print_search(out: IO[str], err: IO[str], answer: Mapping[str, Any]) -> None:
     tasks = [task for task in answer.get("tasks", []) if isinstance(task, dict)]
     sha256 = answer.get("sha256") or answer.get("hash", "")
     for missing in answer.get("partial") or []:
-        worker, error = missing.get("worker"), missing.get("error")
-        err.write(f"warning: {worker} did not answer, its tasks are missing: {error}\n")
+        if isinstance(missing, dict):
+            worker, error = missing.get("worker"), missing.get("error")
+        else:
+            worker, error = missing, "?"
+        err.write(printable(f"warning: {worker} did not answer, its tasks are missing: {error}") + "\n")
     if not tasks:
-        out.write(f"no task holds sample {sha256}\n")
+        out.write(printable(f"no task holds sample {sha256}") + "\n")
         return
-    out.write(f"sample {sha256}: {len(tasks)} task(s), newest first\n")
+    out.write(printable(f"sample {sha256}: {len(tasks)} task(s), newest first") + "\n")
     headers = ["task_url", "status", "classification", "threat", "file name", "found as", "submitted"]
     rows, styles = [], []
     for task in tasks:

@@ -8,7 +8,11 @@ on stderr starting with `error:`, never a traceback; see docs/cli.md for the exi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import functools
+import os
+import re
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -19,13 +23,15 @@ from rich.console import Console
 
 from cli import cluster, lookup
 from cli.client import Authorization, BearerTokens, ServiceError, StaticToken, connect, default_url
-from cli.display import LiveProgress, PlainProgress, is_interactive, print_verdicts
+from cli.display import LiveProgress, PlainProgress, is_interactive, print_verdicts, printable
 from cli.files import LocalFile, Selection, select_files
 from cli.results import FileResult, Finished, ResultFiles, load_finished, resume_key
 from cli.scan import ScanOptions, ScanState, run_scan
 from cli.verdicts import ERROR, EXIT_ERROR, EXIT_INTERRUPTED, FAIL_ON_LEVELS, exit_code
 
 T = TypeVar("T")
+# An MD5, SHA1 or SHA256 in hex: the only thing `search` puts in its URL's path.
+HASH_PATTERN = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -86,7 +92,7 @@ def authorization(token: str | None, client_id: str | None, secret: str | None) 
 
 
 def fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {printable(message)}", err=True)
     sys.exit(EXIT_ERROR)
 
 
@@ -102,20 +108,46 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         sys.exit(EXIT_INTERRUPTED)
 
 
-def with_client(function: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., Coroutine[Any, Any, T]]:
-    """Call `function(client, ...)` with a Client made from the connection options."""
+def with_client(
+    function: Callable[..., Coroutine[Any, Any, T]], url: str
+) -> Callable[..., Coroutine[Any, Any, T]]:
+    """Call `function(client, ...)` with a Client made from the connection options (`url`
+    the --url: when it is https, credentials go over https only)."""
 
     @functools.wraps(function)
     async def call(
         *args: Any, token: Any, bearer_client_id: Any, bearer_secret: Any, ca_file: Any, **kwargs: Any
     ) -> T:
-        async with connect(authorization(token, bearer_client_id, bearer_secret), ca_file) as client:
+        async with connect(authorization(token, bearer_client_id, bearer_secret), ca_file, url=url) as client:
             return await function(client, *args, **kwargs)
 
     return call
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class OutputClosed(Exception):
+    """The reader of the output went away (`scanhub ... | head`)."""
+
+
+class Group(click.Group):
+    """Click ends a command whose output was closed with exit 1, which here means "--fail-on
+    met": a closed pipe is turned into OutputClosed before Click sees it, and exits 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as error:
+            if error.errno == errno.EPIPE:
+                raise OutputClosed() from error
+            raise
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it on the way out fails no more."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def cli() -> None:
     """scanhub's command-line client: scan files, show the cluster, read reports, search samples."""
 
@@ -180,7 +212,7 @@ def scan(
     """
     auth = authorization(token, bearer_client_id, bearer_secret)
     try:
-        selection = select_files(paths)
+        selection = select_files(paths, exclude=[path for path in (output, resume) if path is not None])
         report_selection(selection)
         finished = load_finished(resume) if resume is not None else Finished({})
     except KeyboardInterrupt:  # a large tree takes a while to walk
@@ -204,7 +236,9 @@ def scan(
         outputs.close()
     if state.stopped is not None:
         unsent = len(to_send) - len(state.results)
-        click.echo(f"error: the scan stopped, {unsent} file(s) not sent: {state.stopped}", err=True)
+        click.echo(
+            f"error: the scan stopped, {unsent} file(s) not sent: {printable(state.stopped)}", err=True
+        )
     # In the order the files were selected, not the order they happened to finish in.
     position = {file: index for index, file in enumerate(selection.files)}
     results = sorted(earlier + state.results, key=lambda result: position[result.file])
@@ -229,7 +263,7 @@ async def scan_files(
         progress = LiveProgress(Console(file=sys.stderr), len(files), total_bytes)
     else:
         progress = PlainProgress(sys.stderr, len(files), total_bytes)
-    async with connect(auth, ca_file, options.concurrency) as client:
+    async with connect(auth, ca_file, options.concurrency, url=options.url) as client:
         with progress:
             await run_scan(client, options, files, progress, outputs, state)
     if isinstance(progress, PlainProgress) and files:
@@ -250,7 +284,7 @@ def split_finished(files: list[LocalFile], finished: Finished) -> tuple[list[Fil
 
 def report_selection(selection: Selection) -> None:
     for problem in selection.unreadable:
-        click.echo(f"warning: cannot read {problem}", err=True)
+        click.echo(f"warning: cannot read {printable(problem)}", err=True)
     if not selection.files:
         click.echo("no regular file to send", err=True)
     skipped = []
@@ -260,21 +294,26 @@ def report_selection(selection: Selection) -> None:
         skipped.append(f"{selection.skipped_special} special file(s)")
     if skipped:
         click.echo(f"skipped {' and '.join(skipped)} (only regular files are sent)", err=True)
+    if selection.skipped_results:
+        click.echo(
+            f"skipped {selection.skipped_results} result file(s) of this scan (--output, --resume)", err=True
+        )
 
 
 def report_resume(resume: Path, finished: Finished, skipped: int, remaining: int) -> None:
-    click.echo(f"resume: {skipped} file(s) already done in {resume}, {remaining} to send", err=True)
+    name = printable(resume)
+    click.echo(f"resume: {skipped} file(s) already done in {name}, {remaining} to send", err=True)
     if finished.unreadable_lines:
-        click.echo(f"resume: ignored {finished.unreadable_lines} unreadable line(s) in {resume}", err=True)
+        click.echo(f"resume: ignored {finished.unreadable_lines} unreadable line(s) in {name}", err=True)
 
 
 def report_interrupt(state: ScanState, total: int, outputs: ResultFiles) -> None:
     """How far an interrupted scan got, where its results are, and how to go on."""
     click.echo(f"\ninterrupted: {len(state.results)} of {total} file(s) finished", err=True)
     if outputs.paths:
-        written = ", ".join(str(path) for path in outputs.paths)
+        written = ", ".join(printable(path) for path in outputs.paths)
         click.echo(f"results so far are in {written}", err=True)
-        click.echo(f"to go on, run the same command with --resume {outputs.paths[0]}", err=True)
+        click.echo(f"to go on, run the same command with --resume {printable(outputs.paths[0])}", err=True)
     else:
         click.echo("no --output or --resume was given: results were not kept", err=True)
 
@@ -284,7 +323,7 @@ def report_interrupt(state: ScanState, total: int, outputs: ResultFiles) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(url: str, as_json: bool, **connection: Any) -> None:
     """Show the Hub's Workers (health, queue depth, forwarded tasks, last error), throughput and verdicts."""
-    answer = run(with_client(cluster.read_status)(url, **connection))
+    answer = run(with_client(cluster.read_status, url)(url, **connection))
     if as_json:
         cluster.print_json(sys.stdout, answer)
     else:
@@ -300,7 +339,7 @@ def task(task_ref: str, url: str, report_type: str | None, **connection: Any) ->
 
     TASK is a task_url as an upload answered it, or a task id of the Worker at --url.
     """
-    answer = run(with_client(lookup.read_task)(task_url(task_ref, url), report_type, **connection))
+    answer = run(with_client(lookup.read_task, url)(task_url(task_ref, url), report_type, **connection))
     cluster.print_json(sys.stdout, answer)
 
 
@@ -319,7 +358,10 @@ def task_url(reference: str, url: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the search answer as JSON.")
 def search(digest: str, url: str, as_json: bool, **connection: Any) -> None:
     """List the tasks of a sample, by its MD5, SHA1 or SHA256 (on a Hub: every Worker's)."""
-    answer = run(with_client(lookup.search)(url, digest, **connection))
+    digest = digest.strip()
+    if not HASH_PATTERN.fullmatch(digest):
+        raise click.BadParameter("give an MD5, SHA1 or SHA256: 32, 40 or 64 hex digits", param_hint="HASH")
+    answer = run(with_client(lookup.search, url)(url, digest, **connection))
     if as_json:
         cluster.print_json(sys.stdout, answer)
     else:
@@ -327,4 +369,22 @@ def search(digest: str, url: str, as_json: bool, **connection: Any) -> None:
 
 
 def main() -> None:
-    cli(prog_name="scanhub")
+    """The console script. Whatever goes wrong unforeseen ends with one `error:` line and
+    exit 2, never a traceback and never exit 1, which means "--fail-on met"."""
+    try:
+        code = cli.main(prog_name="scanhub", standalone_mode=False)
+    except click.exceptions.Abort:  # Ctrl-C or end of input outside a command's own handling
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as error:  # a usage error: exit 2, with Click's message
+        error.show()
+        sys.exit(EXIT_ERROR if error.exit_code == 1 else error.exit_code)
+    except OutputClosed:
+        silence_stdout()
+        sys.exit(EXIT_ERROR)
+    except Exception as error:
+        while isinstance(error, ExceptionGroup) and error.exceptions:  # a scan's TaskGroup
+            error = error.exceptions[0]
+        fail(f"unexpected {type(error).__name__}: {error}")
+    if isinstance(code, int) and code:  # a `ctx.exit(code)`, which Click returns here
+        sys.exit(code)

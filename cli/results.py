@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cli.files import LocalFile
-from cli.verdicts import DONE, Verdict, verdict_of
+from cli.verdicts import CLASSIFICATIONS, DONE, Verdict, verdict_of
 
 ResumeKey = tuple[str, int, int]
 
@@ -50,15 +50,12 @@ class FileResult:
 
     @classmethod
     def from_record(cls, file: LocalFile, record: dict[str, Any]) -> FileResult:
+        """A file finished in an earlier run, with the verdict recorded then (the report alone
+        may not say it: a report type can leave `classification` out)."""
         report = record.get("report")
+        verdict = recorded_verdict(record.get("verdict")) or verdict_of({"tc_report": report})
         return cls(
-            file,
-            DONE,
-            record.get("sha256"),
-            record.get("task_url"),
-            report,
-            verdict=verdict_of({"tc_report": report}),
-            resumed=True,
+            file, DONE, record.get("sha256"), record.get("task_url"), report, verdict=verdict, resumed=True
         )
 
     def record(self) -> dict[str, Any]:
@@ -82,6 +79,19 @@ class FileResult:
         else:
             record["error"] = self.error
         return record
+
+
+def recorded_verdict(value: Any) -> Verdict | None:
+    """The `verdict` of a line written by `FileResult.record`, or None when it is not one."""
+    if not isinstance(value, dict) or value.get("classification") not in CLASSIFICATIONS:
+        return None
+    children = value.get("children")
+    return Verdict(
+        str(value.get("file_type") or ""),
+        CLASSIFICATIONS[value["classification"]],
+        str(value.get("threat_name") or ""),
+        children if isinstance(children, int) and not isinstance(children, bool) else 0,
+    )
 
 
 def resume_key(file: LocalFile) -> ResumeKey:
@@ -170,7 +180,9 @@ class ResultFiles:
 
     def write(self, result: FileResult) -> None:
         """One line per file, flushed at once: a run stopped at any point loses no result."""
-        line = json.dumps(result.record(), ensure_ascii=False) + "\n"
+        # ASCII only: a path that is not UTF-8 (its bytes kept as lone surrogates) is written
+        # escaped ("\\udcff") rather than failing the write, and reads back as the same path.
+        line = json.dumps(result.record(), ensure_ascii=True) + "\n"
         for handle in self.handles:
             handle.write(line)
             handle.flush()

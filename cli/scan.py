@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from cli.client import Client, ServiceError
 from cli.files import LocalFile
 from cli.results import FileResult, ResultFiles
-from cli.upload import FileChanged, MultipartFile
+from cli.upload import FileChanged, MultipartFile, open_selected
 from cli.verdicts import ERROR
 
 UPLOAD_PATH = "/api/tiscale/v1/upload"
@@ -28,6 +28,8 @@ UPLOAD_PATH = "/api/tiscale/v1/upload"
 POLL_FIRST, POLL_FACTOR, POLL_MAX = 0.1, 1.5, 2.0
 # `status` of a task the Worker is finished with; until then it is queued or analyzing.
 FINAL_STATUSES = ("done", "failed")
+# Answers to reading a task that every other file would get too (see TaskRequestRefused).
+TASK_REFUSALS = (400, 401, 403)
 
 
 class Progress(Protocol):
@@ -54,8 +56,9 @@ class ScanState:
 
 
 class TaskRequestRefused(ServiceError):
-    """A Worker answered 400 to reading a task: the request's options (an unknown report
-    type, most likely) are refused, and would be for every file. The scan sends no more
+    """A Worker answered 400 to reading a task (the request's options, an unknown report
+    type most likely, are refused), or 401 or 403 (the credentials that the Hub took are not
+    taken for reading tasks): every file would meet the same answer. The scan sends no more
     files rather than have every one analyzed for a report it cannot read."""
 
 
@@ -63,15 +66,17 @@ async def upload(
     client: Client, options: ScanOptions, file: LocalFile, progress: Progress
 ) -> tuple[str, str]:
     """(task_url, sha256) of one file sent to `options.url`."""
-    with open(file.path, "rb") as handle:
+    with open_selected(file) as handle:
         body = MultipartFile(handle, os.path.basename(file.path), file.size, progress.bytes_sent)
-        # A retried attempt sends the file again: its bytes are counted again from zero.
+
+        def on_retry() -> None:
+            # A retried attempt sends the file again: its bytes are counted again from zero,
+            # and once only, even when an attempt fails before sending any of them.
+            progress.bytes_sent(-body.sent)
+            body.sent = 0
+
         _, answer = await client.request(
-            "POST",
-            f"{options.url}{UPLOAD_PATH}",
-            body=body.chunks,
-            headers=body.headers,
-            on_retry=lambda: progress.bytes_sent(-body.sent),
+            "POST", f"{options.url}{UPLOAD_PATH}", body=body.chunks, headers=body.headers, on_retry=on_retry
         )
     task_url = answer.get("task_url") if isinstance(answer, dict) else None
     if not isinstance(task_url, str):
@@ -88,8 +93,8 @@ async def wait_for_task(client: Client, task_url: str, options: ScanOptions) -> 
         try:
             task = await client.get_json(task_url, params)
         except ServiceError as error:
-            if error.status == 400:
-                raise TaskRequestRefused(str(error), 400) from None
+            if error.status in TASK_REFUSALS:
+                raise TaskRequestRefused(str(error), error.status) from None
             raise
         if not isinstance(task, dict):
             raise ServiceError(f"{task_url} answered something that is not a task: {str(task)[:200]}")
@@ -115,6 +120,9 @@ async def scan_file(client: Client, options: ScanOptions, file: LocalFile, progr
         return FileResult(file, ERROR, sha256, task_url, error=f"cannot send the file: {error}")
     except OSError as error:  # opening it: gone, or no permission
         message = f"cannot read the file: {error.strerror or error}"
+        return FileResult(file, ERROR, sha256, task_url, error=message)
+    except Exception as error:  # anything unforeseen is this file's error, not the scan's end
+        message = f"unexpected {type(error).__name__}: {error}"
         return FileResult(file, ERROR, sha256, task_url, error=message)
     return FileResult.from_task(file, sha256, task_url, task)
 

@@ -9,12 +9,16 @@ flat whatever the file's size, and the event loop keeps serving the other upload
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import os
 import secrets
+import stat
 from collections.abc import AsyncIterator, Callable
 from typing import BinaryIO
 
 from cli.client import BodyError
+from cli.files import LocalFile
 
 BLOCK = 256 * 1024
 
@@ -24,9 +28,52 @@ class FileChanged(BodyError):
 
 
 def disposition_name(name: str) -> str:
-    """A file name for a form part's header: quotes and line breaks percent-encoded, as
-    browsers do (WHATWG multipart/form-data), so no name can break the header."""
-    return name.replace("\\", "%5C").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+    """A file name for a form part's header: quotes, backslashes and control characters
+    (line breaks, ESC...) percent-encoded, as browsers do for quotes and line breaks (WHATWG
+    multipart/form-data), so no name can break the header or be refused as an invalid one;
+    bytes of the name that are not UTF-8 (`b"\\xffbad.bin"` on a Linux file system)
+    percent-encoded too (`%FFbad.bin`), so any name the file system holds can be sent."""
+    try:
+        raw = os.fsencode(name)
+    except UnicodeEncodeError:  # a lone surrogate that no file system name decodes to
+        raw = name.encode("utf-8", "surrogatepass")
+    return "".join(header_character(character) for character in raw.decode("utf-8", "surrogateescape"))
+
+
+def header_character(character: str) -> str:
+    code = ord(character)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8, kept by surrogateescape
+        return f"%{code - 0xDC00:02X}"
+    if code < 0x20 or code == 0x7F or character in '"\\':
+        return f"%{code:02X}"
+    return character
+
+
+def open_selected(file: LocalFile) -> BinaryIO:
+    """`file` opened for reading, once sure that it is still the file selected: the walk saw a
+    regular file at that path, but a link, a FIFO or another file may have taken its place
+    since. A file found in a folder is opened without following a link (a path named on the
+    command line may be one: it is followed, as documented), and what was opened must be the
+    (device, inode) the selection saw. Never blocks: a FIFO is opened non-blocking, then refused."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if file.walked:
+        flags |= os.O_NOFOLLOW
+    try:
+        descriptor = os.open(file.path, flags)
+    except OSError as error:
+        if file.walked and error.errno in (errno.ELOOP, errno.EMLINK):
+            raise FileChanged("it was replaced by a symbolic link since it was selected") from None
+        raise
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode) or (
+            file.identity != (0, 0) and (info.st_dev, info.st_ino) != file.identity
+        ):
+            raise FileChanged("it was replaced by another file since it was selected")
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
 
 
 class MultipartFile:

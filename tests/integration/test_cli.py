@@ -267,16 +267,14 @@ def check_status_of_the_hub_and_of_a_worker(cluster: Cluster, tmp_path: Path) ->
     assert lines[3].split()[:2] == [cluster.worker_url, "yes"]
     as_json = plain(scanhub("status", "--url", cluster.hub_url, "--token", TOKEN, "--json"))
     status = json.loads(as_json.stdout)
-    if "throughput" in status:  # a Hub with the status route: its numbers, as it gave them
-        done = status["throughput"]["done"]
-        assert lines[-2].startswith(f"Throughput: {sum(done)} finished in the last {len(done)} intervals")
-        assert lines[-1] == "Verdicts: " + ", ".join(
-            f"{status['verdicts'].get(name, 0)} {name}"
-            for name in ("malicious", "suspicious", "goodware", "unknown")
-        )
-    else:  # one without: the Worker list of /api/hub/v1/workers and /health
-        assert lines[-2] == "Throughput: not reported by this service (it has no status route)"
-        assert lines[-1] == "Verdicts: not reported by this service (it has no status route)"
+    # This repository's Hub has the status route: its numbers, as it gave them.
+    assert "throughput" in status, status
+    done = status["throughput"]["done"]
+    assert lines[-2].startswith(f"Throughput: {sum(done)} finished in the last {len(done)} intervals")
+    assert lines[-1] == "Verdicts: " + ", ".join(
+        f"{status['verdicts'].get(name, 0)} {name}"
+        for name in ("malicious", "suspicious", "goodware", "unknown")
+    )
     assert status["service"] == "hub" and status["health"]["status"] == "ok"
     assert [worker["url"] for worker in status["workers"]] == [cluster.worker_url]
 
@@ -285,6 +283,36 @@ def check_status_of_the_hub_and_of_a_worker(cluster: Cluster, tmp_path: Path) ->
     lines = worker.stdout.splitlines()
     assert lines[0] == f"Worker {cluster.worker_url}: ok"
     assert lines[1].startswith("Queue depth: ") and lines[2] == "Celery workers: 1"
+    # The Worker has its status route too: its throughput, not "not reported".
+    worker_json = json.loads(
+        plain(scanhub("status", "--url", cluster.worker_url, "--token", TOKEN, "--json")).stdout
+    )
+    assert "throughput" in worker_json, worker_json
+    done = worker_json["throughput"]["done"]
+    assert lines[-2].startswith(f"Throughput: {sum(done)} finished in the last {len(done)} intervals")
+    assert lines[-1].startswith("Verdicts: ") and "not reported" not in lines[-1]
+
+
+def check_hostile_file_names(cluster: Cluster, tmp_path: Path) -> None:
+    """Names that are not UTF-8, hold Rich markup or control characters: sent, recorded, and
+    shown as escapes, with neither a traceback nor a control code in the output."""
+    tree = tmp_path / "names"
+    tree.mkdir()
+    names = [os.fsdecode(b"\xffbad.bin"), "[bold]y.txt", "invoice[draft].pdf", "esc\x1b[31mred\nforged.txt"]
+    for name in names:
+        (tree / name).write_bytes(b"a file with an odd name\n")
+    output = tmp_path / "out.jsonl"
+    result = plain(
+        scanhub("scan", str(tree), "--url", cluster.hub_url, "--token", TOKEN, "--output", str(output))
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{tree}/\\xffbad.bin " in result.stdout
+    assert f"{tree}/esc\\x1b[31mred\\nforged.txt " in result.stdout
+    assert f"{tree}/[bold]y.txt " in result.stdout and f"{tree}/invoice[draft].pdf " in result.stdout
+    assert len(result.stdout.splitlines()) == 1 + len(names) + 1  # header, a row each, the counts
+    records = read_lines(output)
+    assert sorted(record["path"] for record in records) == sorted(str(tree / name) for name in names)
+    assert all(record["state"] == "done" for record in records)
 
 
 def test_every_command_against_a_hub_and_a_worker(cluster: Cluster, tmp_path: Path):
@@ -295,6 +323,7 @@ def test_every_command_against_a_hub_and_a_worker(cluster: Cluster, tmp_path: Pa
         check_errors_exit_2_and_the_other_files_go_on,
         check_bearer_tokens_from_each_service,
         check_status_of_the_hub_and_of_a_worker,
+        check_hostile_file_names,
     ):
         work = tmp_path / check.__name__
         work.mkdir()

@@ -7,6 +7,9 @@ import hashlib
 import io
 import json
 import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -542,3 +545,388 @@ async def test_a_refused_report_type_stops_the_scan_after_the_first_file(tmp_pat
     assert len(uploads) == 1
     assert [result.state for result in state.results] == [ERROR]
     assert state.stopped == "HTTP 400: unknown report_type 'smal'; use one of large, medium, small"
+
+
+async def test_progress_stays_right_when_a_retry_fails_before_sending_anything(tmp_path: Path):
+    from cli.scan import upload
+
+    file = a_file(tmp_path, "retried.bin", b"z" * 5000)
+
+    class FlakyClient:
+        async def request(self, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
+            async for _ in kwargs["body"]():
+                pass  # the first attempt sends the file, then a 503
+            kwargs["on_retry"]()
+            kwargs["on_retry"]()  # the next attempt cannot connect: nothing was sent
+            async for _ in kwargs["body"]():
+                pass  # the third one goes through
+            return 200, {"task_url": "http://w/api/tiscale/v1/task/1"}
+
+    progress = Counter()
+    await upload(FlakyClient(), ScanOptions("http://w"), file, progress)  # type: ignore[arg-type]
+    assert progress.bytes == 5000
+
+
+def test_a_resumed_file_counts_with_the_verdict_recorded_whatever_its_report_holds(tmp_path: Path):
+    file = a_file(tmp_path)
+    # A report type without `classification`: only the recorded verdict says "malicious".
+    record = done_result(file, 3, "Test.EICAR").record()
+    record["report"] = [{"info": {"file": {"file_type": "Text"}}}]
+    result = FileResult.from_record(file, json.loads(json.dumps(record)))
+    assert result.verdict == Verdict("Text", 3, "Test.EICAR", 0)
+    assert exit_code([result.state], [result.verdict.classification], "malicious") == EXIT_FLAGGED
+    # A line without a verdict (or a garbled one): the report's, as before.
+    record.pop("verdict")
+    assert FileResult.from_record(file, record).verdict == Verdict("Text", 0, "", 0)
+    record["verdict"] = {"classification": "evil"}
+    assert FileResult.from_record(file, record).verdict == Verdict("Text", 0, "", 0)
+
+
+def test_search_takes_only_an_md5_sha1_or_sha256():
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    dead = "http://127.0.0.1:9"
+    for digest in ("../../admin/v1/tokens", "abc", "g" * 64, "a" * 63, "a" * 32 + "?x=1"):
+        result = CliRunner().invoke(cli, ["search", digest, "--url", dead])
+        assert result.exit_code == 2, (digest, result.output)
+        assert "32, 40 or 64 hex digits" in result.output
+
+
+# -- hostile names and answers
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_a_file_name_that_is_not_utf8_is_sent_recorded_and_shown(tmp_path: Path, monkeypatch):
+    path = tmp_path / os.fsdecode(b"\xffbad.bin")
+    file = local_file(str(write(path, b"odd")), os.stat(path))
+    names = []
+
+    async def upload(request: web.Request) -> web.Response:
+        part = await (await request.multipart()).next()
+        assert isinstance(part, BodyPartReader)
+        names.append(part.filename)
+        await part.read()
+        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/1"})
+
+    async def task(request: web.Request) -> web.Response:
+        return web.json_response({"status": "done", "tc_report": []})
+
+    server, url = await serve(
+        [web.post("/api/tiscale/v1/upload", upload), web.get("/api/tiscale/v1/task/1", task)]
+    )
+    try:
+        async with connect(StaticToken("T" * 40)) as client:
+            result = await scan_file(client, ScanOptions(url), file, Counter())
+            monkeypatch.setattr("cli.scan.wait_for_task", fail_unexpectedly)
+            unexpected = await scan_file(client, ScanOptions(url), file, Counter())
+    finally:
+        await server.close()
+    assert names == ["%FFbad.bin"] * 2 and result.state == DONE
+    # Anything unforeseen is that file's error; the scan goes on.
+    assert (unexpected.state, unexpected.error) == (ERROR, "unexpected RuntimeError: boom")
+    # Written without failing, and --resume finds it again by its path.
+    resume = tmp_path / "resume.jsonl"
+    outputs = ResultFiles(None, resume)
+    outputs.write(result)
+    outputs.close()
+    assert resume_key(file) in load_finished(resume).records
+    stream = io.StringIO()
+    print_verdicts(stream, [result])
+    assert "\\xffbad.bin" in stream.getvalue()
+
+
+async def fail_unexpectedly(*args: Any) -> None:
+    raise RuntimeError("boom")
+
+
+def test_anything_unexpected_ends_the_command_with_one_error_line_and_exit_2(
+    tmp_path: Path, monkeypatch, capsys
+):
+    from cli import main
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise UnicodeEncodeError("utf-8", "\udcff", 0, 1, "surrogates not allowed")
+
+    monkeypatch.setattr(main, "select_files", broken)
+    monkeypatch.setattr("sys.argv", ["scanhub", "scan", str(tmp_path), "--url", "http://127.0.0.1:9"])
+    with pytest.raises(SystemExit) as exited:
+        main.main()
+    assert exited.value.code == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: unexpected UnicodeEncodeError") and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_names_and_server_strings_are_neither_markup_nor_control_codes(tmp_path: Path, monkeypatch):
+    from cli.display import print_table
+    from cli.lookup import print_search
+
+    monkeypatch.setenv("TERM", "xterm")
+    names = ["[bold]y.txt", "invoice[draft].pdf", "[/x]z.bin"]
+    terminal = Terminal()
+    print_table(terminal, ["file"], [[name] for name in names])
+    shown = terminal.getvalue()
+    assert all(name in shown for name in names)
+    assert "\x1b[1my.txt" not in shown  # not made bold
+    answer = {
+        "sha256": "ab" * 32,
+        "tasks": [{"task_url": "u", "status": "done", "threat_name": "[red]X[/]", "file_name": "[/x]"}],
+        "partial": [{"worker": "http://w\x1b[2J", "error": "HTTP 503\nforged line"}],
+    }
+    out, err = Terminal(), io.StringIO()
+    print_search(out, err, answer)
+    assert "[red]X[/]" in out.getvalue() and "[/x]" in out.getvalue()
+    assert (
+        err.getvalue()
+        == "warning: http://w\\x1b[2J did not answer, its tasks are missing: HTTP 503\\nforged line\n"
+    )
+    # Off a terminal, a name's control characters are written as escapes, on one line.
+    file = a_file(tmp_path, "evil\x1b[31m\nforged.txt")
+    plain_out = io.StringIO()
+    print_verdicts(plain_out, [FileResult(file, ERROR, error="HTTP 400: bad\x07\r")])
+    assert "\x1b" not in plain_out.getvalue() and "\x07" not in plain_out.getvalue()
+    assert plain_out.getvalue().count("\n") == 3
+    assert "evil\\x1b[31m\\nforged.txt" in plain_out.getvalue() and "bad\\x07\\r" in plain_out.getvalue()
+    assert result_line(1, 1, FileResult(file, ERROR, error="x\ny")).endswith("forged.txt  error  x\\ny")
+
+
+class Answers(BaseHTTPRequestHandler):
+    """A service answering each path with the JSON set in `answers` (404 for the others)."""
+
+    answers: dict[str, Any] = {}
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        status, body = (
+            (200, self.answers[path]) if path in self.answers else (404, {"message": "no such route"})
+        )
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def answering() -> Iterator[tuple[str, dict[str, Any]]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Answers.answers = {}
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", Answers.answers
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_malformed_status_and_search_answers_are_an_error_line_not_a_traceback(answering):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    url, answers = answering
+    hub_health = {"status": "ok", "checks": {"workers_total": 1, "workers_healthy": 1}}
+    sha = "ab" * 32
+    cases = [
+        ({"/health": {"status": "ok", "checks": [1, 2]}}, ["status"]),  # a Worker's checks, not a dict
+        ({"/health": hub_health, "/api/hub/v1/status": {"service": "hub", "workers": 5}}, ["status"]),
+        ({"/health": hub_health, "/api/hub/v1/workers": [1, 2]}, ["status"]),
+        ({"/health": hub_health, "/api/hub/v1/status": [1]}, ["status"]),
+        ({f"/api/scanhub/v1/samples/{sha}": {"tasks": 5}}, ["search", sha]),
+        ({f"/api/scanhub/v1/samples/{sha}": ["not", "an", "answer"]}, ["search", sha]),
+    ]
+    for served, command in cases:
+        answers.clear()
+        answers.update(served)
+        result = CliRunner().invoke(cli, [*command, "--url", url])
+        assert result.exit_code == EXIT_ERROR, (served, result.output, result.exception)
+        assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+    # A Worker that did not answer, named by a bare string: still a warning, not a crash.
+    answers.clear()
+    answers[f"/api/scanhub/v1/samples/{sha}"] = {"sha256": sha, "tasks": [], "partial": ["http://w:8081"]}
+    result = CliRunner().invoke(cli, ["search", sha, "--url", url])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "warning: http://w:8081 did not answer" in result.output
+
+
+async def test_credentials_never_go_over_plain_http_when_the_url_is_https():
+    from cli.client import Authorization
+
+    seen: list[str] = []
+
+    async def anything(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        return web.json_response({"access_token": "jwt", "expires_in": 300, "status": "done"})
+
+    server, http_url = await serve([web.route("*", "/{tail:.*}", anything)])
+    task_url = f"{http_url}/api/tiscale/v1/task/1"  # as an upload to https://hub might answer
+    try:
+        for authorization in (StaticToken("T" * 40), BearerTokens("ci", "S" * 40)):
+            async with connect(authorization, url="https://hub.example:8443") as client:
+                with pytest.raises(ServiceError, match="refusing to send credentials in cleartext"):
+                    await client.get_json(task_url)
+        assert seen == []  # neither the token nor the client secret (for a bearer) was sent
+        async with connect(Authorization(), url="https://hub.example:8443") as client:
+            assert (await client.get_json(task_url))["status"] == "done"  # no credentials: no secret to leak
+        async with connect(StaticToken("T" * 40), url=http_url) as client:
+            assert (await client.get_json(task_url))["status"] == "done"  # --url http: as asked
+    finally:
+        await server.close()
+    assert seen == ["/api/tiscale/v1/task/1"] * 2
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_task_refused_for_its_authorization_stops_the_scan(tmp_path: Path, status: int):
+    from cli.scan import ScanState, run_scan
+
+    uploads = []
+
+    async def upload(request: web.Request) -> web.Response:
+        await request.read()
+        uploads.append(request.path)
+        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/{len(uploads)}"})
+
+    async def task(request: web.Request) -> web.Response:
+        return web.json_response({"message": "the authorization token is not valid"}, status=status)
+
+    server, url = await serve(
+        [web.post("/api/tiscale/v1/upload", upload), web.get("/api/tiscale/v1/task/{id}", task)]
+    )
+    files = [a_file(tmp_path, f"f{number}.txt") for number in range(4)]
+    state = ScanState()
+    try:
+        async with connect(StaticToken("T" * 40)) as client:
+            options = ScanOptions(url, concurrency=1)
+            await run_scan(client, options, files, PlainProgress(None, 4, 12), ResultFiles(None, None), state)
+    finally:
+        await server.close()
+    assert len(uploads) == 1
+    assert state.stopped == f"HTTP {status}: the authorization token is not valid"
+
+
+async def test_a_file_swapped_for_a_link_or_another_file_after_the_walk_is_not_sent(tmp_path: Path):
+    tree = tmp_path / "tree"
+    for name in ("swapped-for-link.txt", "swapped-for-file.txt", "kept.txt"):
+        write(tree / name, b"selected")
+    secret = write(tmp_path / "outside" / "secret.txt", b"outside the tree")
+    selection = select_files([str(tree)])
+    named_link = tmp_path / "named-link"
+    named_link.symlink_to(secret)
+    selection.files += select_files([str(named_link)]).files
+    by_name = {Path(file.path).name: file for file in selection.files}
+    # Between the walk and the upload: a link where a file was, and another file renamed over one.
+    (tree / "swapped-for-link.txt").unlink()
+    (tree / "swapped-for-link.txt").symlink_to(secret)
+    os.replace(write(tmp_path / "other.txt", b"selected"), tree / "swapped-for-file.txt")
+    uploaded: list[bytes] = []
+
+    async def upload(request: web.Request) -> web.Response:
+        part = await (await request.multipart()).next()
+        assert isinstance(part, BodyPartReader)
+        uploaded.append(await part.read())
+        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/1"})
+
+    async def task(request: web.Request) -> web.Response:
+        return web.json_response({"status": "done", "tc_report": []})
+
+    server, url = await serve(
+        [web.post("/api/tiscale/v1/upload", upload), web.get("/api/tiscale/v1/task/1", task)]
+    )
+    try:
+        async with connect(StaticToken("T" * 40)) as client:
+            results = {
+                name: await scan_file(client, ScanOptions(url), file, Counter())
+                for name, file in by_name.items()
+            }
+    finally:
+        await server.close()
+    assert results["swapped-for-link.txt"].state == ERROR
+    assert results["swapped-for-link.txt"].error == (
+        "cannot send the file: it was replaced by a symbolic link since it was selected"
+    )
+    assert results["swapped-for-file.txt"].error == (
+        "cannot send the file: it was replaced by another file since it was selected"
+    )
+    # The untouched file, and a link named on the command line (followed, as documented), are sent.
+    assert results["kept.txt"].state == DONE and results["named-link"].state == DONE
+    assert sorted(uploaded) == [b"outside the tree", b"selected"]
+
+
+def test_the_scan_s_own_result_files_in_the_tree_are_not_sent(tmp_path: Path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    tree = tmp_path / "tree"
+    write(tree / "a.txt")
+    write(tree / "out.jsonl", b'{"from": "an earlier run"}\n')
+    write(tree / "sub" / "resume.jsonl", b'{"from": "an earlier run"}\n')
+    sent: list[str] = []
+
+    async def scan_files(auth: Any, ca_file: Any, options: Any, files: list[LocalFile], *rest: Any) -> None:
+        sent.extend(Path(file.path).name for file in files)
+
+    monkeypatch.setattr(main, "scan_files", scan_files)
+    monkeypatch.chdir(tmp_path)
+    arguments = ["scan", "tree", "--output", "tree/out.jsonl", "--resume", str(tree / "sub" / "resume.jsonl")]
+    result = CliRunner().invoke(main.cli, [*arguments, "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert sent == ["a.txt"]
+    assert "skipped 2 result file(s) of this scan (--output, --resume)" in result.output
+
+
+@pytest.mark.parametrize(
+    ("raised", "message"),
+    [
+        (BrokenPipeError(32, "Broken pipe"), None),  # the output was closed: Click's exit 1 becomes 2
+        (ExceptionGroup("unhandled errors in a TaskGroup", [OSError(28, "No space left on device")]),
+         "error: unexpected OSError: [Errno 28] No space left on device\n"),
+    ],
+)  # fmt: skip
+def test_a_closed_output_or_a_failed_task_group_exits_2_not_1(
+    tmp_path: Path, monkeypatch, capsys, raised, message
+):
+    from cli import main
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise raised
+
+    monkeypatch.setattr(main, "select_files", broken)
+    monkeypatch.setattr("sys.argv", ["scanhub", "scan", str(tmp_path), "--url", "http://127.0.0.1:9"])
+    with pytest.raises(SystemExit) as exited:
+        main.main()
+    assert exited.value.code == EXIT_ERROR
+    if message is not None:
+        assert capsys.readouterr().err == message
+
+
+async def test_a_file_name_with_control_characters_is_sent_percent_encoded(tmp_path: Path):
+    file = a_file(tmp_path, "esc\x1b[31m\tred\nx.bin")
+    names = []
+
+    async def upload(request: web.Request) -> web.Response:
+        part = await (await request.multipart()).next()
+        assert isinstance(part, BodyPartReader)
+        names.append(part.filename)
+        await part.read()
+        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/1"})
+
+    server, url = await serve([web.post("/api/tiscale/v1/upload", upload)])
+    try:
+        async with connect(StaticToken("T" * 40)) as client:
+            from cli.scan import upload as send
+
+            await send(client, ScanOptions(url), file, Counter())  # an invalid header would be refused: 400
+    finally:
+        await server.close()
+    assert names == ["esc%1B[31m%09red%0Ax.bin"]
