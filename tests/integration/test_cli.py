@@ -17,7 +17,7 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ import pytest
 from deploy.processes import Managed, free_port, hub_env, start_hub, wait_hub_ready, wait_until
 from tests.conftest import NodeFactory
 from tests.e2e.conftest import clean_environment
+from tests.support.json_server import JsonHandler
 
 TOKEN = "C" * 40
 # EICAR, put together here so that no file of the repository carries it whole.
@@ -330,7 +331,7 @@ def test_every_command_against_a_hub_and_a_worker(cluster: Cluster, tmp_path: Pa
         check(cluster, work)
 
 
-class StallingWorker(BaseHTTPRequestHandler):
+class StallingWorker(JsonHandler):
     """Takes every upload and never finishes a task: a scan waits on them until interrupted."""
 
     uploads = 0
@@ -345,17 +346,6 @@ class StallingWorker(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.answer({"task_id": 1, "status": "queued", "processed": None, "tc_report": None})
-
-    def answer(self, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        return None
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path):

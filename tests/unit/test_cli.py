@@ -9,7 +9,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from cli.verdicts import (
     exit_code,
     verdict_of,
 )
+from tests.support.json_server import JsonHandler
 
 
 def write(path: Path, content: bytes = b"x") -> Path:
@@ -247,6 +248,26 @@ async def serve(routes: list[web.RouteDef]) -> tuple[TestServer, str]:
     server = TestServer(app)
     await server.start_server()
     return server, str(server.make_url("")).rstrip("/")
+
+
+async def serve_uploads(received: list[tuple[str | None, bytes]]) -> tuple[TestServer, str]:
+    """A stand-in Worker: each upload's part (file name, content) goes to `received`, and its
+    one task is done at once, with an empty report."""
+    url = ""
+
+    async def upload(request: web.Request) -> web.Response:
+        part = await (await request.multipart()).next()
+        assert isinstance(part, BodyPartReader)
+        received.append((part.filename, await part.read()))
+        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/1"})
+
+    async def task(request: web.Request) -> web.Response:
+        return web.json_response({"status": "done", "tc_report": []})
+
+    server, url = await serve(
+        [web.post("/api/tiscale/v1/upload", upload), web.get("/api/tiscale/v1/task/1", task)]
+    )
+    return server, url
 
 
 class Counter:
@@ -517,10 +538,14 @@ def test_status_shows_workers_throughput_and_verdicts_as_plain_lines():
     ]
 
 
-async def test_a_refused_report_type_stops_the_scan_after_the_first_file(tmp_path: Path):
+async def scan_with_task_reads_refused(
+    tmp_path: Path, status: int, message: str, report_type: str | None = None
+) -> tuple[list[str], Any]:
+    """Five files scanned one at a time against a Worker that takes uploads and answers every
+    task read with `status`: the uploads it saw, and the scan's state."""
     from cli.scan import ScanState, run_scan
 
-    uploads = []
+    uploads: list[str] = []
 
     async def upload(request: web.Request) -> web.Response:
         await request.read()
@@ -528,8 +553,7 @@ async def test_a_refused_report_type_stops_the_scan_after_the_first_file(tmp_pat
         return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/{len(uploads)}"})
 
     async def task(request: web.Request) -> web.Response:
-        message = "unknown report_type 'smal'; use one of large, medium, small"
-        return web.json_response({"message": message}, status=400)
+        return web.json_response({"message": message}, status=status)
 
     server, url = await serve(
         [web.post("/api/tiscale/v1/upload", upload), web.get("/api/tiscale/v1/task/{id}", task)]
@@ -538,13 +562,19 @@ async def test_a_refused_report_type_stops_the_scan_after_the_first_file(tmp_pat
     state = ScanState()
     try:
         async with connect(StaticToken("T" * 40)) as client:
-            options = ScanOptions(url, concurrency=1, report_type="smal")
+            options = ScanOptions(url, concurrency=1, report_type=report_type)
             await run_scan(client, options, files, PlainProgress(None, 5, 15), ResultFiles(None, None), state)
     finally:
         await server.close()
+    return uploads, state
+
+
+async def test_a_refused_report_type_stops_the_scan_after_the_first_file(tmp_path: Path):
+    message = "unknown report_type 'smal'; use one of large, medium, small"
+    uploads, state = await scan_with_task_reads_refused(tmp_path, 400, message, report_type="smal")
     assert len(uploads) == 1
     assert [result.state for result in state.results] == [ERROR]
-    assert state.stopped == "HTTP 400: unknown report_type 'smal'; use one of large, medium, small"
+    assert state.stopped == f"HTTP 400: {message}"
 
 
 async def test_progress_stays_right_when_a_retry_fails_before_sending_anything(tmp_path: Path):
@@ -605,21 +635,8 @@ class Terminal(io.StringIO):
 async def test_a_file_name_that_is_not_utf8_is_sent_recorded_and_shown(tmp_path: Path, monkeypatch):
     path = tmp_path / os.fsdecode(b"\xffbad.bin")
     file = local_file(str(write(path, b"odd")), os.stat(path))
-    names = []
-
-    async def upload(request: web.Request) -> web.Response:
-        part = await (await request.multipart()).next()
-        assert isinstance(part, BodyPartReader)
-        names.append(part.filename)
-        await part.read()
-        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/1"})
-
-    async def task(request: web.Request) -> web.Response:
-        return web.json_response({"status": "done", "tc_report": []})
-
-    server, url = await serve(
-        [web.post("/api/tiscale/v1/upload", upload), web.get("/api/tiscale/v1/task/1", task)]
-    )
+    received: list[tuple[str | None, bytes]] = []
+    server, url = await serve_uploads(received)
     try:
         async with connect(StaticToken("T" * 40)) as client:
             result = await scan_file(client, ScanOptions(url), file, Counter())
@@ -627,7 +644,7 @@ async def test_a_file_name_that_is_not_utf8_is_sent_recorded_and_shown(tmp_path:
             unexpected = await scan_file(client, ScanOptions(url), file, Counter())
     finally:
         await server.close()
-    assert names == ["%FFbad.bin"] * 2 and result.state == DONE
+    assert [name for name, _ in received] == ["%FFbad.bin"] * 2 and result.state == DONE
     # Anything unforeseen is that file's error; the scan goes on.
     assert (unexpected.state, unexpected.error) == (ERROR, "unexpected RuntimeError: boom")
     # Written without failing, and --resume finds it again by its path.
@@ -696,25 +713,17 @@ def test_names_and_server_strings_are_neither_markup_nor_control_codes(tmp_path:
     assert result_line(1, 1, FileResult(file, ERROR, error="x\ny")).endswith("forged.txt  error  x\\ny")
 
 
-class Answers(BaseHTTPRequestHandler):
+class Answers(JsonHandler):
     """A service answering each path with the JSON set in `answers` (404 for the others)."""
 
     answers: dict[str, Any] = {}
 
     def do_GET(self) -> None:
         path = self.path.split("?")[0]
-        status, body = (
-            (200, self.answers[path]) if path in self.answers else (404, {"message": "no such route"})
-        )
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        return None
+        if path in self.answers:
+            self.answer(self.answers[path])
+        else:
+            self.answer({"message": "no such route"}, 404)
 
 
 @pytest.fixture
@@ -787,31 +796,10 @@ async def test_credentials_never_go_over_plain_http_when_the_url_is_https():
 
 @pytest.mark.parametrize("status", [401, 403])
 async def test_a_task_refused_for_its_authorization_stops_the_scan(tmp_path: Path, status: int):
-    from cli.scan import ScanState, run_scan
-
-    uploads = []
-
-    async def upload(request: web.Request) -> web.Response:
-        await request.read()
-        uploads.append(request.path)
-        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/{len(uploads)}"})
-
-    async def task(request: web.Request) -> web.Response:
-        return web.json_response({"message": "the authorization token is not valid"}, status=status)
-
-    server, url = await serve(
-        [web.post("/api/tiscale/v1/upload", upload), web.get("/api/tiscale/v1/task/{id}", task)]
-    )
-    files = [a_file(tmp_path, f"f{number}.txt") for number in range(4)]
-    state = ScanState()
-    try:
-        async with connect(StaticToken("T" * 40)) as client:
-            options = ScanOptions(url, concurrency=1)
-            await run_scan(client, options, files, PlainProgress(None, 4, 12), ResultFiles(None, None), state)
-    finally:
-        await server.close()
+    message = "the authorization token is not valid"
+    uploads, state = await scan_with_task_reads_refused(tmp_path, status, message)
     assert len(uploads) == 1
-    assert state.stopped == f"HTTP {status}: the authorization token is not valid"
+    assert state.stopped == f"HTTP {status}: {message}"
 
 
 async def test_a_file_swapped_for_a_link_or_another_file_after_the_walk_is_not_sent(tmp_path: Path):
@@ -828,20 +816,8 @@ async def test_a_file_swapped_for_a_link_or_another_file_after_the_walk_is_not_s
     (tree / "swapped-for-link.txt").unlink()
     (tree / "swapped-for-link.txt").symlink_to(secret)
     os.replace(write(tmp_path / "other.txt", b"selected"), tree / "swapped-for-file.txt")
-    uploaded: list[bytes] = []
-
-    async def upload(request: web.Request) -> web.Response:
-        part = await (await request.multipart()).next()
-        assert isinstance(part, BodyPartReader)
-        uploaded.append(await part.read())
-        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/1"})
-
-    async def task(request: web.Request) -> web.Response:
-        return web.json_response({"status": "done", "tc_report": []})
-
-    server, url = await serve(
-        [web.post("/api/tiscale/v1/upload", upload), web.get("/api/tiscale/v1/task/1", task)]
-    )
+    received: list[tuple[str | None, bytes]] = []
+    server, url = await serve_uploads(received)
     try:
         async with connect(StaticToken("T" * 40)) as client:
             results = {
@@ -859,7 +835,7 @@ async def test_a_file_swapped_for_a_link_or_another_file_after_the_walk_is_not_s
     )
     # The untouched file, and a link named on the command line (followed, as documented), are sent.
     assert results["kept.txt"].state == DONE and results["named-link"].state == DONE
-    assert sorted(uploaded) == [b"outside the tree", b"selected"]
+    assert sorted(content for _, content in received) == [b"outside the tree", b"selected"]
 
 
 def test_the_scan_s_own_result_files_in_the_tree_are_not_sent(tmp_path: Path, monkeypatch):
@@ -912,16 +888,8 @@ def test_a_closed_output_or_a_failed_task_group_exits_2_not_1(
 
 async def test_a_file_name_with_control_characters_is_sent_percent_encoded(tmp_path: Path):
     file = a_file(tmp_path, "esc\x1b[31m\tred\nx.bin")
-    names = []
-
-    async def upload(request: web.Request) -> web.Response:
-        part = await (await request.multipart()).next()
-        assert isinstance(part, BodyPartReader)
-        names.append(part.filename)
-        await part.read()
-        return web.json_response({"task_url": f"{url}/api/tiscale/v1/task/1"})
-
-    server, url = await serve([web.post("/api/tiscale/v1/upload", upload)])
+    received: list[tuple[str | None, bytes]] = []
+    server, url = await serve_uploads(received)
     try:
         async with connect(StaticToken("T" * 40)) as client:
             from cli.scan import upload as send
@@ -929,4 +897,4 @@ async def test_a_file_name_with_control_characters_is_sent_percent_encoded(tmp_p
             await send(client, ScanOptions(url), file, Counter())  # an invalid header would be refused: 400
     finally:
         await server.close()
-    assert names == ["esc%1B[31m%09red%0Ax.bin"]
+    assert [name for name, _ in received] == ["esc%1B[31m%09red%0Ax.bin"]
