@@ -121,8 +121,12 @@ def test_a_reports_log_summary_names_file_type_verdict_threat_and_children():
 
 
 def test_a_line_with_text_orjson_refuses_is_still_written():
-    (line,) = emit(JsonFormatter(), ("file %s", "bad\udcffname"))
-    assert "bad" in line and orjson.loads(line)["level"] == "INFO"
+    # Formatted directly: a record holding a lone surrogate goes to no other handler.
+    record = logging.LogRecord(
+        "scanhub.test-logs", logging.INFO, __file__, 1, "file %s", ("bad\udcffname",), None
+    )
+    entry = orjson.loads(JsonFormatter().format(record))
+    assert entry["message"] == "file bad\\udcffname" and entry["level"] == "INFO"
 
 
 def test_a_carriage_return_does_not_split_a_text_line():
