@@ -101,7 +101,7 @@ class WorkerSettings(ServiceSettings):
     # many seconds gets a copy of that report instead of a new analysis; 0 turns it off.
     cache_seconds: int = 3600
 
-    # Retention (see the README), in minutes as the spec names them.
+    # Retention (docs/operations.md), in minutes as the Worker API names them.
     task_age_limit_minutes: float = 90
     unprocessed_task_limit_minutes: float = 60
     file_age_limit_minutes: float = 1440

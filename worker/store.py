@@ -219,7 +219,7 @@ class Keys:
 
 @dataclass(frozen=True)
 class Retention:
-    """TTLs in seconds for each stage of a record's life (see the README's retention section)."""
+    """TTLs in seconds for each stage of a record's life (see docs/operations.md)."""
 
     done_seconds: int
     failed_seconds: int

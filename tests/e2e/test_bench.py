@@ -1,4 +1,4 @@
-"""`make bench` in its quick mode: every figure the issue asks for is produced and written."""
+"""`make bench` in its quick mode: every figure the bench reports is produced and written."""
 
 from __future__ import annotations
 

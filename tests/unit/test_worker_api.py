@@ -1,4 +1,4 @@
-"""The Worker API's contract (spec: worker-api.txt) against fakeredis, tasks captured."""
+"""The Worker API's contract (the Spectra Detect Worker API) against fakeredis, tasks captured."""
 
 from __future__ import annotations
 
