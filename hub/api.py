@@ -30,7 +30,7 @@ from common.status import status_page_route
 from hub import search
 from hub.forward import MemoryBudget, forward_submission
 from hub.keys import BODY_MEMORY, POOL, SESSION, SETTINGS
-from hub.pool import Worker, WorkerPool, check_all, run_health_checks
+from hub.pool import Worker, WorkerPool, check_all, get_worker_json, run_health_checks
 from hub.settings import HubSettings
 
 log = logging.getLogger(__name__)
@@ -127,19 +127,13 @@ async def worker_status(
 ) -> dict[str, Any] | None:
     """A Worker's own `/api/worker/v1/status` (its `tasks` group: asked with the token the Hub
     searches with); None when it cannot be had."""
-    headers = {"Authorization": f"Token {token}"} if token else {}
     try:
-        async with session.get(
-            f"{url}/api/worker/v1/status",
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as response:
-            if response.status != 200:
-                return None
-            body = await response.json(content_type=None)
-            return body if isinstance(body, dict) else None
-    except (aiohttp.ClientError, TimeoutError, ValueError):
+        body = await get_worker_json(
+            session, f"{url}/api/worker/v1/status", token, timeout, content_type=None
+        )
+    except (aiohttp.ClientError, TimeoutError, ValueError, RuntimeError):
         return None
+    return body if isinstance(body, dict) else None
 
 
 def cluster_totals(reports: list[dict[str, Any]]) -> dict[str, Any]:

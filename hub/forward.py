@@ -37,7 +37,7 @@ from aiohttp import web
 
 from common.errors import ApiError
 from common.streaming import WRITE_BLOCK, stream_to_file, timed_reads
-from hub.pool import Worker, WorkerPool, describe
+from hub.pool import Worker, WorkerPool, describe, token_header
 from hub.settings import HubSettings
 
 log = logging.getLogger(__name__)
@@ -155,9 +155,7 @@ async def post_once(
     settings: HubSettings,
 ) -> WorkerAnswer:
     """Stream the spooled body to one Worker and read its (small) answer."""
-    headers = {**headers, "Content-Length": str(body.size)}
-    if worker.token:
-        headers["Authorization"] = f"Token {worker.token}"
+    headers = {**headers, "Content-Length": str(body.size), **token_header(worker.token)}
     timeout = aiohttp.ClientTimeout(
         total=None,
         connect=settings.connect_timeout_seconds,

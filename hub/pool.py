@@ -123,6 +123,29 @@ async def run_health_checks(
             log.exception("health checks failed")
 
 
+def token_header(token: str | None) -> dict[str, str]:
+    """The Authorization header the Hub presents to a Worker with `token` (none without)."""
+    return {"Authorization": f"Token {token}"} if token else {}
+
+
+async def get_worker_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    token: str | None,
+    timeout: float,
+    content_type: str | None = "application/json",
+) -> Any:
+    """GET a Worker's JSON route with the Hub's token for it; any answer but 200 raises
+    RuntimeError with its status and the start of its body. `content_type` None: a JSON
+    body under any declared type."""
+    async with session.get(
+        url, headers=token_header(token), timeout=aiohttp.ClientTimeout(total=timeout)
+    ) as response:
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {(await response.text())[:200]}")
+        return await response.json(content_type=content_type)
+
+
 def describe(error: BaseException) -> str:
     """An exception as one short line: its type, and its message when it has one."""
     return f"{type(error).__name__}: {error}"[:300] if str(error) else type(error).__name__

@@ -11,25 +11,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from common.auth import token_group
 from common.errors import json_response
 from common.sample_search import SEARCH_PATH, parse_hash
 from hub.keys import POOL, SESSION, SETTINGS
-from hub.pool import Worker, describe
+from hub.pool import describe, get_worker_json
 
 routes = web.RouteTableDef()
-
-
-async def ask(session: aiohttp.ClientSession, worker: Worker, token: str | None, digest: str, timeout: float):
-    headers = {"Authorization": f"Token {token}"} if token else {}
-    url = f"{worker.url}{SEARCH_PATH.format(hash=digest)}"
-    async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {(await response.text())[:200]}")
-        return await response.json()
 
 
 @routes.get(SEARCH_PATH)
@@ -40,11 +30,10 @@ async def search_sample(request: web.Request) -> web.Response:
     settings, workers = request.app[SETTINGS], request.app[POOL].workers
     answers = await asyncio.gather(
         *(
-            ask(
+            get_worker_json(
                 request.app[SESSION],
-                worker,
+                f"{worker.url}{SEARCH_PATH.format(hash=digest)}",
                 settings.worker_search_token(index),
-                digest,
                 settings.worker_response_timeout_seconds,
             )
             for index, worker in enumerate(workers)

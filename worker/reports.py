@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from common.settings import yes_or_no
-from worker.store import classification_code, task_view
+from worker.store import VERDICTS, classification_code, entry_verdict, task_view
 
 DEFAULT_REPORT_TYPE = "medium"
 VIEWS = ("flat", "extended")
@@ -327,11 +327,9 @@ def extend(report: list[dict[str, Any]], original: list[dict[str, Any]]) -> list
         entry["container_chain"] = chain(by_index.get(index, entry) if isinstance(index, int) else entry)
         extended.append(entry)
     if extended:
-        counts = {"unknown": 0, "goodware": 0, "suspicious": 0, "malicious": 0}
-        names = list(counts)
+        counts = dict.fromkeys(VERDICTS, 0)
         for entry in original:
-            code = classification_code(entry)
-            counts[names[code] if 0 <= code < len(names) else "unknown"] += 1
+            counts[entry_verdict(entry)] += 1
         limits = [limit for entry in original for limit in limits_hit(entry)]
         extended[0]["summary"] = {"files": len(original), "classifications": counts, "limits_hit": limits}
     return extended

@@ -793,13 +793,14 @@ class SyncTaskStore:
         fields = {f"{OUTPUT_FIELD_PREFIX}{output}": orjson.dumps(state).decode()}
 
         def add(pipe: Any) -> None:
-            pipe.hincrby(self.keys.output_stats, f"{output}:{outcome}", 1)
+            self.count_output(output, outcome, pipe)
             pipe.delete(self.keys.output_lock(task_id, output))
 
         return self._apply_with(task_id, 0, "", fields, add) > 0
 
-    def count_output(self, output: str, outcome: str) -> None:
-        self.redis.hincrby(self.keys.output_stats, f"{output}:{outcome}", 1)
+    def count_output(self, output: str, outcome: str, pipe: Any = None) -> None:
+        """Count one attempt's outcome in the node's output statistics (queued in `pipe` if given)."""
+        (self.redis if pipe is None else pipe).hincrby(self.keys.output_stats, f"{output}:{outcome}", 1)
 
     def lock_output(self, task_id: int, output: str, seconds: float) -> bool:
         """One delivery attempt of an output at a time, even if its job is delivered twice."""
@@ -884,10 +885,15 @@ def classification_code(entry: Any) -> int:
     return code if isinstance(code, int) and not isinstance(code, bool) else 0
 
 
+def entry_verdict(entry: Any) -> str:
+    """An entry's classification by name: one of `VERDICTS` (unknown for a code out of range)."""
+    code = classification_code(entry)
+    return VERDICTS[code] if 0 <= code < len(VERDICTS) else VERDICTS[0]
+
+
 def verdict_of(report: Any) -> str:
     """The verdict of a report's submitted file (its first entry): one of `VERDICTS`."""
-    code = classification_code(report[0] if isinstance(report, list) and report else None)
-    return VERDICTS[code] if 0 <= code < len(VERDICTS) else VERDICTS[0]
+    return entry_verdict(report[0] if isinstance(report, list) and report else None)
 
 
 def done_counter_commands(pipe: Any, keys: Keys, report: Any, now: float, amount: int = 1) -> None:
