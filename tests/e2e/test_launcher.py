@@ -23,7 +23,7 @@ from deploy.launcher import LocalCluster, Supervisor
 from deploy.processes import Managed, free_port, http_status, wait_until
 from samples.basic import EICAR, zip_bytes
 from tests.e2e.conftest import HUB_TEST_SETTINGS, NODE_SETTINGS, clean_environment
-from tests.support.browser import headless_chromium, save_screenshot
+from tests.support.browser import headless_chromium, save_screenshot, wait_for_text
 from tests.support.client import submit, wait_for_task
 
 
@@ -119,31 +119,30 @@ def test_the_status_page_in_a_browser_shows_the_workers_and_an_uploads_verdict(l
     """The Hub's page, rendered by a real browser: its Worker, and a file sent through its
     upload box followed to the verdict on the Worker (another origin, allowed by the launcher)."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     driver = headless_chromium()
     try:
         driver.get(f"{launched.hub_url}/")
-        wait = WebDriverWait(driver, 30)
-        wait.until(lambda d: d.find_element(By.ID, "summary").text == "1 of 1 Workers healthy")
-        [row] = driver.find_elements(By.CSS_SELECTOR, "#nodes tbody tr")
-        assert row.text.startswith(f"http://127.0.0.1:{launched.worker_port} healthy")
+        wait_for_text(driver, "#summary", lambda text: text == "1 of 1 Workers healthy")
+        row = wait_for_text(driver, "#nodes tbody tr", bool)
+        assert row.split()[:2] == [f"http://127.0.0.1:{launched.worker_port}", "healthy"], row
+        assert driver.execute_script("return document.querySelectorAll('#nodes tbody tr').length") == 1
         sample = tmp_path / "bundle.zip"
         sample.write_bytes(zip_bytes({"eicar.com": EICAR, "notes.txt": b"just notes"}))
         driver.find_element(By.ID, "file").send_keys(str(sample))
         driver.find_element(By.CSS_SELECTOR, "#upload-form button").click()
-        wait.until(lambda d: d.find_elements(By.ID, "upload-verdict"))
-        assert driver.find_element(By.ID, "upload-verdict").text == "malicious"
-        result = driver.find_element(By.ID, "upload-result").text
+        assert wait_for_text(driver, "#upload-verdict", bool) == "malicious"
+        result = wait_for_text(driver, "#upload-result", bool)
         assert "Text.Test.EICAR" in result and "Archive/ZIP" in result and "2 unpacked" in result
         # The next refresh counts it among the verdicts and in the current minute.
-        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".v-malicious b").text not in ("", "0"))
-        assert "tasks done in the last 15 minutes" in driver.find_element(By.ID, "throughput-text").text
+        wait_for_text(driver, ".v-malicious b", lambda text: text not in ("", "0"))
+        throughput = wait_for_text(driver, "#throughput-text", bool)
+        assert "tasks done in the last 15 minutes" in throughput
         save_screenshot(driver, "status-page-hub.png")
 
         driver.get(f"http://127.0.0.1:{launched.worker_port}/")
-        wait.until(lambda d: "redis ok" in d.find_element(By.ID, "nodes").text)
-        assert driver.find_element(By.ID, "title").text == "scanhub Worker"
+        wait_for_text(driver, "#nodes", lambda text: "redis ok" in text)
+        assert wait_for_text(driver, "#title", bool) == "scanhub Worker"
         save_screenshot(driver, "status-page-worker.png")
     finally:
         driver.quit()

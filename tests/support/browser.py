@@ -9,7 +9,10 @@ with the packages' names.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +55,28 @@ def save_screenshot(driver: Any, name: str) -> Path:
     path = ARTIFACTS / name
     driver.save_screenshot(str(path))
     return path
+
+
+def wait_for_text(driver: Any, selector: str, accept: Callable[[str], bool], timeout: float = 30) -> str:
+    """The rendered text of the first element matching the CSS `selector` once `accept`
+    takes it; fails with the last text seen.
+
+    The text is read by one script in the page, so a refresh that replaces the element
+    between finding it and reading it (the status page re-renders every few seconds)
+    cannot leave the test holding a stale element: the next poll reads the new one.
+    """
+    deadline = time.monotonic() + timeout
+    text = None
+    while True:
+        text = driver.execute_script(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+            selector,
+        )
+        if text is not None:
+            # Table cells come tab-separated from innerText: one space, as a reader sees them.
+            text = re.sub(r"[ \t]+", " ", text).strip()
+            if accept(text):
+                return text
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{selector!r} did not show the expected text in {timeout} s: {text!r}")
+        time.sleep(0.2)
