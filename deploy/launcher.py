@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from common.settings import TRUE_WORDS
-from deploy.processes import Managed, WorkerNode, hub_env, start_hub, start_redis, wait_hub_ready
+from deploy.processes import (
+    Managed,
+    WorkerNode,
+    hub_env,
+    start_hub,
+    start_redis,
+    stop_all,
+    wait_hub_ready,
+)
 
 HUB_PORT = 8080
 WORKER_BASE_PORT = 8081
@@ -230,12 +238,11 @@ class LocalCluster:
         return {"SCANHUB_TLS": "on", "SCANHUB_TLS_DIR": str(self.state_dir / "tls")}
 
     def stop(self) -> None:
-        if self.hub is not None:
-            self.hub.stop()
-        for node in self.nodes:
-            node.stop()
-        for server in self.redis_servers:
-            server.stop()
+        """The Hub and every node's processes at once, then the Redis servers (a Celery worker
+        acknowledges the job it finishes while shutting down in its Redis)."""
+        hub = [self.hub] if self.hub is not None else []
+        stop_all([*hub, *(part for node in self.nodes for part in node.parts())])
+        stop_all(self.redis_servers)
 
 
 def main(argv: list[str] | None = None) -> int:

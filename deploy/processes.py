@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -81,16 +81,9 @@ class Managed:
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM the whole group (Celery's children too), then SIGKILL what lingers."""
-        if self.process is None:
-            return
-        if self.running():
-            self.signal_group(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.signal_group(signal.SIGKILL)
-                self.process.wait(5)
-        self.signal_group(signal.SIGKILL)  # stray grandchildren of a killed leader
+        stop_all([self], timeout)
+
+    def close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -105,6 +98,31 @@ class Managed:
         self.signal_group(signal.SIGKILL)
         if self.process is not None:
             self.process.wait(10)
+
+
+def stop_all(parts: Iterable[Managed], timeout: float = 15) -> None:
+    """Stop processes together: SIGTERM every group at once, wait for all of them until one
+    shared deadline, then SIGKILL what lingers (and stray grandchildren of any leader).
+
+    Stopping a node's API, Celery worker and outputs worker one after the other waited for
+    each shutdown in turn; at once, stopping takes as long as the slowest of them.
+    """
+    parts = [part for part in parts if part.process is not None]
+    for part in parts:
+        if part.running():
+            part.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for part in parts:
+        process = part.process
+        assert process is not None
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            part.signal_group(signal.SIGKILL)
+            process.wait(5)
+    for part in parts:
+        part.signal_group(signal.SIGKILL)  # stray grandchildren of a killed leader
+        part.close_log()
 
 
 def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condition"):
@@ -267,10 +285,11 @@ class WorkerNode:
 
         wait_until(healthy, timeout, interval=0.2, what=f"{self.name} to become healthy")
 
+    def parts(self) -> list[Managed]:
+        return [part for part in (self.api, self.celery, self.outputs) if part is not None]
+
     def stop(self) -> None:
-        for part in (self.api, self.celery, self.outputs):
-            if part is not None:
-                part.stop()
+        stop_all(self.parts())
 
 
 def hub_env(

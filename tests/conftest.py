@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from deploy.processes import Managed, WorkerNode, free_port, http_status, start_redis, wait_until, worker_env
+from deploy.processes import (
+    Managed,
+    WorkerNode,
+    free_port,
+    http_status,
+    start_redis,
+    stop_all,
+    wait_until,
+    worker_env,
+)
 
 # Markers by directory, so `-m unit` / `-m integration` / `-m e2e` run one layer alone.
 LAYERS = ("unit", "integration", "e2e")
@@ -45,8 +54,11 @@ class NodeFactory:
         redis_url: str | None = None,
         start_celery: bool = True,
         start_outputs: bool = False,
+        wait: bool = True,
         **settings: str,
     ) -> WorkerNode:
+        """A node with its own Redis unless `redis_url` is given; `wait=False` returns once its
+        processes are started (the caller waits with `node.wait_healthy`)."""
         index = len(self.nodes) + 1
         node_dir = self.tmp_path / f"node{index}"
         (node_dir / "spool").mkdir(parents=True, exist_ok=True)
@@ -71,16 +83,16 @@ class NodeFactory:
             node.start_outputs()
         if start_celery:
             node.start_celery()
-            node.wait_healthy(60)
-        else:
+            if wait:
+                node.wait_healthy(60)
+        elif wait:
             wait_until(lambda: http_status(f"{node.url}/health") in (200, 503), 30, what="the Worker API")
         return node
 
     def close(self) -> None:
-        for node in self.nodes:
-            node.stop()
-        for server in self.redis_servers:
-            server.stop()
+        """Every node's processes at once, then the Redis servers (as `make run` stops)."""
+        stop_all(part for node in self.nodes for part in node.parts())
+        stop_all(self.redis_servers)
 
 
 @pytest.fixture

@@ -131,13 +131,16 @@ def cluster(request, worker_nodes, tmp_path: Path) -> Iterator[Cluster]:
     hub: Managed | None = None
     try:
         nodes, addresses = [], {}
-        for name in ("node1", "node2"):
+        for name in ("node1", "node2"):  # started together, then waited for
             with on(lab, name) as address:
-                nodes.append(worker_nodes(host=address, **NODE_SETTINGS))
+                nodes.append(worker_nodes(host=address, wait=False, **NODE_SETTINGS))
                 addresses[name] = address
         with on(lab, "hub") as address:
             hub, hub_url = launch_hub([node.url for node in nodes], tmp_path, host=address)
             addresses["hub"] = address
+        for name, node in zip(("node1", "node2"), nodes, strict=True):
+            with on(lab, name):
+                node.wait_healthy(60)
         cluster = Cluster(hub_url, hub, nodes, lab, addresses)
         with cluster.client() as address:
             cluster.addresses["client"] = address

@@ -1,0 +1,66 @@
+"""Stopping a cluster's processes together (deploy.processes.stop_all)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from deploy.processes import Managed, stop_all, wait_until
+
+# Writes "ready" once its SIGTERM handler is set; on SIGTERM records the time it was asked to
+# stop and takes `linger` seconds before exiting (a Celery warm shutdown finishing its job).
+# With `linger` < 0 it ignores SIGTERM altogether.
+CHILD = """
+import signal, sys, time
+marks, linger = sys.argv[1], float(sys.argv[2])
+def on_term(signum, frame):
+    if linger < 0:
+        return
+    with open(marks, "a") as out:
+        out.write(f"term {time.time()}\\n")
+    time.sleep(linger)
+    with open(marks, "a") as out:
+        out.write(f"exit {time.time()}\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+open(marks + ".ready", "w").close()
+while True:
+    time.sleep(0.05)
+"""
+
+
+def child(tmp_path: Path, name: str, linger: float) -> Managed:
+    marks = tmp_path / name
+    part = Managed(name, [sys.executable, "-c", CHILD, str(marks), str(linger)], {}).start()
+    wait_until(lambda: Path(f"{marks}.ready").exists(), 10, what=f"{name} to set its handler")
+    return part
+
+
+def marks(tmp_path: Path, name: str) -> dict[str, float]:
+    lines = (tmp_path / name).read_text().splitlines()
+    return {kind: float(at) for kind, at in (line.split() for line in lines)}
+
+
+def test_every_process_is_asked_to_stop_before_any_is_waited_for(tmp_path):
+    slow, quick = child(tmp_path, "slow", 1.0), child(tmp_path, "quick", 0.0)
+    stop_all([slow, quick], timeout=10)
+    assert slow.returncode == 0 and quick.returncode == 0
+    # The second process got its SIGTERM while the first was still finishing its shutdown.
+    assert marks(tmp_path, "quick")["term"] < marks(tmp_path, "slow")["exit"]
+
+
+def test_a_process_ignoring_sigterm_is_killed_at_the_shared_deadline(tmp_path):
+    stubborn, polite = child(tmp_path, "stubborn", -1), child(tmp_path, "polite", 0.0)
+    stop_all([stubborn, polite], timeout=1)
+    assert stubborn.returncode == -signal.SIGKILL
+    assert polite.returncode == 0
+
+
+def test_parts_never_started_or_already_ended_are_passed_over(tmp_path):
+    never = Managed("never", [sys.executable, "-c", "pass"], {})
+    ended = Managed("ended", [sys.executable, "-c", "pass"], {}).start()
+    assert ended.process is not None
+    ended.process.wait(10)
+    stop_all([never, ended], timeout=1)
+    assert never.process is None and ended.returncode == 0
