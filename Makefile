@@ -43,10 +43,11 @@ browser:
 		echo "missing Debian packages chromium and chromium-driver (apt-get install chromium chromium-driver, as root): the status-page browser test will be skipped"; \
 	fi
 
-# Unit and integration tests are independent (each integration test starts its own Redis and
-# processes on free ports): two at a time (pytest-xdist). End-to-end tests start whole
-# clusters, the launcher and network namespaces: one at a time. The browser for the
-# status-page test is installed meanwhile (it is only needed by the end-to-end layer).
+# Tests are independent (each integration or end-to-end test starts its own Redis, processes on
+# free ports and network namespaces of its own): two at a time (pytest-xdist), layer by layer.
+# End-to-end tests marked `alone` (the quick bench, whose figures come from short load runs)
+# run after the rest, one at a time. The browser for the status-page test is installed
+# meanwhile (it is only needed by the end-to-end layer).
 test: install
 	@$(MAKE) --no-print-directory browser > $(VENV)/browser-install.log 2>&1 & browser=$$!; \
 	status=0; \
@@ -54,7 +55,7 @@ test: install
 		&& $(BIN)/python -m pytest -q -m unit -n 2 \
 		&& $(BIN)/python -m pytest -q -m integration -n 2; } || status=$$?; \
 	wait $$browser; cat $(VENV)/browser-install.log; \
-	[ $$status -eq 0 ] && $(BIN)/python -m pytest -q -m e2e
+	[ $$status -eq 0 ] && $(MAKE) --no-print-directory test-e2e
 
 test-unit: install
 	$(BIN)/python -m pytest -q -m unit
@@ -63,7 +64,8 @@ test-integration: install
 	$(BIN)/python -m pytest -q -m integration
 
 test-e2e: install
-	$(BIN)/python -m pytest -q -m e2e
+	$(BIN)/python -m pytest -q -m "e2e and not alone" -n 2
+	$(BIN)/python -m pytest -q -m "e2e and alone"
 
 # `make bench RULES=/path/to/rules` measures with a rule directory of your own; BENCH_ARGS adds options.
 bench: install
