@@ -80,7 +80,7 @@ class Managed:
             os.killpg(self.process.pid, signum)
 
     def stop(self, timeout: float = 15) -> None:
-        """SIGTERM the whole group (Celery's children too), then SIGKILL what lingers."""
+        """SIGTERM the leader, then SIGKILL the group (what lingers, and its children)."""
         stop_all([self], timeout)
 
     def close_log(self) -> None:
@@ -101,16 +101,21 @@ class Managed:
 
 
 def stop_all(parts: Iterable[Managed], timeout: float = 15) -> None:
-    """Stop processes together: SIGTERM every group at once, wait for all of them until one
-    shared deadline, then SIGKILL what lingers (and stray grandchildren of any leader).
+    """Stop processes together: SIGTERM every leader at once, wait for all of them until one
+    shared deadline, then SIGKILL each whole group (what lingers, and stray children).
 
-    Stopping a node's API, Celery worker and outputs worker one after the other waited for
-    each shutdown in turn; at once, stopping takes as long as the slowest of them.
+    SIGTERM goes to the leader alone, as `docker stop` does: Celery's main process then makes
+    its warm shutdown, letting its pool processes finish their jobs; signalled too, they
+    would end at once with SIGTERM. Stopping a node's API, Celery worker and outputs worker
+    one after the other waited for each shutdown in turn; at once, stopping takes as long as
+    the slowest of them.
     """
     parts = [part for part in parts if part.process is not None]
     for part in parts:
         if part.running():
-            part.signal_group(signal.SIGTERM)
+            assert part.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                part.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for part in parts:
         process = part.process

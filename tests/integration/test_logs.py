@@ -19,8 +19,15 @@ def log_entries(node) -> dict[str, list[dict]]:
         if path.name.startswith("redis"):
             continue
         lines = [line for line in path.read_text().splitlines() if line.strip()]
-        entries[path.name] = [orjson.loads(line) for line in lines]
+        entries[path.name] = [parsed(path.name, line) for line in lines]
     return entries
+
+
+def parsed(name: str, line: str) -> dict:
+    try:
+        return dict(orjson.loads(line))
+    except orjson.JSONDecodeError:
+        raise AssertionError(f"a line of {name} is not JSON: {line!r}") from None
 
 
 async def test_json_logs_have_one_info_line_per_file_and_the_task_id_on_every_task_line(worker_nodes):

@@ -64,3 +64,35 @@ def test_parts_never_started_or_already_ended_are_passed_over(tmp_path):
     ended.process.wait(10)
     stop_all([never, ended], timeout=1)
     assert never.process is None and ended.returncode == 0
+
+
+# A leader with a pool process (as Celery's main process has): on SIGTERM it waits for its
+# child to finish its job, as a warm shutdown does.
+LEADER = """
+import signal, subprocess, sys, time
+marks = sys.argv[1]
+pool = subprocess.Popen([sys.executable, "-c", sys.argv[2], marks])
+def on_term(signum, frame):
+    pool.wait()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+while True:
+    time.sleep(0.05)
+"""
+POOL = """
+import signal, sys, time
+marks = sys.argv[1]
+signal.signal(signal.SIGTERM, lambda signum, frame: open(marks, "a").write("sigterm\\n"))
+open(marks + ".ready", "w").close()
+time.sleep(1)
+open(marks, "a").write("job done\\n")
+"""
+
+
+def test_only_the_leader_is_asked_to_stop_so_its_pool_finishes_its_job(tmp_path):
+    marks = tmp_path / "pool"
+    leader = Managed("leader", [sys.executable, "-c", LEADER, str(marks), POOL], {}).start()
+    wait_until(lambda: Path(f"{marks}.ready").exists(), 10, what="the pool process")
+    stop_all([leader], timeout=10)
+    assert leader.returncode == 0
+    assert marks.read_text().splitlines() == ["job done"]
