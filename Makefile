@@ -1,5 +1,10 @@
 # The README's two commands: `make run` and `make test`. Everything else is a helper.
 PYTHON ?= python3
+# The packages are installed without bytecode (pip --no-compile, below): Python writes it for
+# each module the first time a process imports it. An environment with PYTHONDONTWRITEBYTECODE
+# set would have every process (each Worker, Celery worker and test) compile all it imports
+# from source again; not here.
+unexport PYTHONDONTWRITEBYTECODE
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -11,7 +16,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# --no-compile: no bytecode for every installed file up front (botocore, moto and the
-	# rest would take a minute of CPU); Python compiles what is imported, once, on first use.
+	# rest would take a minute of CPU); Python compiles what is imported, once, on first use
+	# (PYTHONDONTWRITEBYTECODE is unexported above).
 	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
 	touch $(STAMP)
 
