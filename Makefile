@@ -77,6 +77,7 @@ test-e2e: install
 bench: install
 	$(BIN)/python -m bench $(if $(RULES),--rules $(RULES)) $(BENCH_ARGS)
 	$(BIN)/python -m bench.cache
+	$(BIN)/python -m bench.startup
 
 # Faults injected one at a time into a loaded local cluster; prints what each costs.
 chaos: install
