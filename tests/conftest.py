@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,6 +89,13 @@ class NodeFactory:
         elif wait:
             wait_until(lambda: http_status(f"{node.url}/health") in (200, 503), 30, what="the Worker API")
         return node
+
+    def together(self, count: int, **settings: Any) -> list[WorkerNode]:
+        """`count` nodes started at once, then waited for (each as `self(**settings)` does)."""
+        nodes = [self(wait=False, **settings) for _ in range(count)]
+        for node in nodes:
+            node.wait_healthy(60)
+        return nodes
 
     def close(self) -> None:
         """Every node's processes at once, then the Redis servers (as `make run` stops)."""

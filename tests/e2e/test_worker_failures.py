@@ -14,7 +14,7 @@ from tests.support.client import upload, wait_for_task
 
 
 async def test_uploads_go_elsewhere_while_one_workers_redis_is_down(worker_nodes, tmp_path):
-    first, second = worker_nodes(), worker_nodes()
+    first, second = worker_nodes.together(2)
     # The Hub's health checks every 60 s: it must learn of the failure from the forward itself.
     hub, hub_url = launch_hub([first.url, second.url], tmp_path, SCANHUB_HEALTH_INTERVAL_SECONDS="60")
     try:
@@ -33,7 +33,7 @@ async def test_uploads_go_elsewhere_while_one_workers_redis_is_down(worker_nodes
 
 
 async def test_a_frozen_worker_is_skipped_within_the_response_timeout(worker_nodes, tmp_path):
-    first, second = worker_nodes(), worker_nodes()
+    first, second = worker_nodes.together(2)
     hub, hub_url = launch_hub(
         [first.url, second.url],
         tmp_path,
