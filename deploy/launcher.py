@@ -288,7 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        print("\nstopping scanhub ...", file=sys.stderr)
+        # A second Ctrl-C while stopping would leave processes behind: stopping has its own
+        # deadline (analyses still running get 15 s to finish, then are killed).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("\nstopping scanhub (analyses still running get up to 15 s to finish) ...", file=sys.stderr)
         cluster.stop()
         if follower is not None:
             follower.stop()

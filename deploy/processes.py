@@ -44,11 +44,13 @@ class Managed:
     log_path: Path | None = None
     process: subprocess.Popen | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
+    _group_killed: bool = field(default=False, repr=False)
 
     def start(self) -> Managed:
         output: IO[bytes] | None = None
         if self.log_path is not None:
             self._log = output = self.log_path.open("ab")
+        self._group_killed = False
         self.process = subprocess.Popen(
             self.command,
             env=self.env,
@@ -83,6 +85,13 @@ class Managed:
         """SIGTERM the leader, then SIGKILL the group (what lingers, and its children)."""
         stop_all([self], timeout)
 
+    def kill_group_once(self) -> None:
+        """SIGKILL the group (stray children of an ended leader) once per start: after that its
+        id may be reused by an unrelated process group."""
+        if not self._group_killed:
+            self.signal_group(signal.SIGKILL)
+            self._group_killed = True
+
     def close_log(self) -> None:
         if self._log is not None:
             self._log.close()
@@ -95,7 +104,7 @@ class Managed:
 
     def kill(self) -> None:
         """SIGKILL the whole group at once, as a crash would."""
-        self.signal_group(signal.SIGKILL)
+        self.kill_group_once()
         if self.process is not None:
             self.process.wait(10)
 
@@ -117,17 +126,20 @@ def stop_all(parts: Iterable[Managed], timeout: float = 15) -> None:
             with contextlib.suppress(ProcessLookupError):
                 part.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    for part in parts:
-        process = part.process
-        assert process is not None
-        try:
-            process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            part.signal_group(signal.SIGKILL)
-            process.wait(5)
-    for part in parts:
-        part.signal_group(signal.SIGKILL)  # stray grandchildren of a killed leader
-        part.close_log()
+    try:
+        for part in parts:
+            process = part.process
+            assert process is not None
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                part.signal_group(signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(5)
+    finally:  # even when interrupted: no group left running, no log left open
+        for part in parts:
+            part.kill_group_once()
+            part.close_log()
 
 
 def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condition"):

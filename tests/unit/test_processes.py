@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from pathlib import Path
 
 from deploy.processes import Managed, stop_all, wait_until
@@ -55,6 +56,15 @@ def test_a_process_ignoring_sigterm_is_killed_at_the_shared_deadline(tmp_path):
     stop_all([stubborn, polite], timeout=1)
     assert stubborn.returncode == -signal.SIGKILL
     assert polite.returncode == 0
+
+
+def test_the_deadline_is_shared_not_one_per_process(tmp_path):
+    stubborn = [child(tmp_path, f"stubborn{number}", -1) for number in range(3)]
+    started = time.monotonic()
+    stop_all(stubborn, timeout=1)
+    # One deadline for the three: about 1 s; one each would be 3 s at least.
+    assert time.monotonic() - started < 2.5
+    assert [part.returncode for part in stubborn] == [-signal.SIGKILL] * 3
 
 
 def test_parts_never_started_or_already_ended_are_passed_over(tmp_path):
