@@ -70,7 +70,7 @@ test-integration: install
 	$(BIN)/python -m pytest -q -m integration
 
 test-e2e: install
-	$(BIN)/python -m pytest -q -m "e2e and not alone" -n 2
+	$(BIN)/python -m pytest -q -m "e2e and not alone" -n 2 --dist loadgroup
 	$(BIN)/python -m pytest -q -m "e2e and alone"
 
 # `make bench RULES=/path/to/rules` measures with a rule directory of your own; BENCH_ARGS adds options.
