@@ -3,14 +3,13 @@
 Each Worker API, Celery worker and pool process is a new Python process that imports what
 it needs; so is each test's. Run here in fresh processes, three ways:
 
-- `from source`: no bytecode to read and none written (an empty `PYTHONPYCACHEPREFIX` with
-  `PYTHONDONTWRITEBYTECODE=1`), as every process ran when packages were installed without
-  bytecode in an environment that set that variable (here the standard library is compiled
-  too, so this is the most it can cost);
-- `bytecode`: the same after one process wrote the bytecode (into that prefix);
+- `from source`: the standard library's bytecode only, and none written (a private
+  `PYTHONPYCACHEPREFIX` holding just that, with `PYTHONDONTWRITEBYTECODE=1`), as every process
+  ran when packages were installed without bytecode in an environment that set that variable;
+- `bytecode`: the same after one process wrote the bytecode of everything it imports;
 
 and prints the median wall time of each, and their ratio. The installed packages and the
-repository's own `__pycache__` directories are not touched.
+repository's own `__pycache__` directories are neither read nor touched.
 
     python -m bench.startup [--runs 3]
 """
@@ -19,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -40,10 +41,11 @@ from samples.basic import EICAR, zip_bytes
 from worker.analysis.engine import Submission, analyze_file
 from worker.settings import WorkerSettings
 data = zip_bytes({"eicar.com": EICAR, "notes.txt": b"notes"})
-spool = Path(tempfile.mkdtemp())
-(spool / "1").write_bytes(data)
 digests = {name: hashlib.new(name, data).hexdigest() for name in ("md5", "sha1", "sha256", "sha512")}
-analyze_file(Submission(spool / "1", "a.zip", digests, {}, WorkerSettings(spool_dir=spool)))
+with tempfile.TemporaryDirectory() as temp:
+    spool = Path(temp)
+    (spool / "1").write_bytes(data)
+    analyze_file(Submission(spool / "1", "a.zip", digests, {}, WorkerSettings(spool_dir=spool)))
 """,
 }
 
@@ -59,13 +61,24 @@ def run_once(code: str, prefix: Path, write: bool) -> float:
     return time.perf_counter() - started
 
 
+def standard_library_only(full: Path, prefix: Path) -> None:
+    """Copy into `prefix` the standard library's part of the bytecode tree `full`."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    mirror = full / stdlib.relative_to(stdlib.anchor)
+    if mirror.is_dir():
+        shutil.copytree(mirror, prefix / stdlib.relative_to(stdlib.anchor),
+                        ignore=shutil.ignore_patterns("site-packages"))  # fmt: skip
+
+
 def measure(code: str, runs: int) -> dict[str, float]:
     """Median seconds of `runs` fresh processes running `code`, from source and with bytecode."""
     with tempfile.TemporaryDirectory(prefix="scanhub-pycache-") as temp:
-        prefix = Path(temp)
+        full, prefix = Path(temp) / "full", Path(temp) / "stdlib"
+        run_once(code, full, write=True)  # the bytecode of everything it imports
+        prefix.mkdir()
+        standard_library_only(full, prefix)
         source = statistics.median(run_once(code, prefix, write=False) for _ in range(runs))
-        run_once(code, prefix, write=True)  # writes the bytecode into the prefix
-        bytecode = statistics.median(run_once(code, prefix, write=False) for _ in range(runs))
+        bytecode = statistics.median(run_once(code, full, write=False) for _ in range(runs))
     return {
         "from_source_s": round(source, 3),
         "bytecode_s": round(bytecode, 3),
