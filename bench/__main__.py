@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import engine, machinery
-from bench.cluster import ClusterBench, wait_all_healthy
+from bench.cluster import ClusterBench, add_duration_option, run_seconds, wait_all_healthy
 from bench.corpus import KINDS, generate, total_bytes
 
 RESULTS = Path(__file__).parent / "results"
@@ -48,9 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="tiny corpora and short runs: checks the bench works"
     )
-    parser.add_argument(
-        "--duration", type=float, default=None, help="seconds of measured load per run (10; 2 with --quick)"
-    )
+    add_duration_option(parser)
     parser.add_argument("--corpora", default=",".join(KINDS))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--soak", type=float, default=0.0, help="also a half-load soak of this many seconds")
@@ -86,7 +84,7 @@ def yara_figures(samples, rules_dir: Path) -> dict[str, Any]:
 
 def run(options: argparse.Namespace) -> dict[str, Any]:
     scale = 0.05 if options.quick else 1.0
-    duration = options.duration if options.duration is not None else 2.0 if options.quick else 10.0
+    duration = run_seconds(options)
     warmup = 0.5 if options.quick else 2.0
     processes = os.cpu_count() or 1
     kinds = [kind for kind in options.corpora.split(",") if kind]

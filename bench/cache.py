@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import ClusterBench
+from bench.cluster import ClusterBench, add_duration_option, run_seconds
 from bench.corpus import generate
 
 RESULTS = Path(__file__).parent / "results"
@@ -39,14 +39,12 @@ def measure(samples: list, seconds: float, warmup: float, cache_seconds: int) ->
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small corpus and short runs")
-    parser.add_argument(
-        "--duration", type=float, default=None, help="seconds of measured load per run (10; 2 with --quick)"
-    )
+    add_duration_option(parser)
     parser.add_argument("--files", type=int, default=150, help="distinct files in the corpus")
     parser.add_argument("--output", type=Path, default=None)
     options = parser.parse_args(argv)
     files = 20 if options.quick else options.files
-    duration = options.duration if options.duration is not None else 2.0 if options.quick else 10.0
+    duration = run_seconds(options)
     samples = generate("mixed", files, 3, 0.05 if options.quick else 1.0)
     off = measure(samples, duration, 0.5, cache_seconds=0)
     on = measure(samples, duration, 0.5, cache_seconds=3600)

@@ -3,6 +3,7 @@ straight to one Worker, with every process's memory watched while it runs."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import tempfile
@@ -68,6 +69,17 @@ class MemoryWatch:
             }
             for name in self.pids
         }
+
+
+def add_duration_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--duration", type=float, default=None, help="seconds of measured load per run (10; 2 with --quick)"
+    )
+
+
+def run_seconds(options: argparse.Namespace) -> float:
+    """The measured seconds of each load run: --duration, else 2 with --quick, else 10."""
+    return float(options.duration) if options.duration is not None else 2.0 if options.quick else 10.0
 
 
 def cluster_pids(cluster: LocalCluster) -> dict[str, int]:

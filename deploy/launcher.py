@@ -32,7 +32,7 @@ from deploy.processes import (
     hub_env,
     start_hub,
     start_redis,
-    stop_all,
+    stop_services_then_redis,
     wait_hub_ready,
 )
 
@@ -238,11 +238,10 @@ class LocalCluster:
         return {"SCANHUB_TLS": "on", "SCANHUB_TLS_DIR": str(self.state_dir / "tls")}
 
     def stop(self) -> None:
-        """The Hub and every node's processes at once, then the Redis servers (a Celery worker
-        acknowledges the job it finishes while shutting down in its Redis)."""
         hub = [self.hub] if self.hub is not None else []
-        stop_all([*hub, *(part for node in self.nodes for part in node.parts())])
-        stop_all(self.redis_servers)
+        stop_services_then_redis(
+            [*hub, *(part for node in self.nodes for part in node.parts())], self.redis_servers
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -133,13 +133,22 @@ def stop_all(parts: Iterable[Managed], timeout: float = 15) -> None:
             try:
                 process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                part.signal_group(signal.SIGKILL)
+                part.kill_group_once()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(5)
     finally:  # even when interrupted: no group left running, no log left open
         for part in parts:
             part.kill_group_once()
             part.close_log()
+
+
+def stop_services_then_redis(
+    services: Iterable[Managed], redis_servers: Iterable[Managed], timeout: float = 15
+) -> None:
+    """Stop a cluster: its services (Hub, Worker APIs, Celery and outputs workers) together,
+    then its Redis servers, which a Celery worker's warm shutdown still acknowledges in."""
+    stop_all(services, timeout)
+    stop_all(redis_servers, timeout)
 
 
 def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condition"):

@@ -15,7 +15,7 @@ from deploy.processes import (
     free_port,
     http_status,
     start_redis,
-    stop_all,
+    stop_services_then_redis,
     wait_until,
     worker_env,
 )
@@ -98,10 +98,11 @@ class NodeFactory:
         return nodes
 
     def close(self) -> None:
-        """Every node's processes at once, then the Redis servers (as `make run` stops), with
-        3 s rather than 15 for a Celery worker still analyzing a file to finish it."""
-        stop_all((part for node in self.nodes for part in node.parts()), timeout=3)
-        stop_all(self.redis_servers, timeout=3)
+        """As `make run` stops, with 3 s rather than 15 for a Celery worker still analyzing a
+        file to finish it."""
+        stop_services_then_redis(
+            (part for node in self.nodes for part in node.parts()), self.redis_servers, 3
+        )
 
 
 @pytest.fixture

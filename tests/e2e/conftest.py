@@ -141,8 +141,8 @@ def cluster(request, worker_nodes, tmp_path: Path) -> Iterator[Cluster]:
         with on(lab, "hub") as address:
             hub, hub_url = launch_hub([node.url for node in nodes], tmp_path, host=address)
             addresses["hub"] = address
-        for name, node in zip(("node1", "node2"), nodes, strict=True):
-            with on(lab, name):
+        for node in nodes:
+            with on(lab, node.name):
                 node.wait_healthy(60)
         cluster = Cluster(hub_url, hub, nodes, lab, addresses)
         with cluster.client() as address:

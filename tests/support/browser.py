@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from deploy.processes import wait_until
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 MISSING = (
@@ -65,18 +66,20 @@ def wait_for_text(driver: Any, selector: str, accept: Callable[[str], bool], tim
     between finding it and reading it (the status page re-renders every few seconds)
     cannot leave the test holding a stale element: the next poll reads the new one.
     """
-    deadline = time.monotonic() + timeout
-    text = None
-    while True:
+    seen: list[str | None] = [None]
+
+    def shown() -> tuple[str] | None:
         text = driver.execute_script(
             "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
             selector,
         )
-        if text is not None:
-            # Table cells come tab-separated from innerText: one space, as a reader sees them.
-            text = re.sub(r"[ \t]+", " ", text).strip()
-            if accept(text):
-                return text
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{selector!r} did not show the expected text in {timeout} s: {text!r}")
-        time.sleep(0.2)
+        if text is None:
+            return None
+        # Table cells come tab-separated from innerText: one space, as a reader sees them.
+        seen[0] = text = re.sub(r"[ \t]+", " ", text).strip()
+        return (text,) if accept(text) else None  # a tuple: an accepted "" is still an answer
+
+    try:
+        return str(wait_until(shown, timeout, interval=0.2, what=selector)[0])
+    except TimeoutError as error:  # its message names the last error the page raised, if any
+        raise AssertionError(f"{selector!r} did not show the expected text: {seen[0]!r} ({error})") from None
