@@ -28,6 +28,7 @@ from typing import Protocol, TextIO
 from common.settings import TRUE_WORDS
 from deploy.processes import (
     Managed,
+    ProcessExited,
     WorkerNode,
     hub_env,
     start_hub,
@@ -282,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (TimeoutError, RuntimeError) as error:
         print(f"start-up failed: {error}", file=sys.stderr)
-        print(failure_logs(cluster, str(error)), file=sys.stderr)
+        logs = failure_logs(cluster, error)
+        if logs:
+            print(logs, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -300,17 +303,18 @@ def main(argv: list[str] | None = None) -> int:
         print("stopped.", file=sys.stderr)
 
 
-def failure_logs(cluster: LocalCluster, error: str, lines: int = 15) -> str:
+def failure_logs(cluster: LocalCluster, error: BaseException, lines: int = 15) -> str:
     """The end of the log of each process the start-up error names (all of them if none), so
-    the reason is on screen even when the state directory is about to be removed."""
-    named = [part for part in cluster.processes() if part.name in error] or cluster.processes()
+    the reason is on screen even when the state directory is about to be removed. A
+    `ProcessExited` error carries its process's log already."""
+    if isinstance(error, ProcessExited):
+        return ""
+    named = [part for part in cluster.processes() if part.name in str(error)] or cluster.processes()
     parts = []
     for part in named:
-        if part.log_path is None or not part.log_path.exists():
-            continue
-        tail = part.log_path.read_text(errors="replace").splitlines()[-lines:]
+        tail = part.log_tail(lines)
         if tail:
-            parts.append(f"--- the end of {part.log_path}:\n" + "\n".join(tail))
+            parts.append(f"--- the end of {part.log_path}:\n{tail}")
     return "\n".join(parts)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import ssl
@@ -20,10 +21,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+# Ports are picked below the kernel's ephemeral range, from which the port 0 trick and every
+# outgoing connection draw theirs: a port found free there could be taken by some client's
+# connection (to Redis, say) before the server meant for it binds, and that server would exit
+# with "address in use". Below the range, only another free_port() can pick it, one chance in
+# thousands.
+LOWEST_PORT = 15000
+_ports = random.Random()  # its own generator: tests may seed the module's
 
-def free_port() -> int:
+
+def ephemeral_port_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on at `host`, outside the ephemeral range when it can be."""
+    first_ephemeral = ephemeral_port_range()[0]
+    if first_ephemeral - LOWEST_PORT >= 1000:
+        for _ in range(100):
+            port = _ports.randrange(LOWEST_PORT, first_ephemeral)
+            with socket.socket() as probe:
+                try:
+                    probe.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((host, 0))
         return int(probe.getsockname()[1])
 
 
@@ -92,6 +120,21 @@ class Managed:
             self.signal_group(signal.SIGKILL)
             self._group_killed = True
 
+    def log_tail(self, lines: int = 15) -> str:
+        """The last `lines` lines of its log file ("" when it has none)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def check_running(self) -> None:
+        """Raise `ProcessExited`, with the end of its log, if the process has ended."""
+        if self.process is not None and not self.running():
+            tail = self.log_tail()
+            raise ProcessExited(
+                f"{self.name} exited with {self.returncode}"
+                + (f"; the end of {self.log_path}:\n{tail}" if tail else "")
+            )
+
     def close_log(self) -> None:
         if self._log is not None:
             self._log.close()
@@ -151,7 +194,13 @@ def stop_services_then_redis(
     stop_all(redis_servers, timeout)
 
 
+class ProcessExited(RuntimeError):
+    """A process being waited for has ended: waiting longer cannot help."""
+
+
 def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Call `check` until it returns something true, and return that; its exceptions count as
+    "not yet", except `ProcessExited`, which ends the wait at once."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -159,6 +208,8 @@ def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condi
             result = check()
             if result:
                 return result
+        except ProcessExited:
+            raise
         except Exception as error:
             last_error = error
         time.sleep(interval)
@@ -214,6 +265,7 @@ def start_redis(workdir: Path, port: int | None = None, log_dir: Path | None = N
     def ping() -> bool:
         import redis
 
+        server.check_running()
         return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
 
     try:
@@ -303,13 +355,23 @@ class WorkerNode:
         self.outputs = start_outputs_worker(self.name, self.env, self.log_dir)
 
     def wait_healthy(self, timeout: float = 60) -> None:
-        def healthy() -> bool:
-            for part in (self.api, self.celery, self.outputs):
-                if part is not None and not part.running():
-                    raise RuntimeError(f"{part.name} exited with {part.returncode}")
-            return http_status(f"{self.url}/health", ca_file=self.ca_file) == 200
+        self.wait_for_health((200,), timeout, f"{self.name} to become healthy")
 
-        wait_until(healthy, timeout, interval=0.2, what=f"{self.name} to become healthy")
+    def wait_answering(self, timeout: float = 30) -> None:
+        """Until the API answers /health at all (503 too: without its Celery worker it is
+        not healthy)."""
+        self.wait_for_health((200, 503), timeout, f"{self.name}'s API to answer")
+
+    def wait_for_health(self, statuses: tuple[int, ...], timeout: float, what: str) -> None:
+        """Until /health answers one of `statuses`; a process of the node that ends meanwhile
+        ends the wait at once (`ProcessExited`, with the end of its log)."""
+
+        def answered() -> bool:
+            for part in self.parts():
+                part.check_running()
+            return http_status(f"{self.url}/health", ca_file=self.ca_file) in statuses
+
+        wait_until(answered, timeout, interval=0.1, what=what)
 
     def parts(self) -> list[Managed]:
         return [part for part in (self.api, self.celery, self.outputs) if part is not None]
@@ -346,8 +408,7 @@ def wait_hub_ready(
     """Until the Hub answers /health (200 when `want_healthy`, else any answer)."""
 
     def ready() -> bool:
-        if not hub.running():
-            raise RuntimeError(f"{hub.name} exited with {hub.returncode}")
+        hub.check_running()
         status = http_status(f"{url}/health", ca_file=ca_file)
         return status == 200 if want_healthy else status in (200, 503)
 

@@ -13,10 +13,8 @@ from deploy.processes import (
     Managed,
     WorkerNode,
     free_port,
-    http_status,
     start_redis,
     stop_services_then_redis,
-    wait_until,
     worker_env,
 )
 
@@ -87,7 +85,7 @@ class NodeFactory:
             if wait:
                 node.wait_healthy(60)
         elif wait:
-            wait_until(lambda: http_status(f"{node.url}/health") in (200, 503), 30, what="the Worker API")
+            node.wait_answering(30)
         return node
 
     def together(self, count: int, **settings: Any) -> list[WorkerNode]:

@@ -1,13 +1,17 @@
-"""Stopping a cluster's processes together (deploy.processes.stop_all)."""
+"""Starting, waiting for and stopping a cluster's processes (deploy.processes)."""
 
 from __future__ import annotations
 
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
 
-from deploy.processes import Managed, stop_all, wait_until
+import pytest
+
+from deploy import processes
+from deploy.processes import Managed, ProcessExited, WorkerNode, free_port, stop_all, wait_until
 
 # Writes "ready" once its SIGTERM handler is set; on SIGTERM records the time it was asked to
 # stop and takes `linger` seconds before exiting (a Celery warm shutdown finishing its job).
@@ -106,3 +110,48 @@ def test_only_the_leader_is_asked_to_stop_so_its_pool_finishes_its_job(tmp_path)
     stop_all([leader], timeout=10)
     assert leader.returncode == 0
     assert marks.read_text().splitlines() == ["job done"]
+
+
+def test_a_node_whose_api_exits_ends_the_wait_at_once_with_the_end_of_its_log(tmp_path):
+    """A Worker API that cannot start (here: it prints and exits 3) is reported when it ends,
+    with what it printed, rather than after the whole timeout as "connection refused"."""
+    node = WorkerNode("node1", f"http://127.0.0.1:{free_port()}", {}, log_dir=tmp_path)
+    script = "import sys; print('line one'); print('OSError: address already in use'); sys.exit(3)"
+    node.api = Managed("node1-api", [sys.executable, "-c", script], {}, tmp_path / "api.log").start()
+    started = time.monotonic()
+    with pytest.raises(ProcessExited) as raised:
+        node.wait_answering(30)
+    assert time.monotonic() - started < 10
+    message = str(raised.value)
+    assert message.startswith("node1-api exited with 3")
+    assert message.endswith("line one\nOSError: address already in use")
+    node.api.close_log()
+
+
+def test_a_free_port_is_below_the_ephemeral_range_and_nothing_listens_on_it():
+    """Outgoing connections take their ports from the ephemeral range; a port picked below it
+    cannot be taken by one of them before the server meant for it binds."""
+    first_ephemeral = processes.ephemeral_port_range()[0]
+    for _ in range(20):
+        port = free_port()
+        assert processes.LOWEST_PORT <= port < first_ephemeral
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", port))
+
+
+def test_a_port_in_use_is_never_picked(monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        busy = taken.getsockname()[1]
+        taken.listen()
+        monkeypatch.setattr(processes._ports, "randrange", lambda low, high: busy)
+        # Every candidate is busy: it falls back to a port the kernel picks.
+        port = free_port()
+    assert port != busy
+
+
+def test_without_room_below_the_ephemeral_range_the_kernel_picks(monkeypatch):
+    monkeypatch.setattr(processes, "ephemeral_port_range", lambda: (processes.LOWEST_PORT + 10, 60999))
+    port = free_port()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", port))
