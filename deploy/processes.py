@@ -27,6 +27,7 @@ from typing import IO
 # with "address in use". Below the range, only another free_port() can pick it, one chance in
 # thousands.
 LOWEST_PORT = 15000
+ROOM_ABOVE = 16  # ports left free below the range: `make run --workers N` takes N in a row
 _ports = random.Random()  # its own generator: tests may seed the module's
 
 
@@ -43,7 +44,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     first_ephemeral = ephemeral_port_range()[0]
     if first_ephemeral - LOWEST_PORT >= 1000:
         for _ in range(100):
-            port = _ports.randrange(LOWEST_PORT, first_ephemeral)
+            port = _ports.randrange(LOWEST_PORT, first_ephemeral - ROOM_ABOVE)
             with socket.socket() as probe:
                 try:
                     probe.bind((host, port))
