@@ -92,10 +92,20 @@ def serve(app: web.Application, settings: ServiceSettings, service: str) -> None
     asyncio.run(run_service(app, settings, ssl_context, logging.getLogger(service)))
 
 
+class CannotListen(RuntimeError):
+    """The service's address cannot be bound (in use, or not an address of this machine)."""
+
+
 async def listen(
     app: web.Application, settings: ServiceSettings, ssl_context: ssl.SSLContext | None = None
 ) -> tuple[web.AppRunner, asyncio.Server, ConnectionLimits]:
-    """Start serving `app` on the configured address behind the connection limits."""
+    """Start serving `app` on the configured address behind the connection limits.
+
+    The address is bound before the app starts its resources (Redis clients, the sweeper,
+    health checks): a port in use raises `CannotListen` with nothing to clean up. Started first,
+    a task among them could swallow the cancellation meant to stop it, and the process
+    would hang without listening instead of exiting.
+    """
     limits = ConnectionLimits(
         connection_cap(settings.max_connections),
         settings.header_timeout_seconds,
@@ -103,25 +113,40 @@ async def listen(
     )
     app[CONNECTION_LIMITS] = limits
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=settings.keepalive_timeout_seconds)
-    await runner.setup()
-    handler_factory = runner.server
-    if handler_factory is None:
-        raise RuntimeError("the app runner has no server")
-    server = await asyncio.get_running_loop().create_server(
+
+    def protocol() -> GuardedProtocol:
+        handler_factory = runner.server
+        if handler_factory is None:
+            raise RuntimeError("the app runner has no server")
         # TLS is started by the protocol itself, after it has seen that the client speaks it.
-        lambda: GuardedProtocol(handler_factory(), limits, ssl_context),
-        settings.host,
-        settings.port,
-        reuse_address=True,
-        backlog=1024,
-    )
+        return GuardedProtocol(handler_factory(), limits, ssl_context)
+
+    try:
+        server = await asyncio.get_running_loop().create_server(
+            protocol, settings.host, settings.port, reuse_address=True, backlog=1024, start_serving=False
+        )
+    except OSError as error:
+        where = f"{settings.host}:{settings.port}"
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise CannotListen(f"cannot listen on {where}: {reason}") from error
+    try:
+        await runner.setup()
+        await server.start_serving()
+    except BaseException:
+        server.close()
+        await runner.cleanup()
+        raise
     return runner, server, limits
 
 
 async def run_service(
     app: web.Application, settings: ServiceSettings, ssl_context: ssl.SSLContext | None, log: logging.Logger
 ) -> None:
-    runner, server, limits = await listen(app, settings, ssl_context)
+    try:
+        runner, server, limits = await listen(app, settings, ssl_context)
+    except CannotListen as error:
+        log.error("%s", error)
+        raise SystemExit(1) from error
     loop = asyncio.get_running_loop()
     scheme = "https" if ssl_context else "http"
     log.info(

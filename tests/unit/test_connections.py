@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import orjson
 import pytest
 from aiohttp import web
 
-from common.service import listen
+from common.service import CannotListen, listen
 from common.settings import ServiceSettings
 from deploy.processes import free_port
 
@@ -98,3 +99,24 @@ async def test_a_body_shorter_than_its_content_length_is_a_408_not_a_held_connec
     assert head.startswith(b"HTTP/1.1 408"), head
     assert b"stalled" in body
     assert api.spool_files() == []
+
+
+async def test_a_port_in_use_raises_before_the_app_starts_anything():
+    """The address is bound first: a service whose port is taken exits at once instead of
+    starting background tasks that would then have to be cancelled (one swallowing the
+    cancellation hung the process, listening nowhere)."""
+    started = []
+
+    async def resources(app: web.Application):
+        started.append("resources")
+        yield
+
+    app = web.Application()
+    app.cleanup_ctx.append(resources)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(CannotListen, match=f"cannot listen on 127.0.0.1:{port}: Address already in use"):
+            await listen(app, ServiceSettings(port=port))
+    assert started == []

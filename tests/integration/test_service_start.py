@@ -1,0 +1,52 @@
+"""A Worker API or Hub whose port is taken exits at once, saying so, rather than running on
+without listening (a supervisor or `docker compose` then sees it fail and can act)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from deploy.processes import Managed, hub_env, python_command, wait_until, worker_env
+from tests.e2e.conftest import clean_environment
+
+
+@pytest.fixture
+def port_of_a_connection(redis_server: str) -> Iterator[int]:
+    """The local port of an established connection (to Redis): what an outgoing connection
+    holds when it took a port a test had just found free. Nothing listens on it."""
+    address = urlsplit(redis_server)
+    with socket.socket() as client:
+        client.bind(("127.0.0.1", 0))
+        client.connect((address.hostname, address.port))
+        yield client.getsockname()[1]
+
+
+def run_until_exit(name: str, module: str, env: dict[str, str], tmp_path: Path) -> tuple[int | None, str]:
+    log_path = tmp_path / f"{name}.log"
+    service = Managed(name, python_command("-m", module), env, log_path).start()
+    try:
+        wait_until(lambda: not service.running(), 30, what=f"{name} to exit")
+    finally:
+        service.stop(timeout=3)
+    return service.returncode, log_path.read_text()
+
+
+@pytest.mark.parametrize("module", ["worker", "hub"])
+def test_a_service_whose_port_is_taken_exits_with_1_naming_the_port(
+    module, redis_server, port_of_a_connection, tmp_path
+):
+    port = port_of_a_connection
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    if module == "worker":
+        env = worker_env(clean_environment(), redis_server, port, spool, PYTHONUNBUFFERED="1")
+        env["SCANHUB_SWEEP_INTERVAL_SECONDS"] = "0.3"  # a sweeper busy with Redis, as in CI
+    else:
+        env = hub_env(clean_environment(), port, ["http://127.0.0.1:9"], spool)
+    returncode, log = run_until_exit(module, module, env, tmp_path)
+    assert returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in log
