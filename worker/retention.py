@@ -148,10 +148,13 @@ async def run_sweeper(
 
     Stopping goes through an event rather than task cancellation alone: a cancellation that
     lands inside a Redis call can be swallowed by the client library, and the sweeper would
-    then sleep out a whole interval while the service waits to shut down.
+    then sleep out a whole interval while the service waits to shut down. A cancellation
+    swallowed that way still ends the loop before its next sweep.
     """
     interval = settings.sweep_interval_seconds
-    while not stop.is_set():
+    this_task = asyncio.current_task()
+    # `cancelling()` stays set when a library swallowed the CancelledError itself.
+    while not stop.is_set() and not (this_task is not None and this_task.cancelling()):
         try:
             if await store.take_sweeper_lock(interval * 0.9):
                 await sweep_once(store, settings, republish=republish)

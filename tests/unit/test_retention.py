@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 
 import fakeredis
 import pytest
 
-from worker.retention import sweep_once
+from worker.retention import run_sweeper, sweep_once
 from worker.settings import WorkerSettings
 from worker.store import Keys, TaskStore
 
@@ -168,3 +169,31 @@ def test_a_broken_site_report_types_file_stops_start_up(tmp_path):
         site_report_types.cache_clear()
         with pytest.raises(ValidationError, match="report types file"):
             WorkerSettings(report_types_file=broken)
+
+
+async def test_a_sweeper_whose_cancellation_a_client_swallowed_still_ends(tmp_path):
+    """A CancelledError caught inside a Redis call (the client library can do that) must not
+    keep the sweeper looping: the service's shutdown waits for it."""
+
+    class SwallowingStore:
+        calls = 0
+
+        async def take_sweeper_lock(self, seconds: float) -> bool:
+            SwallowingStore.calls += 1
+            if SwallowingStore.calls == 1:
+                with contextlib.suppress(asyncio.CancelledError):  # as a client library might
+                    await asyncio.sleep(10)
+            return False
+
+    settings = WorkerSettings(spool_dir=tmp_path, sweep_interval_seconds=0.05)
+    stop = asyncio.Event()
+    sweeper = asyncio.create_task(run_sweeper(SwallowingStore(), settings, stop))  # type: ignore[arg-type]
+    try:
+        while SwallowingStore.calls == 0:
+            await asyncio.sleep(0.01)
+        sweeper.cancel()
+        await asyncio.wait_for(asyncio.shield(sweeper), 2)
+        assert SwallowingStore.calls == 1  # no sweep after the cancellation
+    finally:
+        stop.set()  # so that the test ends even when the sweeper does not
+        await asyncio.gather(sweeper, return_exceptions=True)
