@@ -224,7 +224,7 @@ async def ids_done_twice(cluster: LocalCluster) -> Counter[int]:
 def run(faults: tuple[str, ...], rate: float, settle: float) -> list[FaultFigures]:
     state = Path(tempfile.mkdtemp(prefix="scanhub-chaos-"))
     cluster = LocalCluster(
-        state / "cluster", workers=2, hub_port=free_port(), worker_port=free_port(),
+        state / "cluster", workers=2, hub_port=free_port(), worker_port=free_port(count=2),
         environment=chaos_environment(state), log_dir=state,
     )  # fmt: skip
     stop = threading.Event()

@@ -106,9 +106,7 @@ class ClusterBench:
         environment = {key: value for key, value in os.environ.items() if not key.startswith("SCANHUB_")}
         environment.update({"SCANHUB_LOG_LEVEL": "WARNING", **self.environment})
         # Ports for the Hub and the Workers that no one else uses.
-        worker_port = free_port()
-        while any(_taken(worker_port + index) for index in range(1, self.workers)):
-            worker_port = free_port()
+        worker_port = free_port(count=self.workers)
         self.cluster = LocalCluster(
             state_dir, self.workers, hub_port=free_port(), worker_port=worker_port,
             environment=environment, log_dir=self.log_dir or state_dir,
@@ -143,13 +141,6 @@ class ClusterBench:
         # Let the nodes drain what was accepted before the next run.
         wait_idle(self.worker_urls)
         return result, memory.summary()
-
-
-def _taken(port: int) -> bool:
-    import socket
-
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def wait_idle(worker_urls: list[str], timeout: float = 300) -> None:

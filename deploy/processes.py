@@ -39,21 +39,34 @@ def ephemeral_port_range() -> tuple[int, int]:
         return 32768, 60999  # Linux's default
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on at `host`, outside the ephemeral range when it can be."""
+def free_port(host: str = "127.0.0.1", count: int = 1) -> int:
+    """A TCP port nothing listens on at `host`, outside the ephemeral range when it can be;
+    with `count`, the first of that many free ports in a row (`make run --workers N` takes
+    consecutive Worker ports)."""
+    if not 1 <= count <= ROOM_ABOVE:
+        raise ValueError(f"count must be 1 to {ROOM_ABOVE}")
     first_ephemeral = ephemeral_port_range()[0]
     if first_ephemeral - LOWEST_PORT >= 1000:
         for _ in range(100):
             port = _ports.randrange(LOWEST_PORT, first_ephemeral - ROOM_ABOVE)
-            with socket.socket() as probe:
-                try:
-                    probe.bind((host, port))
-                except OSError:
-                    continue
+            if all(_bindable(host, port + offset) for offset in range(count)):
                 return port
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+        if port + count <= 65536 and all(_bindable(host, port + offset) for offset in range(count)):
+            return port
+    raise RuntimeError(f"no {count} free port(s) in a row found on {host}")
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def redis_server_binary() -> Path:

@@ -155,3 +155,20 @@ def test_without_room_below_the_ephemeral_range_the_kernel_picks(monkeypatch):
     port = free_port()
     with socket.socket() as server:
         server.bind(("127.0.0.1", port))
+
+
+def test_free_ports_in_a_row_are_all_free():
+    first = free_port(count=3)
+    for port in range(first, first + 3):
+        with socket.socket() as server:
+            server.bind(("127.0.0.1", port))
+
+
+def test_a_row_with_a_busy_port_is_never_picked(monkeypatch):
+    first = free_port(count=4)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first + 1))
+        taken.listen()
+        candidates = iter([first, first + 2])  # the row from `first` holds the busy port
+        monkeypatch.setattr(processes._ports, "randrange", lambda low, high: next(candidates))
+        assert free_port(count=2) == first + 2
