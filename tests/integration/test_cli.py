@@ -7,12 +7,17 @@ requires a token, so the authorization options are exercised on every call.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import pty
+import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -316,6 +321,70 @@ def check_hostile_file_names(cluster: Cluster, tmp_path: Path) -> None:
     assert all(record["state"] == "done" for record in records)
 
 
+# Control sequences a terminal interprets: colours, cursor moves, erasing, show/hide cursor.
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def scanhub_on_a_terminal(*args: str, cwd: Path, columns: int = 150) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal of `columns` as its stdin, stdout and stderr, as a
+    user at a terminal would; its exit code and everything the terminal received."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    env = cli_environment(TERM="xterm-256color", COLUMNS=str(columns), LINES="50")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", *args], cwd=cwd, env=env,
+        stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True,
+    )  # fmt: skip
+    os.close(terminal)
+    received = bytearray()
+    try:
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: every holder of the terminal has closed it
+                break
+            if not chunk:
+                break
+            received += chunk
+        returncode = process.wait(60)
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+    return returncode, received.decode("utf-8", errors="replace")
+
+
+def check_a_terminal_gets_the_live_progress_and_a_drawn_table(cluster: Cluster, tmp_path: Path) -> None:
+    tree = tmp_path / "samples"
+    tree.mkdir()
+    files = make_tree(tree)
+    returncode, received = scanhub_on_a_terminal(
+        "scan", "samples", "--url", cluster.hub_url, "--token", TOKEN, "--fail-on", "malicious",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert returncode == 1, received
+    assert "Traceback" not in received
+    # The display is drawn: styles and cursor moves, which the plain output never holds.
+    assert ANSI.search(received), received
+    text = ANSI.sub("", received).replace("\r", "")
+    # The bar's last frame, left above the table: every file counted, every byte sent (Rich
+    # writes "1.1/1.1 kB"); no plain progress summary.
+    last_frame = text[: text.index("┏")].rstrip().rsplit("\n", 1)[-1].rsplit("4/4 files", 1)
+    assert len(last_frame) == 2, text
+    assert re.search(r"\b(\d+\.\d)/\1 kB\b", last_frame[1]), last_frame
+    assert "-- 4/4 files" not in text
+    # A flagged file is printed above the bar as it finishes.
+    assert re.search(r"\[\d/4\] samples/eicar\.com  malicious", text), text
+    # The verdict table is drawn with box characters: a header and a row per file.
+    lines = text.splitlines()
+    header = next(line for line in lines if "classification" in line and "children" in line)
+    assert header.startswith("┃") and "file" in header, header
+    rows = {name: line for name in files for line in lines if f"samples/{name}" in line and "│" in line}
+    assert set(rows) == set(files), text
+    assert "malicious" in rows["eicar.com"] and "malicious" not in rows["notes.txt"]
+    assert "4 files: 1 malicious" in text
+
+
 def test_every_command_against_a_hub_and_a_worker(cluster: Cluster, tmp_path: Path):
     """One test, so that one cluster serves every check: pytest-xdist hands a module's tests
     to its workers in turn, and a module-scoped cluster would be started once per worker."""
@@ -325,6 +394,7 @@ def test_every_command_against_a_hub_and_a_worker(cluster: Cluster, tmp_path: Pa
         check_bearer_tokens_from_each_service,
         check_status_of_the_hub_and_of_a_worker,
         check_hostile_file_names,
+        check_a_terminal_gets_the_live_progress_and_a_drawn_table,
     ):
         work = tmp_path / check.__name__
         work.mkdir()
