@@ -14,9 +14,10 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -76,6 +77,32 @@ def redis_server_binary() -> Path:
     return Path(get_binary_path())
 
 
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """SIGINT and SIGTERM arriving inside the block are handled as it ends (by the handlers
+    in place before it), not in the middle of it. Only the main thread receives signals; in
+    another thread the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {
+        signum: signal.signal(signum, lambda number, frame: received.append(number)) for signum in signals
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in received[:1]:  # the first one decides; a handler may raise
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
+
+
 @dataclass
 class Managed:
     """One child process, in its own process group so Ctrl-C reaches only the launcher."""
@@ -93,14 +120,17 @@ class Managed:
         if self.log_path is not None:
             self._log = output = self.log_path.open("ab")
         self._group_killed = False
-        self.process = subprocess.Popen(
-            self.command,
-            env=self.env,
-            stdout=output,
-            stderr=subprocess.STDOUT if output else None,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # A Ctrl-C landing inside Popen, after the fork, would leave a child no one knows of
+        # (and no stop reaches): it is handled once the process is recorded here.
+        with deferred_interrupts():
+            self.process = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT if output else None,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         return self
 
     @property

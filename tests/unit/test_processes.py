@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -172,3 +174,54 @@ def test_a_row_with_a_busy_port_is_never_picked(monkeypatch):
         candidates = iter([first, first + 2])  # the row from `first` holds the busy port
         monkeypatch.setattr(processes._ports, "randrange", lambda low, high: next(candidates))
         assert free_port(count=2) == first + 2
+
+
+@pytest.fixture
+def interrupts():
+    """SIGINT handled by a handler that records it (in `.received`) and raises
+    KeyboardInterrupt."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    handler.received = received  # type: ignore[attr-defined]
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_inside_a_deferred_block_is_handled_as_it_ends(interrupts):
+    reached_the_end = False
+    with pytest.raises(KeyboardInterrupt):
+        with processes.deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # a handler would have run by now
+            assert interrupts.received == []
+            reached_the_end = True
+    assert reached_the_end and interrupts.received == [signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is interrupts  # the handler from before is back
+
+
+def test_ctrl_c_while_a_process_starts_leaves_it_known_so_that_stop_reaches_it(interrupts, monkeypatch):
+    """Ctrl-C landing just after the fork: the process is recorded before the interrupt."""
+    real_popen = subprocess.Popen
+
+    def popen_then_ctrl_c(*args, **kwargs):
+        started = real_popen(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        return started
+
+    monkeypatch.setattr(processes.subprocess, "Popen", popen_then_ctrl_c)
+    part = Managed("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], {})
+    with pytest.raises(KeyboardInterrupt):
+        part.start()
+    monkeypatch.undo()
+    assert interrupts.received == [signal.SIGINT]
+    assert part.running()
+    part.stop(timeout=5)
+    assert not part.running()
