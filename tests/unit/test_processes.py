@@ -196,12 +196,11 @@ def interrupts():
 
 def test_a_signal_inside_a_deferred_block_is_handled_as_it_ends(interrupts):
     reached_the_end = False
-    with pytest.raises(KeyboardInterrupt):
-        with processes.deferred_interrupts():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.1)  # a handler would have run by now
-            assert interrupts.received == []
-            reached_the_end = True
+    with pytest.raises(KeyboardInterrupt), processes.deferred_interrupts():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # a handler would have run by now
+        assert interrupts.received == []
+        reached_the_end = True
     assert reached_the_end and interrupts.received == [signal.SIGINT]
     assert signal.getsignal(signal.SIGINT) is interrupts  # the handler from before is back
 
