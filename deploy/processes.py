@@ -95,12 +95,13 @@ def deferred_interrupts() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in received[:1]:  # the first one decides; a handler may raise
-            handler = previous[signum]
+        if received:  # the first one decides; a handler may raise
+            first = signal.Signals(received[0])
+            handler = previous[first]
             if callable(handler):
-                handler(signum, None)
+                handler(first, None)
             elif handler == signal.SIG_DFL:
-                signal.raise_signal(signum)
+                signal.raise_signal(first)
 
 
 @dataclass
