@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -31,6 +30,7 @@ from deploy.processes import (
     ProcessExited,
     WorkerNode,
     hub_env,
+    port_free,
     start_hub,
     start_redis,
     stop_services_then_redis,
@@ -94,19 +94,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.worker_port is None:
         args.worker_port = env_port("SCANHUB_WORKER_PORT", WORKER_BASE_PORT)
     return args
-
-
-def port_free(host: str, port: int) -> bool:
-    """Whether a server could listen on `port` now (as the services bind: SO_REUSEADDR, so a
-    port only lingering in TIME_WAIT counts as free)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def free_block(host: str, count: int, avoid: set[int], start: int) -> int:

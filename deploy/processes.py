@@ -6,6 +6,7 @@ processes through these functions, so what is tested is what users run.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import random
@@ -24,12 +25,12 @@ from typing import IO
 
 # Ports are picked below the kernel's ephemeral range, from which the port 0 trick and every
 # outgoing connection draw theirs: a port found free there could be taken by some client's
-# connection (to Redis, say) before the server meant for it binds, and that server would exit
-# with "address in use". Below the range, only another free_port() can pick it, one chance in
-# thousands.
+# connection (to Redis, say) before the server meant for it binds. Below the range, only
+# another free_port() can pick it: one chance in thousands, and never twice in one process.
 LOWEST_PORT = 15000
 ROOM_ABOVE = 16  # ports left free below the range: `make run --workers N` takes N in a row
 _ports = random.Random()  # its own generator: tests may seed the module's
+_handed_out: collections.deque[int] = collections.deque(maxlen=4096)
 
 
 def ephemeral_port_range() -> tuple[int, int]:
@@ -40,34 +41,52 @@ def ephemeral_port_range() -> tuple[int, int]:
         return 32768, 60999  # Linux's default
 
 
-def free_port(host: str = "127.0.0.1", count: int = 1) -> int:
-    """A TCP port nothing listens on at `host`, outside the ephemeral range when it can be;
-    with `count`, the first of that many free ports in a row (`make run --workers N` takes
-    consecutive Worker ports)."""
-    if not 1 <= count <= ROOM_ABOVE:
-        raise ValueError(f"count must be 1 to {ROOM_ABOVE}")
-    first_ephemeral = ephemeral_port_range()[0]
-    if first_ephemeral - LOWEST_PORT >= 1000:
-        for _ in range(100):
-            port = _ports.randrange(LOWEST_PORT, first_ephemeral - ROOM_ABOVE)
-            if all(_bindable(host, port + offset) for offset in range(count)):
-                return port
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = int(probe.getsockname()[1])
-        if port + count <= 65536 and all(_bindable(host, port + offset) for offset in range(count)):
-            return port
-    raise RuntimeError(f"no {count} free port(s) in a row found on {host}")
-
-
-def _bindable(host: str, port: int) -> bool:
-    with socket.socket() as probe:
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on `port` of `host` now (as the services bind: with
+    SO_REUSEADDR, so a port only lingering in TIME_WAIT counts as free)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
             return False
     return True
+
+
+def free_port(host: str = "127.0.0.1", count: int = 1) -> int:
+    """A TCP port nothing listens on at `host`, outside the ephemeral range when it can be;
+    with `count`, the first of that many free ports in a row (`make run --workers N` takes
+    consecutive Worker ports). A port handed out once is not handed out again."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
+
+    def usable(first: int) -> bool:
+        ports = range(first, first + count)
+        return (
+            ports[-1] < 65536
+            and not any(port in _handed_out for port in ports)
+            and all(port_free(host, port) for port in ports)
+        )
+
+    def candidates() -> Iterator[int]:
+        first_ephemeral = ephemeral_port_range()[0]
+        highest = first_ephemeral - max(count, ROOM_ABOVE)
+        for _ in range(100):
+            if highest - LOWEST_PORT >= 1000:
+                yield _ports.randrange(LOWEST_PORT, highest)
+                continue
+            # No room below the range: a port the kernel picks.
+            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+                probe.bind((host, 0))
+                picked = int(probe.getsockname()[1])
+            yield picked
+
+    for first in candidates():
+        if usable(first):
+            _handed_out.extend(range(first, first + count))
+            return first
+    raise RuntimeError(f"no {count} free port(s) in a row found on {host}")
 
 
 def redis_server_binary() -> Path:

@@ -130,6 +130,10 @@ def test_a_node_whose_api_exits_ends_the_wait_at_once_with_the_end_of_its_log(tm
     node.api.close_log()
 
 
+ROOM_BELOW_THE_RANGE = processes.ephemeral_port_range()[0] - processes.LOWEST_PORT >= 1000
+
+
+@pytest.mark.skipif(not ROOM_BELOW_THE_RANGE, reason="this machine's ephemeral range starts too low")
 def test_a_free_port_is_below_the_ephemeral_range_and_nothing_listens_on_it():
     """Outgoing connections take their ports from the ephemeral range; a port picked below it
     cannot be taken by one of them before the server meant for it binds."""
@@ -141,18 +145,32 @@ def test_a_free_port_is_below_the_ephemeral_range_and_nothing_listens_on_it():
             server.bind(("127.0.0.1", port))
 
 
+def test_a_port_is_never_handed_out_twice(monkeypatch):
+    first = free_port()
+    candidates = iter([first, first + 1])  # `first` is free again, but was handed out
+    monkeypatch.setattr(processes._ports, "randrange", lambda low, high: next(candidates))
+    monkeypatch.setattr(processes, "port_free", lambda host, port: True)
+    monkeypatch.setattr(processes, "ephemeral_port_range", lambda: (32768, 60999))
+    assert free_port() == first + 1
+
+
 def test_a_port_in_use_is_never_picked(monkeypatch):
+    busy = free_port(count=2)
+    processes._handed_out.clear()
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        busy = taken.getsockname()[1]
+        taken.bind(("127.0.0.1", busy))
         taken.listen()
-        monkeypatch.setattr(processes._ports, "randrange", lambda low, high: busy)
-        # Every candidate is busy: it falls back to a port the kernel picks.
-        port = free_port()
-    assert port != busy
+        candidates = iter([busy, busy + 1])
+        monkeypatch.setattr(processes._ports, "randrange", lambda low, high: next(candidates))
+        monkeypatch.setattr(processes, "ephemeral_port_range", lambda: (32768, 60999))
+        assert free_port() == busy + 1
 
 
 def test_without_room_below_the_ephemeral_range_the_kernel_picks(monkeypatch):
+    def not_called(low, high):
+        raise AssertionError("a port below the range was picked")
+
+    monkeypatch.setattr(processes._ports, "randrange", not_called)
     monkeypatch.setattr(processes, "ephemeral_port_range", lambda: (processes.LOWEST_PORT + 10, 60999))
     port = free_port()
     with socket.socket() as server:
@@ -168,12 +186,27 @@ def test_free_ports_in_a_row_are_all_free():
 
 def test_a_row_with_a_busy_port_is_never_picked(monkeypatch):
     first = free_port(count=4)
+    processes._handed_out.clear()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", first + 1))
         taken.listen()
         candidates = iter([first, first + 2])  # the row from `first` holds the busy port
         monkeypatch.setattr(processes._ports, "randrange", lambda low, high: next(candidates))
+        monkeypatch.setattr(processes, "ephemeral_port_range", lambda: (32768, 60999))
         assert free_port(count=2) == first + 2
+
+
+def test_a_free_port_on_an_ipv6_host(monkeypatch):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port = free_port("::1")
+    with socket.socket(socket.AF_INET6) as server:
+        server.bind(("::1", port))
 
 
 @pytest.fixture
