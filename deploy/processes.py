@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 # Ports are picked below the kernel's ephemeral range, from which the port 0 trick and every
 # outgoing connection draw theirs: a port found free there could be taken by some client's
@@ -98,29 +98,32 @@ def redis_server_binary() -> Path:
 
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[None]:
-    """SIGINT and SIGTERM arriving inside the block are handled as it ends (by the handlers
-    in place before it), not in the middle of it. Only the main thread receives signals; in
-    another thread the block runs as is."""
+    """SIGINT and SIGTERM arriving inside the block are handled as it ends, by the handlers
+    in place before it, rather than in the middle of it. Only the main thread receives
+    signals (in another thread the block runs as is); a signal ignored, or handled by C
+    code, is left alone."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {
-        signum: signal.signal(signum, lambda number, frame: received.append(number)) for signum in signals
-    }
+    previous: dict[int, Any] = {}
+    for deferred in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(deferred)
+        if current is not None and current != signal.SIG_IGN:
+            previous[deferred] = signal.signal(deferred, lambda number, frame: received.append(number))
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if received:  # the first one decides; a handler may raise
-            first = signal.Signals(received[0])
-            handler = previous[first]
-            if callable(handler):
-                handler(first, None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(first)
+        # Blocked while the handlers are put back: one arriving meanwhile is delivered to
+        # the restored handler once unblocked, never lost in between.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, previous)
+        try:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for number in dict.fromkeys(received):  # a handler may raise: the first one decides
+            signal.raise_signal(number)
 
 
 @dataclass
@@ -140,17 +143,24 @@ class Managed:
         if self.log_path is not None:
             self._log = output = self.log_path.open("ab")
         self._group_killed = False
-        # A Ctrl-C landing inside Popen, after the fork, would leave a child no one knows of
-        # (and no stop reaches): it is handled once the process is recorded here.
-        with deferred_interrupts():
-            self.process = subprocess.Popen(
-                self.command,
-                env=self.env,
-                stdout=output,
-                stderr=subprocess.STDOUT if output else None,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        # A Ctrl-C landing inside Popen, after the fork, would leave a child no one knows of:
+        # it is handled once the process is recorded, and as the caller never gets this
+        # object then, the process it interrupted is killed here.
+        try:
+            with deferred_interrupts():
+                self.process = subprocess.Popen(
+                    self.command,
+                    env=self.env,
+                    stdout=output,
+                    stderr=subprocess.STDOUT if output else None,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+        except BaseException:
+            if self.process is not None:
+                self.kill()
+            self.close_log()
+            raise
         return self
 
     @property

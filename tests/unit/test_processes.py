@@ -238,22 +238,49 @@ def test_a_signal_inside_a_deferred_block_is_handled_as_it_ends(interrupts):
     assert signal.getsignal(signal.SIGINT) is interrupts  # the handler from before is back
 
 
-def test_ctrl_c_while_a_process_starts_leaves_it_known_so_that_stop_reaches_it(interrupts, monkeypatch):
-    """Ctrl-C landing just after the fork: the process is recorded before the interrupt."""
+def test_ctrl_c_while_a_process_starts_stops_it_as_the_caller_never_gets_it(
+    interrupts, monkeypatch, tmp_path
+):
+    """Ctrl-C landing just after the fork, through a real call site (`start_worker_api`, which
+    returns the started process, as `start_hub` and `start_redis` do): the process it
+    interrupted is not left running."""
     real_popen = subprocess.Popen
+    started: list[subprocess.Popen] = []
 
     def popen_then_ctrl_c(*args, **kwargs):
-        started = real_popen(*args, **kwargs)
+        started.append(real_popen(*args, **kwargs))
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)
-        return started
+        return started[-1]
 
     monkeypatch.setattr(processes.subprocess, "Popen", popen_then_ctrl_c)
-    part = Managed("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], {})
+    monkeypatch.setattr(
+        processes, "python_command", lambda *args: [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
+    node = WorkerNode("node1", "http://127.0.0.1:1", {}, log_dir=tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        part.start()
-    monkeypatch.undo()
+        node.start_api()
     assert interrupts.received == [signal.SIGINT]
-    assert part.running()
-    part.stop(timeout=5)
-    assert not part.running()
+    assert node.api is None and len(started) == 1
+    assert started[0].poll() == -signal.SIGKILL
+
+
+def test_every_signal_deferred_is_raised_once_and_an_ignored_one_is_left_alone(interrupts):
+    terminations: list[int] = []
+    previous_term = signal.signal(signal.SIGTERM, lambda signum, frame: terminations.append(signum))
+    try:
+        with pytest.raises(KeyboardInterrupt), processes.deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+            assert terminations == [] and interrupts.received == []
+        time.sleep(0.1)
+        assert interrupts.received == [signal.SIGINT]
+        # SIGTERM came first and was raised first; SIGINT's handler raised after it.
+        assert terminations == [signal.SIGTERM]
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with processes.deferred_interrupts():
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
