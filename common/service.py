@@ -96,13 +96,26 @@ class CannotListen(RuntimeError):
     """The service's address cannot be bound (in use, or not an address of this machine)."""
 
 
+def cannot_listen(settings: ServiceSettings, error: OSError | None) -> CannotListen:
+    """The error for an address this service cannot listen on, saying where and why."""
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    if error is None:
+        reason = "another process took the port before this one listened"
+    elif isinstance(error, socket.gaierror) or not error.errno or error.errno < 0:
+        reason = error.strerror or str(error)
+    else:
+        reason = os.strerror(error.errno)
+    return CannotListen(f"cannot listen on {host}:{settings.port}: {reason}")
+
+
 async def listen(
     app: web.Application, settings: ServiceSettings, ssl_context: ssl.SSLContext | None = None
 ) -> tuple[web.AppRunner, asyncio.Server, ConnectionLimits]:
     """Start serving `app` on the configured address behind the connection limits.
 
     The address is bound before the app starts its resources (Redis clients, the sweeper,
-    health checks): a port in use raises `CannotListen` with nothing to clean up. Started first,
+    health checks): a port in use raises `CannotListen` with nothing to clean up; one taken
+    between the bind and the listen raises it once they are cleaned up. Started first,
     a task among them could swallow the cancellation meant to stop it, and the process
     would hang without listening instead of exiting.
     """
@@ -126,12 +139,20 @@ async def listen(
             protocol, settings.host, settings.port, reuse_address=True, backlog=1024, start_serving=False
         )
     except OSError as error:
-        where = f"{settings.host}:{settings.port}"
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise CannotListen(f"cannot listen on {where}: {reason}") from error
+        raise cannot_listen(settings, error) from error
     try:
         await runner.setup()
-        await server.start_serving()
+        # Two services bound to the same port before either listens (both with SO_REUSEADDR):
+        # the second to listen fails; asyncio raises, uvloop reports a socket of None.
+        try:
+            await server.start_serving()
+        except OSError as error:
+            raise cannot_listen(settings, error) from error
+        if not server.sockets or not all(
+            sock is not None and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            for sock in server.sockets
+        ):
+            raise cannot_listen(settings, None)
     except BaseException:
         server.close()
         await runner.cleanup()

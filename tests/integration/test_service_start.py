@@ -44,7 +44,8 @@ def test_a_service_whose_port_is_taken_exits_with_1_naming_the_port(
     spool.mkdir()
     if module == "worker":
         env = worker_env(clean_environment(), redis_server, port, spool, PYTHONUNBUFFERED="1")
-        env["SCANHUB_SWEEP_INTERVAL_SECONDS"] = "0.3"  # a sweeper busy with Redis, as in CI
+        # A sweeper busy with Redis, as when the process hung: it must not even start.
+        env["SCANHUB_SWEEP_INTERVAL_SECONDS"] = "0.3"
     else:
         env = hub_env(clean_environment(), port, ["http://127.0.0.1:9"], spool)
     returncode, log = run_until_exit(module, module, env, tmp_path)

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from common.service import CannotListen, listen
+from common.service import CannotListen, cannot_listen, listen
 from common.settings import ServiceSettings
 from deploy.processes import free_port
 
@@ -120,3 +120,43 @@ async def test_a_port_in_use_raises_before_the_app_starts_anything():
         with pytest.raises(CannotListen, match=f"cannot listen on 127.0.0.1:{port}: Address already in use"):
             await listen(app, ServiceSettings(port=port))
     assert started == []
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_port_another_process_listens_on_first_raises_once_the_app_is_cleaned_up(loop):
+    """Bound but not yet listening, a port can be bound again by another process (both with
+    SO_REUSEADDR); whichever listens second must fail, not serve nowhere (uvloop reports no
+    error: its socket is None)."""
+    events = []
+    port = free_port()
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("127.0.0.1", port))
+
+        async def resources(app: web.Application):
+            events.append("started")
+            other.listen()  # the other process listens while this one starts its resources
+            yield
+            events.append("cleaned up")
+
+        async def scenario():
+            app = web.Application()
+            app.cleanup_ctx.append(resources)
+            with pytest.raises(CannotListen, match=f"cannot listen on 127.0.0.1:{port}: "):
+                await listen(app, ServiceSettings(port=port))
+
+        factory = asyncio.new_event_loop
+        if loop == "uvloop":
+            uvloop = pytest.importorskip("uvloop")
+            factory = uvloop.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(scenario())
+    assert events == ["started", "cleaned up"]
+
+
+def test_an_ipv6_address_and_a_name_that_does_not_resolve_are_named_in_the_error():
+    ipv6 = cannot_listen(ServiceSettings(host="::1", port=8081), OSError(98, "x"))
+    assert str(ipv6) == "cannot listen on [::1]:8081: Address already in use"
+    unknown = socket.gaierror(-2, "Name or service not known")
+    name = cannot_listen(ServiceSettings(host="no-such-host.invalid", port=8081), unknown)
+    assert str(name) == "cannot listen on no-such-host.invalid:8081: Name or service not known"

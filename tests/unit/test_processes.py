@@ -121,13 +121,15 @@ def test_a_node_whose_api_exits_ends_the_wait_at_once_with_the_end_of_its_log(tm
     script = "import sys; print('line one'); print('OSError: address already in use'); sys.exit(3)"
     node.api = Managed("node1-api", [sys.executable, "-c", script], {}, tmp_path / "api.log").start()
     started = time.monotonic()
-    with pytest.raises(ProcessExited) as raised:
-        node.wait_answering(30)
+    try:
+        with pytest.raises(ProcessExited) as raised:
+            node.wait_answering(30)
+    finally:
+        node.api.close_log()
     assert time.monotonic() - started < 10
     message = str(raised.value)
     assert message.startswith("node1-api exited with 3")
     assert message.endswith("line one\nOSError: address already in use")
-    node.api.close_log()
 
 
 ROOM_BELOW_THE_RANGE = processes.ephemeral_port_range()[0] - processes.LOWEST_PORT >= 1000
