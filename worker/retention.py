@@ -149,12 +149,11 @@ async def run_sweeper(
     Stopping goes through an event rather than task cancellation alone: a cancellation that
     lands inside a Redis call can be swallowed by the client library, and the sweeper would
     then sleep out a whole interval while the service waits to shut down. A cancellation
-    swallowed that way still ends the loop before its next sweep.
+    swallowed that way still ends the sweeper as cancelled, once that call returns.
     """
     interval = settings.sweep_interval_seconds
     this_task = asyncio.current_task()
-    # `cancelling()` stays set when a library swallowed the CancelledError itself.
-    while not stop.is_set() and not (this_task is not None and this_task.cancelling()):
+    while not stop.is_set():
         try:
             if await store.take_sweeper_lock(interval * 0.9):
                 await sweep_once(store, settings, republish=republish)
@@ -162,5 +161,8 @@ async def run_sweeper(
             raise
         except Exception:
             log.exception("retention sweep failed; retrying in %s s", interval)
+        # `cancelling()` stays set when a library swallowed the CancelledError itself.
+        if this_task is not None and this_task.cancelling():
+            raise asyncio.CancelledError
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
