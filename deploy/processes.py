@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -290,6 +290,25 @@ def wait_until(check, timeout: float, interval: float = 0.05, what: str = "condi
     raise TimeoutError(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
 
 
+def wait_for_health(
+    parts: Sequence[Managed],
+    url: str,
+    statuses: tuple[int, ...],
+    timeout: float,
+    what: str,
+    ca_file: Path | None = None,
+) -> None:
+    """Until `url`/health answers one of `statuses`; one of `parts` (the service's processes)
+    ending meanwhile ends the wait at once (`ProcessExited`, with the end of its log)."""
+
+    def answered() -> bool:
+        for part in parts:
+            part.check_running()
+        return http_status(f"{url}/health", ca_file=ca_file) in statuses
+
+    wait_until(answered, timeout, interval=0.1, what=what)
+
+
 def http_status(url: str, timeout: float = 2, ca_file: Path | None = None) -> int:
     """The status `url` answers; https is verified against `ca_file` (scanhub's own CA)."""
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
@@ -437,15 +456,7 @@ class WorkerNode:
         self.wait_for_health((200, 503), timeout, f"{self.name}'s API to answer")
 
     def wait_for_health(self, statuses: tuple[int, ...], timeout: float, what: str) -> None:
-        """Until /health answers one of `statuses`; a process of the node that ends meanwhile
-        ends the wait at once (`ProcessExited`, with the end of its log)."""
-
-        def answered() -> bool:
-            for part in self.parts():
-                part.check_running()
-            return http_status(f"{self.url}/health", ca_file=self.ca_file) in statuses
-
-        wait_until(answered, timeout, interval=0.1, what=what)
+        wait_for_health(self.parts(), self.url, statuses, timeout, what, self.ca_file)
 
     def parts(self) -> list[Managed]:
         return [part for part in (self.api, self.celery, self.outputs) if part is not None]
@@ -480,10 +491,5 @@ def wait_hub_ready(
     hub: Managed, url: str, timeout: float = 30, want_healthy: bool = True, ca_file: Path | None = None
 ) -> None:
     """Until the Hub answers /health (200 when `want_healthy`, else any answer)."""
-
-    def ready() -> bool:
-        hub.check_running()
-        status = http_status(f"{url}/health", ca_file=ca_file)
-        return status == 200 if want_healthy else status in (200, 503)
-
-    wait_until(ready, timeout, interval=0.1, what=f"{hub.name} at {url}")
+    statuses = (200,) if want_healthy else (200, 503)
+    wait_for_health([hub], url, statuses, timeout, f"{hub.name} at {url}", ca_file)
