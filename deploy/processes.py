@@ -99,9 +99,10 @@ def redis_server_binary() -> Path:
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[None]:
     """SIGINT and SIGTERM arriving inside the block are handled as it ends, by the handlers
-    in place before it, rather than in the middle of it. Only the main thread receives
-    signals (in another thread the block runs as is); a signal ignored, or handled by C
-    code, is left alone."""
+    in place before it, rather than in the middle of it. Python handlers run in the main
+    thread only (in another thread the block runs as is); a signal ignored, or handled by C
+    code, is left alone. One whose handler is the default action ends this process as the
+    block ends, with no cleanup: `make run` handles both signals itself."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -114,8 +115,9 @@ def deferred_interrupts() -> Iterator[None]:
     try:
         yield
     finally:
-        # Blocked while the handlers are put back: one arriving meanwhile is delivered to
-        # the restored handler once unblocked, never lost in between.
+        # Blocked (in this thread) while the handlers are put back, so that none arrives
+        # half-way; one that does is run by the handler restored, as Python runs handlers
+        # after the fact in the main thread.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, previous)
         try:
             for signum, handler in previous.items():
@@ -142,13 +144,15 @@ class Managed:
         output: IO[bytes] | None = None
         if self.log_path is not None:
             self._log = output = self.log_path.open("ab")
-        self._group_killed = False
         # A Ctrl-C landing inside Popen, after the fork, would leave a child no one knows of:
-        # it is handled once the process is recorded, and as the caller never gets this
-        # object then, the process it interrupted is killed here.
+        # it is handled once the process is recorded. A handler that raises then (start-up
+        # interrupted) ends this call, and most callers never get this object: the process
+        # is killed here. A Popen that fails leaves the previous, ended process alone (its
+        # group id may belong to another process by now).
+        started: subprocess.Popen | None = None
         try:
             with deferred_interrupts():
-                self.process = subprocess.Popen(
+                started = subprocess.Popen(
                     self.command,
                     env=self.env,
                     stdout=output,
@@ -156,8 +160,9 @@ class Managed:
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
                 )
+                self.process, self._group_killed = started, False
         except BaseException:
-            if self.process is not None:
+            if started is not None:
                 self.kill()
             self.close_log()
             raise

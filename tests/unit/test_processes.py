@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import socket
@@ -132,6 +133,14 @@ def test_a_node_whose_api_exits_ends_the_wait_at_once_with_the_end_of_its_log(tm
     assert message.endswith("line one\nOSError: address already in use")
 
 
+def bind_as_a_service(host: str, port: int) -> None:
+    """Bind `port` as the services do (SO_REUSEADDR: a port whose connections linger in
+    TIME_WAIT is free), which raises if something else holds it."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((host, port))
+
+
 ROOM_BELOW_THE_RANGE = processes.ephemeral_port_range()[0] - processes.LOWEST_PORT >= 1000
 
 
@@ -143,8 +152,7 @@ def test_a_free_port_is_below_the_ephemeral_range_and_nothing_listens_on_it():
     for _ in range(20):
         port = free_port()
         assert processes.LOWEST_PORT <= port < first_ephemeral - processes.ROOM_ABOVE
-        with socket.socket() as server:
-            server.bind(("127.0.0.1", port))
+        bind_as_a_service("127.0.0.1", port)
 
 
 def test_a_port_is_never_handed_out_twice(monkeypatch):
@@ -158,8 +166,9 @@ def test_a_port_is_never_handed_out_twice(monkeypatch):
 
 def test_a_port_in_use_is_never_picked(monkeypatch):
     busy = free_port(count=2)
-    processes._handed_out.clear()
+    monkeypatch.setattr(processes, "_handed_out", collections.deque(maxlen=4096))
     with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         taken.bind(("127.0.0.1", busy))
         taken.listen()
         candidates = iter([busy, busy + 1])
@@ -175,21 +184,20 @@ def test_without_room_below_the_ephemeral_range_the_kernel_picks(monkeypatch):
     monkeypatch.setattr(processes._ports, "randrange", not_called)
     monkeypatch.setattr(processes, "ephemeral_port_range", lambda: (processes.LOWEST_PORT + 10, 60999))
     port = free_port()
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", port))
+    bind_as_a_service("127.0.0.1", port)
 
 
 def test_free_ports_in_a_row_are_all_free():
     first = free_port(count=3)
     for port in range(first, first + 3):
-        with socket.socket() as server:
-            server.bind(("127.0.0.1", port))
+        bind_as_a_service("127.0.0.1", port)
 
 
 def test_a_row_with_a_busy_port_is_never_picked(monkeypatch):
     first = free_port(count=4)
-    processes._handed_out.clear()
+    monkeypatch.setattr(processes, "_handed_out", collections.deque(maxlen=4096))
     with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         taken.bind(("127.0.0.1", first + 1))
         taken.listen()
         candidates = iter([first, first + 2])  # the row from `first` holds the busy port
@@ -207,8 +215,7 @@ def test_a_free_port_on_an_ipv6_host(monkeypatch):
     except OSError:
         pytest.skip("no IPv6 loopback here")
     port = free_port("::1")
-    with socket.socket(socket.AF_INET6) as server:
-        server.bind(("::1", port))
+    bind_as_a_service("::1", port)
 
 
 @pytest.fixture
@@ -273,16 +280,31 @@ def test_every_signal_deferred_is_raised_once_and_an_ignored_one_is_left_alone(i
     try:
         with pytest.raises(KeyboardInterrupt), processes.deferred_interrupts():
             os.kill(os.getpid(), signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGINT)
             os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.1)
             assert terminations == [] and interrupts.received == []
         time.sleep(0.1)
         assert interrupts.received == [signal.SIGINT]
-        # SIGTERM came first and was raised first; SIGINT's handler raised after it.
+        # SIGTERM came first and is raised first, once for both; SIGINT's handler raises.
         assert terminations == [signal.SIGTERM]
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with processes.deferred_interrupts():
             assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGTERM, previous_term)
+
+
+def test_a_start_that_fails_leaves_the_previous_process_group_alone(tmp_path, monkeypatch):
+    """Restarting onto a command that cannot run (a rebuilt venv): the ended process's group
+    id may belong to another process by now, so nothing is signalled."""
+    part = Managed("quick", [sys.executable, "-c", "pass"], {}).start()
+    part.stop()  # it has ended; its group was killed once
+    signalled: list[tuple[int, int]] = []
+    monkeypatch.setattr(processes.os, "killpg", lambda pid, signum: signalled.append((pid, signum)))
+    part.command = [str(tmp_path / "no-such-binary")]
+    ended = part.process
+    with pytest.raises(FileNotFoundError):
+        part.start()
+    assert signalled == []
+    assert part.process is ended
