@@ -188,13 +188,26 @@ def run_one(analyzer: Analyzer, entry: dict[str, Any], context: FileContext) -> 
 
 def run_analyzers(walk: Walk, entry: dict[str, Any], context: FileContext) -> None:
     max_depth = walk.settings.unpack_max_depth
-    depth_noted = False
+    depth_noted = time_noted = False
     for analyzer in walk.analyzers:
         if not analyzer.wants(context):
             continue
         if time.monotonic() > context.deadline:
             limit = context.settings.analysis_file_time_limit_seconds
-            record_error(entry, analyzer.name, f"skipped: the file's time limit of {limit:g} s was reached")
+            if not analyzer.extracts:
+                record_error(
+                    entry, analyzer.name, f"skipped: the file's time limit of {limit:g} s was reached"
+                )
+            elif not time_noted:
+                # A container whose time ran out before its extractor: unpacking stopped at the
+                # time limit, as when it runs out during extraction.
+                detail = (
+                    f"not unpacked: the file's time limit of {limit:g} s was reached before "
+                    f"{analyzer.name} ran"
+                )
+                context.extraction.limits.append({"limit": "time", "detail": detail})
+                context.extraction.format = context.extraction.format or analyzer.name
+                time_noted = True
             continue
         if analyzer.extracts and context.depth >= max_depth:
             if not depth_noted:

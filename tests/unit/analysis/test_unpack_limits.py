@@ -49,6 +49,20 @@ def test_per_file_time_limit_stops_unpacking_and_the_report_says_so(analyze):
     assert limits_hit(report[0]) == ["time"]
 
 
+def test_a_container_whose_time_ran_out_before_unpacking_reports_the_time_limit(analyze):
+    """On a loaded machine the file's time can end in identification or YARA, before the
+    extractor starts: the archive still says it was not unpacked, and why."""
+    report = analyze(
+        zip_bytes({"a.txt": b"a", "b.txt": b"b"}), "late.zip", analysis_file_time_limit_seconds=1e-9
+    )
+    assert len(report) == 1  # no member analyzed
+    archive = report[0]["metadata"]["archive"]
+    assert archive["format"] == "zip" and archive["extracted"] == 0
+    assert limits_hit(report[0]) == ["time"]
+    assert archive["limits_hit"][0]["detail"].startswith("not unpacked: the file's time limit of 1e-09 s")
+    assert any(item["id"] == "unpack:limit:time" for item in report[0]["indicators"])
+
+
 def test_lying_zip_header_sizes_do_not_get_past_the_ratio_limit(analyze):
     bomb = bytearray(zip_bomb_bytes(members=1, member_bytes=256 * 1024**2))
     # Claim the member is tiny both in the local header and the central directory.
