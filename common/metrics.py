@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from aiohttp import web
 from prometheus_client import (
@@ -14,8 +15,32 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from common.errors import Handler
+
+
+class StoredHistogram(Collector):
+    """A Prometheus histogram exported from counts set as a whole: cumulative counts by upper
+    bound ("+Inf" last) and the sum of the observations."""
+
+    def __init__(self, name: str, documentation: str):
+        self.name, self.documentation = name, documentation
+        self.buckets: list[tuple[str, float]] = [("+Inf", 0)]
+        self.sum = 0.0
+
+    def set(self, buckets: Sequence[tuple[float, float]], total: float) -> None:
+        """Cumulative counts by upper bound, infinity last, and the sum of the observations."""
+        if not buckets or not math.isinf(buckets[-1][0]):
+            raise ValueError("a histogram's last bucket is +Inf")
+        # Bounds written as prometheus_client writes its own ("1.0", "+Inf").
+        self.buckets = [(floatToGoString(bound), count) for bound, count in buckets]
+        self.sum = total
+
+    def collect(self) -> Iterable[Metric]:
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=self.buckets, sum_value=self.sum)
 
 
 class ServiceMetrics:
@@ -38,11 +63,20 @@ class ServiceMetrics:
         )
         self.service = service
         self.gauges: dict[str, Gauge] = {}
+        self.histograms: dict[str, StoredHistogram] = {}
 
     def gauge(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> Gauge:
         if name not in self.gauges:
             self.gauges[name] = Gauge(name, documentation, list(labels), registry=self.registry)
         return self.gauges[name]
+
+    def stored_histogram(self, name: str, documentation: str) -> StoredHistogram:
+        """A histogram whose counts are kept elsewhere (in Redis, by the Celery workers) and
+        set from there before each scrape."""
+        if name not in self.histograms:
+            self.histograms[name] = StoredHistogram(name, documentation)
+            self.registry.register(self.histograms[name])
+        return self.histograms[name]
 
     def middleware(self):
         @web.middleware

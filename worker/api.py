@@ -132,6 +132,9 @@ async def refresh_gauges(app: web.Application) -> None:
     )
     for verdict, count in (await store.verdict_counts()).items():
         verdicts.labels(verdict).set(count)
+    metrics.stored_histogram(
+        "scanhub_time_to_report_seconds", "Seconds from accepting a task to storing its report, done tasks"
+    ).set(*await store.time_to_report())
     metrics.gauge("scanhub_downloads_in_progress", "submit-url downloads running").set(len(app[DOWNLOADS]))
     publisher = app[PUBLISHER]
     metrics.gauge("scanhub_analysis_jobs_sent", "Celery jobs sent by this API process").set(

@@ -10,7 +10,9 @@ back by a late write from an analysis process.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -32,6 +34,8 @@ QUEUED, ANALYZING, DONE, FAILED = "queued", "analyzing", "done", "failed"
 THROUGHPUT_INTERVAL_SECONDS = 60
 THROUGHPUT_INTERVALS = 15
 VERDICTS = ("unknown", "goodware", "suspicious", "malicious")  # by classification code 0-3
+# Upper bounds (seconds) of the time-to-report histogram's buckets; the last is +Inf.
+TIME_TO_REPORT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 # KEYS[1] task hash, KEYS[2] queued index, KEYS[3] outcome counters (a hash: done, failed).
 # ARGV[1] ttl (0 keeps it), ARGV[2] allowed current statuses ("" any), ARGV[3] task id,
@@ -173,6 +177,12 @@ class Keys:
     def verdicts(self) -> str:
         """A hash: tasks done on this node by the classification of the submitted file."""
         return f"{self.prefix}:stats:verdicts"
+
+    @property
+    def time_to_report(self) -> str:
+        """A hash: done tasks by the bucket of their time from acceptance to stored report
+        (`le:<bound>`, each task in its smallest bucket), and `sum`, their seconds together."""
+        return f"{self.prefix}:stats:time_to_report"
 
     def done_in_interval(self, interval: int) -> str:
         """A counter of the tasks done during one `THROUGHPUT_INTERVAL_SECONDS` interval
@@ -641,6 +651,16 @@ class TaskStore:
         counts = cast(dict[str, str], await self.redis.hgetall(self.keys.verdicts))
         return {verdict: int(counts.get(verdict, 0)) for verdict in VERDICTS}
 
+    async def time_to_report(self) -> tuple[list[tuple[float, int]], float]:
+        """The time-to-report histogram of done tasks: cumulative counts by upper bound
+        (as Prometheus wants them, infinity last) and the sum of their seconds."""
+        raw = cast(dict[str, str], await self.redis.hgetall(self.keys.time_to_report))
+        buckets, total = [], 0
+        for bound in (*TIME_TO_REPORT_BUCKETS, math.inf):
+            total += int(raw.get(time_to_report_field(bound), 0))
+            buckets.append((bound, total))
+        return buckets, float(raw.get("sum", 0))
+
     async def throughput(self, now: float | None = None) -> list[int]:
         """Tasks done in each of the last `THROUGHPUT_INTERVALS` intervals, oldest first; the
         last one is the interval under way."""
@@ -742,7 +762,7 @@ class SyncTaskStore:
             # Rare (the task was deleted or ended meanwhile): the counts of done tasks must
             # agree with the outcome counters, which the refused transition left alone.
             pipe = self.redis.pipeline(transaction=False)
-            done_counter_commands(pipe, self.keys, report, now, amount=-1)
+            bookkeeping.count_done(pipe, self.keys, report, now, amount=-1)
             pipe.execute(raise_on_error=False)
         return finished
 
@@ -865,6 +885,8 @@ class Bookkeeping:
     analyzed: bool = True
     cache_key: str | None = None
     cache_seconds: int = 0
+    accepted: float | None = None  # when the task was accepted, to the millisecond
+    finished: float = dataclasses.field(default_factory=time.time)
 
     def commands(self, pipe: Any, store: SyncTaskStore, task_id: int, report: Any, now: float) -> None:
         keys = store.keys
@@ -874,7 +896,15 @@ class Bookkeeping:
         sample_index_commands(pipe, keys, task_id, self.submitted, report_digests(report), ttl)
         if self.cache_key is not None and self.cache_seconds > 0:
             pipe.set(keys.cached_result(self.cache_key), str(task_id), ex=self.cache_seconds)
-        done_counter_commands(pipe, keys, report, now)
+        self.count_done(pipe, keys, report, now)
+
+    def count_done(self, pipe: Any, keys: Keys, report: Any, now: float, amount: int = 1) -> None:
+        """The counts of done tasks (`amount` -1: take them back): by verdict, by interval,
+        and by time to report when the acceptance time is known (tasks from before it was
+        recorded have none)."""
+        done_counter_commands(pipe, keys, report, now, amount)
+        if self.accepted is not None:
+            time_to_report_commands(pipe, keys, max(0.0, self.finished - self.accepted), amount)
 
 
 def classification_code(entry: Any) -> int:
@@ -894,6 +924,24 @@ def entry_verdict(entry: Any) -> str:
 def verdict_of(report: Any) -> str:
     """The verdict of a report's submitted file (its first entry): one of `VERDICTS`."""
     return entry_verdict(report[0] if isinstance(report, list) and report else None)
+
+
+def time_to_report_field(bound: float) -> str:
+    """The hash field counting the tasks of one time-to-report bucket: `le:0.05` ... `le:+Inf`."""
+    return "le:+Inf" if math.isinf(bound) else f"le:{bound:g}"
+
+
+def time_to_report_bucket(seconds: float) -> str:
+    """The field of the smallest time-to-report bucket holding `seconds`."""
+    return time_to_report_field(
+        next((bound for bound in TIME_TO_REPORT_BUCKETS if seconds <= bound), math.inf)
+    )
+
+
+def time_to_report_commands(pipe: Any, keys: Keys, seconds: float, amount: int = 1) -> None:
+    """Count a done task's time from acceptance to stored report (`amount` -1: take it back)."""
+    pipe.hincrby(keys.time_to_report, time_to_report_bucket(seconds), amount)
+    pipe.hincrbyfloat(keys.time_to_report, "sum", round(amount * seconds, 6))
 
 
 def done_counter_commands(pipe: Any, keys: Keys, report: Any, now: float, amount: int = 1) -> None:

@@ -76,8 +76,10 @@ def forwarded_chain(request: web.Request) -> list[str]:
 
 
 def submission_fields(request: web.Request, custom_data: str | None, user_data: str | None) -> dict[str, Any]:
-    """What every new task records about who sent it and what they attached."""
+    """What every new task records about who sent it and what they attached, and when it was
+    accepted, to the millisecond (for the time-to-report histogram)."""
     return {
+        "accepted": f"{time.time():.3f}",
         "token": readable(normalize_filter_token(request.headers.get("X-TiScale-Token")), 256),
         "custom_data": custom_data,
         "user_data": user_data,

@@ -9,6 +9,7 @@ import contextlib
 import functools
 import importlib
 import logging
+import math
 import signal
 import threading
 import time
@@ -128,6 +129,7 @@ def run_analysis(
                 analyzed=outcome.cached_from is None,
                 cache_key=outcome.cache_key,
                 cache_seconds=config.cache_seconds,
+                accepted=accepted_time(record),
             )
             if not store.finish(task_id, outcome.report, identity, int(time.time()), extra, bookkeeping):
                 log.info("task %s finished but its record was deleted meanwhile", task_id)
@@ -345,3 +347,13 @@ def queue_outputs(context: ProcessContext, task_id: int) -> None:
     user_data = outputs.user_data_of(fields.get("user_data"))
     with task_context(task_id):
         outputs.queue_outputs(context.store, context.settings, task_id, user_data, context.send_delivery)
+
+
+def accepted_time(record: dict[str, str]) -> float | None:
+    """When the task was accepted (its `accepted` field, to the millisecond); None for a
+    record without one or with a value that is not a time."""
+    try:
+        accepted = float(record["accepted"])
+    except (KeyError, ValueError):
+        return None
+    return accepted if math.isfinite(accepted) else None

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -276,6 +277,7 @@ async def test_bad_uploads_leave_the_node_serving_others(worker_nodes):
 async def test_concurrent_uploads_all_end_done_whether_sent_alone_or_in_batch_jobs(worker_nodes):
     node = worker_nodes()
     contents = [os.urandom(1000) + bytes([n]) for n in range(40)]
+    started = time.time()
     async with aiohttp.ClientSession() as session:
         task_urls = await asyncio.gather(*(submit(session, node.url, content) for content in contents))
         views = await asyncio.gather(*(wait_for_task(session, url) for url in task_urls))
@@ -289,6 +291,11 @@ async def test_concurrent_uploads_all_end_done_whether_sent_alone_or_in_batch_jo
     assert 'scanhub_analyzer_runs{analyzer="identify"} 40.0' in metrics
     assert 'scanhub_analyzer_runs{analyzer="yara"} 40.0' in metrics
     assert 'scanhub_analyzer_seconds{analyzer="yara"}' in metrics
+    # Each done task's time from acceptance to its report, in the time-to-report histogram.
+    assert 'scanhub_time_to_report_seconds_bucket{le="+Inf"} 40.0' in metrics
+    assert "scanhub_time_to_report_seconds_count 40.0" in metrics
+    waited = float(re.search(r"^scanhub_time_to_report_seconds_sum (\S+)$", metrics, re.MULTILINE)[1])  # type: ignore[index]
+    assert 0 < waited <= 40 * (time.time() - started)
     jobs = next(
         float(line.split()[1])
         for line in metrics.splitlines()

@@ -4,6 +4,7 @@ and the CORS that lets a Hub's page follow a task on a Worker."""
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ import fakeredis
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import generate_latest
 
+from common.metrics import ServiceMetrics
 from hub.api import cluster_totals, create_app
 from hub.settings import HubSettings
 from tests.unit.conftest import TOKEN_TASKS
@@ -23,10 +26,12 @@ from worker.store import (
     Bookkeeping,
     Keys,
     SyncTaskStore,
+    TaskStore,
     done_counter_commands,
     encode_fields,
+    time_to_report_bucket,
 )
-from worker.tasks import run_analysis
+from worker.tasks import accepted_time, run_analysis
 
 HUB_ORIGIN = "http://127.0.0.1:8080"
 
@@ -95,10 +100,76 @@ def test_a_report_stored_for_a_task_deleted_meanwhile_is_not_counted(tmp_path: P
     client = fakeredis.FakeRedis(decode_responses=True)
     store = SyncTaskStore(client, Keys(), WorkerSettings(spool_dir=tmp_path).retention())
     now = int(time.time())
-    bookkeeping = Bookkeeping(submitted=now)
+    bookkeeping = Bookkeeping(submitted=now, accepted=now - 0.3, finished=now)
     assert not store.finish(1, report_with(3), {}, now, bookkeeping=bookkeeping)  # no such task
     assert client.hgetall(Keys().verdicts) == {"malicious": "0"}
     assert client.get(Keys().done_in_interval(now // THROUGHPUT_INTERVAL_SECONDS)) == "0"
+    times = client.hgetall(Keys().time_to_report)
+    assert times["le:0.5"] == "0" and float(times["sum"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "bucket"),
+    [
+        (0.0, "le:0.05"),
+        (0.05, "le:0.05"),
+        (0.0501, "le:0.1"),
+        (1.0, "le:1"),
+        (899.9, "le:900"),
+        (901, "le:+Inf"),
+    ],
+)
+def test_a_time_to_report_goes_to_the_smallest_bucket_holding_it(seconds, bucket):
+    assert time_to_report_bucket(seconds) == bucket
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [({"accepted": "1764900000.125"}, 1764900000.125), ({}, None), ({"accepted": "soon"}, None),
+     ({"accepted": "nan"}, None), ({"accepted": "inf"}, None)],
+)  # fmt: skip
+def test_the_acceptance_time_is_read_from_the_record_when_it_is_a_time(record, expected):
+    assert accepted_time(record) == expected
+
+
+async def test_metrics_export_the_time_to_report_of_done_tasks_as_a_cumulative_histogram(tmp_path: Path):
+    """Analyzed for real (identification, YARA...): each task's time from its `accepted` field
+    to its stored report lands in one bucket; the API's histogram adds them up."""
+    settings = WorkerSettings(spool_dir=tmp_path)
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server, decode_responses=True)
+    store = SyncTaskStore(client, Keys(), settings.retention())
+    now = time.time()
+
+    def analyze_queued(task_id: int, **fields: Any) -> None:
+        record: dict[Any, Any] = encode_fields(
+            {"task_id": task_id, "submitted": int(now), "status": "queued", "attempts": 0, **fields}
+        )
+        client.hset(Keys().task(task_id), mapping=record)
+        (tmp_path / str(task_id)).write_bytes(b"some text %d\n" % task_id)
+        assert run_analysis(task_id, store, settings) == "done"
+
+    for task_id, waited in ((1, 0.0), (2, 3.0), (3, 2000.0)):
+        analyze_queued(task_id, accepted=f"{now - waited:.3f}")
+    analyze_queued(4)  # accepted before acceptance times were recorded: done, not in the histogram
+
+    reader = fakeredis.aioredis.FakeRedis(server=server, decode_responses=True)
+    buckets_and_sum = await TaskStore(reader, Keys(), settings.retention()).time_to_report()
+    metrics = ServiceMetrics("worker")
+    metrics.stored_histogram("scanhub_time_to_report_seconds", "time to report").set(*buckets_and_sum)
+    text = generate_latest(metrics.registry).decode()
+    buckets = dict(re.findall(r'^scanhub_time_to_report_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M))
+    assert float(buckets["1.0"]) == 1 and float(buckets["2.5"]) == 1  # the quick one
+    assert float(buckets["5.0"]) == 2 and float(buckets["900.0"]) == 2 and float(buckets["+Inf"]) == 3
+    assert "scanhub_time_to_report_seconds_count 3.0" in text
+    total = float(re.search(r"^scanhub_time_to_report_seconds_sum (\S+)$", text, re.M)[1])  # type: ignore[index]
+    assert 2003.0 <= total < 2003.0 + 3 * (time.time() - now)
+
+
+def test_a_stored_histogram_needs_its_infinite_bucket():
+    histogram = ServiceMetrics("worker").stored_histogram("scanhub_x_seconds", "x")
+    with pytest.raises(ValueError, match=r"\+Inf"):
+        histogram.set([(1.0, 3)], 1.5)
 
 
 async def test_the_status_json_needs_a_tasks_token_and_the_page_none(make_worker_api):
