@@ -188,7 +188,7 @@ def run_one(analyzer: Analyzer, entry: dict[str, Any], context: FileContext) -> 
 
 def run_analyzers(walk: Walk, entry: dict[str, Any], context: FileContext) -> None:
     max_depth = walk.settings.unpack_max_depth
-    depth_noted = time_noted = False
+    depth_noted = False
     for analyzer in walk.analyzers:
         if not analyzer.wants(context):
             continue
@@ -198,16 +198,12 @@ def run_analyzers(walk: Walk, entry: dict[str, Any], context: FileContext) -> No
                 record_error(
                     entry, analyzer.name, f"skipped: the file's time limit of {limit:g} s was reached"
                 )
-            elif not time_noted:
-                # A container whose time ran out before its extractor: unpacking stopped at the
-                # time limit, as when it runs out during extraction.
-                detail = (
-                    f"not unpacked: the file's time limit of {limit:g} s was reached before "
-                    f"{analyzer.name} ran"
-                )
+            elif not any(noted["limit"] == "time" for noted in context.extraction.limits):
+                # Time ran out before an extractor (or during an earlier one, which said so):
+                # unpacking stopped at the time limit, reported once.
+                detail = f"the file's time limit of {limit:g} s was reached before {analyzer.name} ran"
                 context.extraction.limits.append({"limit": "time", "detail": detail})
                 context.extraction.format = context.extraction.format or analyzer.name
-                time_noted = True
             continue
         if analyzer.extracts and context.depth >= max_depth:
             if not depth_noted:

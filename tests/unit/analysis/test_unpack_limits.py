@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
 from samples.basic import EICAR, tar_bytes, zip_bomb_bytes, zip_bytes
 from tests.support.memory import peak_memory
 from tests.unit.analysis.conftest import by_path
+from worker.analysis import registry
+from worker.analysis.context import Analyzer
+from worker.analysis.engine import Submission, analyze_file
 
 
 def limits_hit(entry) -> list[str]:
@@ -59,8 +63,28 @@ def test_a_container_whose_time_ran_out_before_unpacking_reports_the_time_limit(
     archive = report[0]["metadata"]["archive"]
     assert archive["format"] == "zip" and archive["extracted"] == 0
     assert limits_hit(report[0]) == ["time"]
-    assert archive["limits_hit"][0]["detail"].startswith("not unpacked: the file's time limit of 1e-09 s")
+    assert archive["limits_hit"][0]["detail"] == "the file's time limit of 1e-09 s was reached before zip ran"
     assert any(item["id"] == "unpack:limit:time" for item in report[0]["indicators"])
+
+
+def test_the_time_limit_is_reported_once_when_an_extractor_ran_out_and_another_was_to_follow(
+    engine_settings, spool_dir
+):
+    def runs_out(context):
+        time.sleep(max(0.0, context.time_left()) + 0.05)  # unpacking until past the file's deadline
+        context.check_time("unpacking")
+
+    first = Analyzer("first", "1", runs_out, accepts=("Text",), extracts=True)
+    second = Analyzer("second", "1", lambda context: {}, accepts=("Text",), extracts=True)
+    path = spool_dir / "1"
+    path.write_bytes(b"plain text two extractors look inside\n")
+    settings = engine_settings.model_copy(update={"analysis_file_time_limit_seconds": 1})
+    report = analyze_file(
+        Submission(path, "a.txt", settings=settings), (*registry.ANALYZERS[:1], first, second)
+    )
+    assert limits_hit(report[0]) == ["time"]
+    assert report[0]["metadata"]["archive"]["limits_hit"][0]["detail"].startswith("unpacking exceeded")
+    assert [item["id"] for item in report[0]["indicators"]].count("unpack:limit:time") == 1
 
 
 def test_lying_zip_header_sizes_do_not_get_past_the_ratio_limit(analyze):
