@@ -181,7 +181,8 @@ class Keys:
     @property
     def time_to_report(self) -> str:
         """A hash: done tasks by the bucket of their time from acceptance to stored report
-        (`le:<bound>`, each task in its smallest bucket), and `sum`, their seconds together."""
+        (`le:<bound>`, each task in its smallest bucket), `count` of them all, and `sum`, their
+        seconds together."""
         return f"{self.prefix}:stats:time_to_report"
 
     def done_in_interval(self, interval: int) -> str:
@@ -656,9 +657,11 @@ class TaskStore:
         (as Prometheus wants them, infinity last) and the sum of their seconds."""
         raw = cast(dict[str, str], await self.redis.hgetall(self.keys.time_to_report))
         buckets, total = [], 0
-        for bound in (*TIME_TO_REPORT_BUCKETS, math.inf):
+        for bound in TIME_TO_REPORT_BUCKETS:
             total += int(raw.get(time_to_report_field(bound), 0))
             buckets.append((bound, total))
+        # +Inf from the count of every task: it stays whole if the bucket bounds ever change.
+        buckets.append((math.inf, max(total, int(raw.get("count", 0)))))
         return buckets, float(raw.get("sum", 0))
 
     async def throughput(self, now: float | None = None) -> list[int]:
@@ -753,12 +756,15 @@ class SyncTaskStore:
         changes the task's outcome."""
         fields = done_fields(report, worker_identity, now, extra)
 
+        queued = []
+
         def add(pipe: Any) -> None:
             if bookkeeping is not None:
                 bookkeeping.commands(pipe, self, task_id, report, now)
+                queued.append(True)  # not reached when a command could not be queued
 
         finished = self._apply_with(task_id, self.retention.done_seconds, ANALYZING, fields, add) > 0
-        if not finished and bookkeeping is not None:
+        if not finished and bookkeeping is not None and queued:
             # Rare (the task was deleted or ended meanwhile): the counts of done tasks must
             # agree with the outcome counters, which the refused transition left alone.
             pipe = self.redis.pipeline(transaction=False)
@@ -904,6 +910,8 @@ class Bookkeeping:
         recorded have none)."""
         done_counter_commands(pipe, keys, report, now, amount)
         if self.accepted is not None:
+            # Accepted by the API, finished by a Celery worker: two clocks, kept in step by
+            # NTP. A finish that seems to come first counts as immediate.
             time_to_report_commands(pipe, keys, max(0.0, self.finished - self.accepted), amount)
 
 
@@ -941,6 +949,7 @@ def time_to_report_bucket(seconds: float) -> str:
 def time_to_report_commands(pipe: Any, keys: Keys, seconds: float, amount: int = 1) -> None:
     """Count a done task's time from acceptance to stored report (`amount` -1: take it back)."""
     pipe.hincrby(keys.time_to_report, time_to_report_bucket(seconds), amount)
+    pipe.hincrby(keys.time_to_report, "count", amount)
     pipe.hincrbyfloat(keys.time_to_report, "sum", round(amount * seconds, 6))
 
 

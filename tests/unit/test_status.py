@@ -108,6 +108,23 @@ def test_a_report_stored_for_a_task_deleted_meanwhile_is_not_counted(tmp_path: P
     assert times["le:0.5"] == "0" and float(times["sum"]) == 0
 
 
+def test_counts_never_queued_are_not_taken_back(tmp_path: Path, monkeypatch):
+    """Bookkeeping that could not be queued (a report of an unexpected shape) for a task
+    deleted meanwhile: nothing was counted, so nothing is taken back."""
+    client = fakeredis.FakeRedis(decode_responses=True)
+    store = SyncTaskStore(client, Keys(), WorkerSettings(spool_dir=tmp_path).retention())
+
+    def cannot_queue(*args: Any) -> None:
+        raise TypeError("a report of an unexpected shape")
+
+    monkeypatch.setattr(Bookkeeping, "commands", cannot_queue)
+    now = int(time.time())
+    bookkeeping = Bookkeeping(submitted=now, accepted=now - 1.0, finished=now)
+    assert not store.finish(1, report_with(3), {}, now, bookkeeping=bookkeeping)  # no such task
+    assert client.hgetall(Keys().verdicts) == {}
+    assert client.hgetall(Keys().time_to_report) == {}
+
+
 @pytest.mark.parametrize(
     ("seconds", "bucket"),
     [
@@ -141,17 +158,24 @@ async def test_metrics_export_the_time_to_report_of_done_tasks_as_a_cumulative_h
     store = SyncTaskStore(client, Keys(), settings.retention())
     now = time.time()
 
-    def analyze_queued(task_id: int, **fields: Any) -> None:
-        record: dict[Any, Any] = encode_fields(
-            {"task_id": task_id, "submitted": int(now), "status": "queued", "attempts": 0, **fields}
-        )
+    def analyze_queued(task_id: int, waited: float | None) -> None:
+        """Analyze a task accepted `waited` seconds ago (None: with no acceptance time)."""
+        fields: dict[str, Any] = {
+            "task_id": task_id,
+            "submitted": int(now),
+            "status": "queued",
+            "attempts": 0,
+        }
+        if waited is not None:
+            fields["accepted"] = f"{time.time() - waited:.3f}"
+        record: dict[Any, Any] = encode_fields(fields)
         client.hset(Keys().task(task_id), mapping=record)
         (tmp_path / str(task_id)).write_bytes(b"some text %d\n" % task_id)
         assert run_analysis(task_id, store, settings) == "done"
 
-    for task_id, waited in ((1, 0.0), (2, 3.0), (3, 2000.0)):
-        analyze_queued(task_id, accepted=f"{now - waited:.3f}")
-    analyze_queued(4)  # accepted before acceptance times were recorded: done, not in the histogram
+    for task_id, waited in ((1, 0.0), (2, 10.0), (3, 2000.0)):
+        analyze_queued(task_id, waited)  # each well inside its bucket, even on a loaded machine
+    analyze_queued(4, None)  # accepted before acceptance times were recorded: not in the histogram
 
     reader = fakeredis.aioredis.FakeRedis(server=server, decode_responses=True)
     buckets_and_sum = await TaskStore(reader, Keys(), settings.retention()).time_to_report()
@@ -159,11 +183,12 @@ async def test_metrics_export_the_time_to_report_of_done_tasks_as_a_cumulative_h
     metrics.stored_histogram("scanhub_time_to_report_seconds", "time to report").set(*buckets_and_sum)
     text = generate_latest(metrics.registry).decode()
     buckets = dict(re.findall(r'^scanhub_time_to_report_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M))
-    assert float(buckets["1.0"]) == 1 and float(buckets["2.5"]) == 1  # the quick one
-    assert float(buckets["5.0"]) == 2 and float(buckets["900.0"]) == 2 and float(buckets["+Inf"]) == 3
+    assert float(buckets["5.0"]) == 1  # the quick one
+    assert float(buckets["10.0"]) in (1, 2) and float(buckets["30.0"]) == 2  # the one of 10 s
+    assert float(buckets["900.0"]) == 2 and float(buckets["+Inf"]) == 3
     assert "scanhub_time_to_report_seconds_count 3.0" in text
     total = float(re.search(r"^scanhub_time_to_report_seconds_sum (\S+)$", text, re.M)[1])  # type: ignore[index]
-    assert 2003.0 <= total < 2003.0 + 3 * (time.time() - now)
+    assert 2010.0 <= total < 2010.0 + 3 * (time.time() - now)
 
 
 def test_a_stored_histogram_needs_its_infinite_bucket():
@@ -288,3 +313,12 @@ async def test_the_hub_asks_each_workers_status_with_its_tasks_token(make_worker
         assert body["workers"][0]["status"]["service"] == "worker"
     finally:
         await hub.close()
+
+
+async def test_the_infinite_bucket_counts_every_task_even_under_bounds_no_longer_used():
+    redis = fakeredis.aioredis.FakeRedis(decode_responses=True)
+    # Two tasks under today's 1-s bound, three more under a bound since removed (le:3).
+    await redis.hset(Keys().time_to_report, mapping={"le:1": 2, "le:3": 3, "count": 5, "sum": "9.5"})
+    buckets, total = await TaskStore(redis, Keys(), WorkerSettings().retention()).time_to_report()
+    assert dict(buckets)[1.0] == 2 and dict(buckets)[900.0] == 2
+    assert buckets[-1] == (float("inf"), 5) and total == 9.5
