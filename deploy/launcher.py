@@ -31,6 +31,7 @@ from deploy.processes import (
     WorkerNode,
     hub_env,
     port_free,
+    ports_free,
     start_hub,
     start_redis,
     stop_services_then_redis,
@@ -100,7 +101,7 @@ def free_block(host: str, count: int, avoid: set[int], start: int) -> int:
     """The first port from `start` up (by hundreds) with `count` free ports in a row."""
     for first in range(start, 65536 - count, 100):
         ports = range(first, first + count)
-        if not avoid & set(ports) and all(port_free(host, port) for port in ports):
+        if not avoid & set(ports) and ports_free(host, ports):
             return first
     raise RuntimeError("no free ports found")
 

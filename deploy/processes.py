@@ -41,17 +41,26 @@ def ephemeral_port_range() -> tuple[int, int]:
         return 32768, 60999  # Linux's default
 
 
+def address_family(host: str) -> socket.AddressFamily:
+    """IPv6 for an address like `::1`, else IPv4."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def port_free(host: str, port: int) -> bool:
     """Whether a server could listen on `port` of `host` now (as the services bind: with
     SO_REUSEADDR, so a port only lingering in TIME_WAIT counts as free)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(address_family(host), socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
             return False
     return True
+
+
+def ports_free(host: str, ports: range) -> bool:
+    """Whether every one of `ports` is free on `host` (and a port at all)."""
+    return ports[-1] < 65536 and all(port_free(host, port) for port in ports)
 
 
 def free_port(host: str = "127.0.0.1", count: int = 1) -> int:
@@ -63,11 +72,7 @@ def free_port(host: str = "127.0.0.1", count: int = 1) -> int:
 
     def usable(first: int) -> bool:
         ports = range(first, first + count)
-        return (
-            ports[-1] < 65536
-            and not any(port in _handed_out for port in ports)
-            and all(port_free(host, port) for port in ports)
-        )
+        return not any(port in _handed_out for port in ports) and ports_free(host, ports)
 
     def candidates() -> Iterator[int]:
         first_ephemeral = ephemeral_port_range()[0]
@@ -77,7 +82,7 @@ def free_port(host: str = "127.0.0.1", count: int = 1) -> int:
                 yield _ports.randrange(LOWEST_PORT, highest)
                 continue
             # No room below the range: a port the kernel picks.
-            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            with socket.socket(address_family(host)) as probe:
                 probe.bind((host, 0))
                 picked = int(probe.getsockname()[1])
             yield picked

@@ -25,11 +25,12 @@ def port_of_a_connection(redis_server: str) -> Iterator[int]:
         yield client.getsockname()[1]
 
 
-def run_until_exit(name: str, module: str, env: dict[str, str], tmp_path: Path) -> tuple[int | None, str]:
-    log_path = tmp_path / f"{name}.log"
-    service = Managed(name, python_command("-m", module), env, log_path).start()
+def run_until_exit(module: str, env: dict[str, str], tmp_path: Path) -> tuple[int | None, str]:
+    """Run `python -m module` until it exits (30 s at most); its exit status and its log."""
+    log_path = tmp_path / f"{module}.log"
+    service = Managed(module, python_command("-m", module), env, log_path).start()
     try:
-        wait_until(lambda: not service.running(), 30, what=f"{name} to exit")
+        wait_until(lambda: not service.running(), 30, what=f"{module} to exit")
     finally:
         service.stop(timeout=3)
     return service.returncode, log_path.read_text()
@@ -48,6 +49,6 @@ def test_a_service_whose_port_is_taken_exits_with_1_naming_the_port(
         env["SCANHUB_SWEEP_INTERVAL_SECONDS"] = "0.3"
     else:
         env = hub_env(clean_environment(), port, ["http://127.0.0.1:9"], spool)
-    returncode, log = run_until_exit(module, module, env, tmp_path)
+    returncode, log = run_until_exit(module, env, tmp_path)
     assert returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in log

@@ -136,7 +136,7 @@ def test_a_node_whose_api_exits_ends_the_wait_at_once_with_the_end_of_its_log(tm
 def bind_as_a_service(host: str, port: int) -> None:
     """Bind `port` as the services do (SO_REUSEADDR: a port whose connections linger in
     TIME_WAIT is free), which raises if something else holds it."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as server:
+    with socket.socket(processes.address_family(host)) as server:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind((host, port))
 
